@@ -1,0 +1,1 @@
+"""Hydra discovers this package by its namespace (``hydra_plugins``); see ``searchpath``."""

@@ -1,0 +1,5 @@
+"""``python -m pipelines`` is ``python -m pipelines.run``."""
+
+from pipelines.run import main
+
+main()

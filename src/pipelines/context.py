@@ -1,0 +1,53 @@
+"""The shared state that a pipeline's stages read and extend, one stage after another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines import registry
+from pipelines.tracking import Tracker
+
+
+@dataclass
+class RunContext:
+    """What stages share: the resolved config, the tracker, and what earlier stages built.
+
+    Stages communicate only through this object, so any stage can be swapped for another
+    that reads and writes the same fields.
+    """
+
+    config: dict[str, Any]
+    tracker: Tracker
+    output_dir: Path
+    datamodule: Any = None
+    model: Any = None
+    #: final metrics of the run (``test/acc``, ...), printed in the summary and returned
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: files produced by stages, by role (``best_checkpoint`` -> path)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    def build_datamodule(self) -> Any:
+        """The data plugin named by ``data.name``, built from the ``data`` node."""
+        return registry.build("data", self.config["data"], path="data")
+
+    def build_model(self, **data_kwargs: Any) -> Any:
+        """The model plugin named by ``model.name``; ``data_kwargs`` fill data-implied args."""
+        return registry.build("model", self.config["model"], path="model", **data_kwargs)
+
+    def require(self, attribute: str, stage: str, provider: str) -> Any:
+        """A field an earlier stage must have set, or a clear error naming the missing stage."""
+        value = getattr(self, attribute)
+        if value is None:
+            from pipelines.errors import PipelineError
+
+            raise PipelineError(
+                f"The '{stage}' stage needs a {attribute}, which the '{provider}' stage builds. "
+                f"Put '{provider}' before '{stage}' in pipeline.stages."
+            )
+        return value

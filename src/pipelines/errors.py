@@ -1,0 +1,39 @@
+"""User-facing errors.
+
+Every error a user can fix by changing a command line, a config file or a file on disk is a
+:class:`PipelineError`. The CLI prints its message as one paragraph and exits with status 2,
+without a traceback: a traceback is for bugs in our code, not for a typo in an override.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PipelineError(Exception):
+    """An error the user can fix; its message says what went wrong and how to fix it."""
+
+
+class PluginNotFoundError(PipelineError):
+    """A config names a plugin that no installed package registers."""
+
+
+class ConfigValueError(PipelineError):
+    """A config value has the wrong type or a key is not accepted by its plugin."""
+
+
+class DataNotFoundError(PipelineError):
+    """Dataset files are missing and cannot be downloaded."""
+
+
+def closest_match(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``name`` (for "did you mean ...?"), or None if none is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A ``" Did you mean 'x'?"`` suffix, or an empty string when nothing is close."""
+    match = closest_match(name, candidates)
+    return f" Did you mean '{match}'?" if match else ""

@@ -1,0 +1,48 @@
+"""A Lightning logger that forwards to our :class:`~pipelines.tracking.Tracker`.
+
+Lightning's own ``MLFlowLogger`` creates and terminates runs itself (it marks the run
+FINISHED at the end of ``fit``, before ``test`` has run) and writes every call straight to
+the store. Ours writes into the run the engine opened, buffered, and never ends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+from pipelines.tracking import Tracker
+
+
+class TrackerLogger(Logger):
+    """Lightning ``Logger`` interface over a :class:`Tracker` (rank 0 only)."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self._tracker = tracker
+
+    @property
+    def name(self) -> str:
+        return "pipelines"
+
+    @property
+    def version(self) -> str:
+        return self._tracker.run_id or "untracked"
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """No-op: the engine logs the whole resolved config as params itself."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._tracker.log_metrics(metrics, step=step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        self._tracker.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self._tracker.flush()

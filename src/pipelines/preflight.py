@@ -1,0 +1,43 @@
+"""Checks on the raw command line, before Hydra composes anything.
+
+Hydra's own message for ``model=lstmm`` lists the available options but not the closest
+one; users mistype names, so we answer with a suggestion, fast, and before any heavy import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pipelines.errors import PluginNotFoundError, did_you_mean
+
+_GROUP_OVERRIDE = re.compile(r"^[+~]{0,2}(?P<group>[A-Za-z_][\w]*)=(?P<value>.*)$")
+_SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$|^\[.*\]$|^\$\{")
+
+
+def check_group_overrides(argv: Sequence[str]) -> None:
+    """Raise :class:`PluginNotFoundError` if ``group=value`` names an option that does not exist.
+
+    Sweep expressions (``range(...)``, ``choice(...)``, interpolations) are left to Hydra.
+    """
+    from pipelines.config import config_groups, group_options
+
+    groups: list[str] | None = None
+    for arg in argv:
+        match = _GROUP_OVERRIDE.match(arg)
+        if not match or arg.startswith("~"):
+            continue
+        group, value = match["group"], match["value"].strip()
+        if groups is None:
+            groups = config_groups()
+        if group not in groups or not value or _SWEEP_FUNCTION.match(value):
+            continue
+        options = group_options(group)
+        for choice in (v.strip().strip("'\"") for v in value.split(",")):
+            if choice and choice != "null" and choice not in options:
+                raise PluginNotFoundError(
+                    f"Unknown {group} '{choice}' in the override `{arg}`."
+                    f"{did_you_mean(choice, options)} Known {group} options: "
+                    f"{', '.join(options)}. Each is a config file {group}/<name>.yaml in "
+                    "conf/ or in an installed plugin package; pick one of those names."
+                )

@@ -1,0 +1,94 @@
+"""The plugin registry: every model, dataset and stage is found through Python entry points.
+
+Built-in plugins are registered in this project's ``pyproject.toml`` exactly as a third-party
+package registers its own, and the engine never imports :mod:`plugins` directly. Only
+registered plugins can be built from a config -- there is no arbitrary ``_target_`` import
+from a YAML file -- so a config file cannot execute code the user did not install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pipelines.errors import ConfigValueError, PipelineError, PluginNotFoundError
+from pipelines.validation import check_arguments
+
+#: plugin kind (the config node that names it) -> entry-point group
+GROUPS: dict[str, str] = {
+    "model": "pipelines.models",
+    "data": "pipelines.data",
+    "stage": "pipelines.stages",
+}
+
+#: entry-point group through which packages add their own ``conf/`` directory to Hydra's
+#: config search path (value: an importable package that holds config group folders).
+CONFIG_GROUP = "pipelines.configs"
+
+
+def _group(kind: str) -> str:
+    try:
+        return GROUPS[kind]
+    except KeyError:
+        raise PipelineError(
+            f"Unknown plugin kind '{kind}'. Known kinds: {', '.join(sorted(GROUPS))}."
+        ) from None
+
+
+@cache
+def available(kind: str) -> dict[str, EntryPoint]:
+    """All installed plugins of one kind, by name."""
+    return {ep.name: ep for ep in entry_points(group=_group(kind))}
+
+
+def names(kind: str) -> list[str]:
+    """Sorted names of the installed plugins of one kind."""
+    return sorted(available(kind))
+
+
+def load(kind: str, name: str) -> Any:
+    """The class (or factory) registered under ``name`` for ``kind``.
+
+    Raises a :class:`PluginNotFoundError` that lists the known names and the closest match.
+    """
+    plugins = available(kind)
+    if name not in plugins:
+        known = ", ".join(sorted(plugins)) or "(none installed)"
+        raise PluginNotFoundError(
+            f"Unknown {kind} plugin '{name}'.{did_you_mean(name, plugins)} "
+            f"Known {kind} plugins: {known}. A plugin is registered by an installed package "
+            f"under the entry-point group '{GROUPS[kind]}'; pick a known name "
+            f"(e.g. `{kind}={sorted(plugins)[0] if plugins else '...'}`) or install the "
+            "package that provides it."
+        )
+    try:
+        return plugins[name].load()
+    except Exception as exc:  # a broken plugin package: say which one, keep the cause
+        raise PipelineError(
+            f"The {kind} plugin '{name}' ({plugins[name].value}) is registered but failed to "
+            f"import: {type(exc).__name__}: {exc}. Reinstall or fix the package that provides it."
+        ) from exc
+
+
+def build(kind: str, node: Mapping[str, Any], *, path: str | None = None, **context: Any) -> Any:
+    """Build the plugin a config node names: ``node["name"]`` picks it, the rest are arguments.
+
+    ``context`` holds values the engine knows (e.g. ``input_shape`` from the data); each is
+    passed only if the plugin's constructor accepts it, and the config node wins over it.
+    ``path`` is the node's dotted location in the config, used to name keys in errors.
+    """
+    path = path or kind
+    if "name" not in node:
+        raise ConfigValueError(
+            f"The config node '{path}' has no 'name' key, so no {kind} plugin can be chosen. "
+            f"Add `name: <one of {', '.join(names(kind))}>` to it."
+        )
+    name = str(node["name"])
+    factory = load(kind, name)
+    kwargs = {key: value for key, value in node.items() if key != "name"}
+    kwargs = check_arguments(
+        factory, kwargs, path=path, what=f"The {kind} plugin '{name}'", implicit=context
+    )
+    return factory(**kwargs)

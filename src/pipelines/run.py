@@ -1,0 +1,40 @@
+"""Command-line entry point: ``python -m pipelines.run [overrides]`` (Hydra).
+
+Examples::
+
+    python -m pipelines.run                          # mlp on digits, tracked in ./mlruns
+    python -m pipelines.run model=convnet trainer.max_epochs=5
+    python -m pipelines.run -m model=mlp,convnet     # a sweep: one MLflow parent, two children
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines.config import config_dir
+from pipelines.errors import PipelineError
+from pipelines.preflight import check_group_overrides
+
+
+@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> object:
+    from pipelines.runner import execute
+
+    return execute(cfg)
+
+
+def main() -> None:
+    """Check the command line for unknown names, then hand it to Hydra."""
+    try:
+        check_group_overrides(sys.argv[1:])
+    except PipelineError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

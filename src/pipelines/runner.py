@@ -1,0 +1,145 @@
+"""Runs one pipeline: its stages, in order, on a shared context, inside one tracked run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipelines import registry, sweep
+from pipelines.config import flatten
+from pipelines.context import RunContext
+from pipelines.errors import PipelineError
+from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
+
+log = logging.getLogger(__name__)
+
+
+def execute(cfg: DictConfig) -> dict[str, float] | None:
+    """Hydra's task function: run the pipeline and turn failures into clear reports.
+
+    In a multirun sweep a failed job is recorded (MLflow status FAILED, a line in the sweep's
+    failure list) and the sweep goes on; :mod:`pipelines.sweep` fails the command at the end.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    job = f"job {hydra_cfg.job.num}" if multirun else "run"
+    try:
+        return run_pipeline(
+            cfg,
+            output_dir=Path(hydra_cfg.runtime.output_dir),
+            overrides=list(hydra_cfg.overrides.task),
+            job_num=hydra_cfg.job.num if multirun else None,
+        )
+    except PipelineError as exc:
+        report_error(exc)
+        if not multirun:
+            raise SystemExit(2) from None
+        sweep.record_failure(job, str(exc))
+    except Exception as exc:
+        if not multirun:
+            raise
+        traceback.print_exc()
+        sweep.record_failure(job, f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def run_pipeline(
+    cfg: DictConfig,
+    *,
+    output_dir: Path,
+    overrides: list[str] | None = None,
+    job_num: int | None = None,
+) -> dict[str, float]:
+    """Build the context, run every stage of ``pipeline.stages``, track it all; return metrics."""
+    started = time.perf_counter()
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
+    # Fail fast on an unknown stage, before any data is loaded or any run is opened.
+    for node in stages:
+        registry.load("stage", node["name"])
+
+    import lightning
+
+    lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
+    tracker = _open_tracker(config, overrides or [], job_num)
+    ctx = RunContext(config=config, tracker=tracker, output_dir=output_dir)
+    status = "FAILED"
+    try:
+        tracker.log_params(dict(flatten(config)))
+        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        for index, node in enumerate(stages):
+            path = f"pipeline.stages[{index}]"
+            stage = registry.build("stage", node, path=path)
+            log.info("stage %s: %s", index, node["name"])
+            stage.run(ctx)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish(status)
+    _print_summary(ctx, time.perf_counter() - started)
+    return ctx.metrics
+
+
+def _stage_node(node: Any) -> dict[str, Any]:
+    """``fit`` or ``{name: fit, monitor: val/acc}`` -> a plugin node with a ``name``."""
+    if isinstance(node, str):
+        return {"name": node}
+    if isinstance(node, dict) and "name" in node:
+        return node
+    raise PipelineError(
+        f"Each entry of pipeline.stages must be a stage name or a mapping with a 'name' key; "
+        f"got {node!r}. Known stages: {', '.join(registry.names('stage'))}."
+    )
+
+
+def _open_tracker(config: dict[str, Any], overrides: list[str], job_num: int | None) -> Tracker:
+    node = config.get("tracking") or {}
+    settings = TrackingSettings(
+        enabled=bool(node.get("enabled", True)),
+        uri=node.get("uri"),
+        experiment=str(node.get("experiment", "pipelines")),
+    )
+    model, data = config["model"]["name"], config["data"]["name"]
+    run_name = f"{model}-{data}-{datetime.now():%Y%m%d-%H%M%S}"
+    if job_num is not None:
+        run_name += f"-job{job_num}"
+    tags = {
+        "model": model,
+        "data": data,
+        "pipeline": str(config["pipeline"].get("name", "")),
+        "overrides": " ".join(overrides),
+    }
+    return open_tracker(settings, run_name, tags=tags, parent_run_id=sweep.parent_run_id())
+
+
+def _print_summary(ctx: RunContext, seconds: float) -> None:
+    config = ctx.config
+    lines = [
+        f"pipelines: {config['model']['name']} on {config['data']['name']} "
+        f"({config['pipeline'].get('name', 'pipeline')}) finished in {seconds:.1f}s"
+    ]
+    for key, value in sorted(ctx.metrics.items()):
+        lines.append(f"  {key:<12} {value:.4f}")
+    tracker = ctx.tracker
+    if tracker.run_id:
+        lines.append(f"  MLflow run   {tracker.run_id} ({getattr(tracker, 'run_name', '')})")
+        lines.append(f"  Browse runs  {ui_command(tracker.uri)}")
+    lines.append(f"  Outputs      {ctx.output_dir}")
+    print("\n".join(lines), flush=True)
+
+
+def report_error(exc: BaseException) -> None:
+    """Print a user-facing error as one paragraph on stderr."""
+    print(f"Error: {exc}", file=sys.stderr, flush=True)

@@ -1,0 +1,100 @@
+"""Multirun sweeps: one MLflow parent run per sweep, one child run per job.
+
+A Hydra callback opens the parent when the sweep starts and closes it when it ends. Jobs
+find the parent through an environment variable (inherited by in-process and local
+process-pool launchers) or, on launchers that start jobs elsewhere, through a file in the
+sweep directory. A failed job is written to the sweep's failure list instead of stopping
+the sweep; at the end the parent is marked FAILED and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+STATE_ENV = "PIPELINES_SWEEP_STATE"
+_PARENT_FILE = "mlflow_parent_run_id"
+_FAILURES_DIR = "failed_jobs"
+
+
+def _state_dir() -> Path | None:
+    value = os.environ.get(STATE_ENV)
+    if value:
+        return Path(value)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        candidate = Path(HydraConfig.get().sweep.dir) / ".pipelines"
+    except Exception:  # not inside a Hydra job
+        return None
+    return candidate if candidate.is_dir() else None
+
+
+def parent_run_id() -> str | None:
+    """The sweep's parent MLflow run id, inside a multirun job; None otherwise."""
+    state = _state_dir()
+    if state is None:
+        return None
+    parent = state / _PARENT_FILE
+    if not parent.is_file():
+        return None
+    return parent.read_text().strip() or None
+
+
+def record_failure(job: str, message: str) -> None:
+    """Add a failed job to the sweep's failure list (one file per job, safe in parallel)."""
+    state = _state_dir()
+    if state is None:
+        return
+    failures = state / _FAILURES_DIR
+    failures.mkdir(parents=True, exist_ok=True)
+    (failures / f"{job.replace(' ', '_')}.txt").write_text(message)
+
+
+class SweepCallback(Callback):
+    """Opens the parent run of a multirun sweep and reports its failed jobs at the end."""
+
+    def __init__(self) -> None:
+        self._tracker: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        state = Path(str(config.hydra.sweep.dir)).resolve() / ".pipelines"
+        state.mkdir(parents=True, exist_ok=True)
+        os.environ[STATE_ENV] = str(state)
+        tracking = OmegaConf.select(config, "tracking", default=None) or {}
+        if not tracking.get("enabled", True):
+            return
+        from pipelines.tracking import TrackingSettings, open_tracker
+
+        overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+        settings = TrackingSettings(
+            enabled=True,
+            uri=tracking.get("uri"),
+            experiment=str(tracking.get("experiment", "pipelines")),
+        )
+        self._tracker = open_tracker(
+            settings,
+            run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
+            tags={"sweep": "true", "overrides": " ".join(overrides)},
+        )
+        self._tracker.log_params({"sweep.overrides": " ".join(overrides)})
+        (state / _PARENT_FILE).write_text(self._tracker.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        state = Path(os.environ.get(STATE_ENV, ""))
+        failures = sorted((state / _FAILURES_DIR).glob("*.txt")) if state.name else []
+        if self._tracker is not None:
+            self._tracker.set_tags({"failed_jobs": str(len(failures))})
+            self._tracker.finish("FAILED" if failures else "FINISHED")
+        os.environ.pop(STATE_ENV, None)
+        if failures:
+            lines = [f"{len(failures)} job(s) of the sweep failed (the others are recorded):"]
+            lines += [f"  {f.stem.replace('_', ' ')}: {f.read_text().strip()}" for f in failures]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            raise SystemExit(1)

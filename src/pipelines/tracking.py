@@ -1,0 +1,204 @@
+"""Run tracking: one MLflow run per pipeline run, or nothing at all with ``tracking=none``.
+
+The engine talks to a small :class:`Tracker` interface so stages never import MLflow and a
+run without tracking costs nothing. Metrics are buffered and sent with ``log_batch``: a
+SQLite write per training step would dominate a small model's step time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: MLflow limits (see mlflow.utils.validation)
+_MAX_PARAM_VALUE = 6000
+_MAX_BATCH_PARAMS = 100
+_MAX_BATCH_METRICS = 1000
+_FLUSH_SECONDS = 10.0
+
+DEFAULT_STORE_DIR = "mlruns"
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where and how a run is tracked (the ``tracking`` config node)."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "pipelines"
+
+    def resolved_uri(self, cwd: Path | None = None) -> str:
+        """``tracking.uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns`` (SQLite)."""
+        if self.uri:
+            return self.uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return default_store_uri(cwd)
+
+
+def default_store_uri(cwd: Path | None = None) -> str:
+    """SQLite metadata in ``./mlruns/mlflow.db``; MLflow 3 refuses plain file stores."""
+    store = (cwd or Path.cwd()).resolve() / DEFAULT_STORE_DIR
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def _default_artifact_location(uri: str, experiment: str) -> str | None:
+    """Keep artifacts beside the default SQLite file (``mlruns/artifacts/<experiment>``)."""
+    if not uri.startswith("sqlite:///") or not uri.endswith("/mlflow.db"):
+        return None
+    store_dir = Path(uri.removeprefix("sqlite:///")).parent
+    return (store_dir / "artifacts" / experiment).as_uri()
+
+
+class Tracker:
+    """No-op tracker (``tracking=none``); :class:`MlflowTracker` records for real."""
+
+    run_id: str | None = None
+    uri: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record configuration values (strings in MLflow's params table)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record numeric values at a step (buffered; see :meth:`flush`)."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Record searchable labels (model, data, pipeline, ...)."""
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Copy a file into the run's artifacts."""
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store text (e.g. the resolved config) as an artifact file."""
+
+    def flush(self) -> None:
+        """Send buffered metrics now."""
+
+    def finish(self, status: str) -> None:
+        """End the run with an MLflow status: FINISHED, FAILED or KILLED."""
+
+
+class MlflowTracker(Tracker):
+    """One MLflow run, created up front so a crash still leaves a FAILED run behind."""
+
+    def __init__(
+        self,
+        settings: TrackingSettings,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = settings.resolved_uri()
+        _ensure_store_dir(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = get_or_create_experiment(self.client, self.uri, settings.experiment)
+        all_tags = dict(tags or {})
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        self.run_id = run.info.run_id
+        self.run_name = run_name
+        self._pending: list[Any] = []
+        self._last_flush = time.monotonic()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, _param_value(value)) for key, value in params.items()]
+        for chunk in _chunks(items, _MAX_BATCH_PARAMS):
+            self.client.log_batch(self.run_id, params=chunk, synchronous=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._pending.append(Metric(key, float(value), now, int(step or 0)))
+        if (
+            len(self._pending) >= _MAX_BATCH_METRICS
+            or time.monotonic() - self._last_flush > _FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for chunk in _chunks(pending, _MAX_BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+        self._last_flush = time.monotonic()
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
+        )
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def finish(self, status: str) -> None:
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status=status)
+
+
+def get_or_create_experiment(client: Any, uri: str, name: str) -> str:
+    """The id of experiment ``name``, created (with artifacts beside the store) if needed."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(
+            name, artifact_location=_default_artifact_location(uri, name)
+        )
+    except MlflowException:  # created concurrently by a parallel job
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def open_tracker(
+    settings: TrackingSettings,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> Tracker:
+    """An MLflow tracker, or the no-op one when tracking is disabled."""
+    if not settings.enabled:
+        return Tracker()
+    return MlflowTracker(settings, run_name, tags=tags, parent_run_id=parent_run_id)
+
+
+def ui_command(uri: str | None) -> str:
+    """The command that opens the MLflow UI on a store."""
+    if not uri:
+        return ""
+    return f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"
+
+
+def _ensure_store_dir(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _param_value(value: Any) -> str:
+    text = "None" if value is None else str(value)
+    return text if len(text) <= _MAX_PARAM_VALUE else text[: _MAX_PARAM_VALUE - 3] + "..."
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

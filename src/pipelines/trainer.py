@@ -1,0 +1,89 @@
+"""Builds the Lightning ``Trainer`` from the ``trainer`` config node.
+
+The node's keys are ``lightning.Trainer`` arguments, checked against its signature so a
+typo or a wrong type names the key. The engine owns logging and checkpointing: it adds the
+tracker's logger and a checkpoint callback that keeps the best and the last epoch on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import ConfigValueError
+from pipelines.validation import check_arguments
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pipelines.context import RunContext
+
+#: Trainer arguments the engine sets itself; a config that sets them would be silently lost.
+ENGINE_OWNED = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
+
+
+def build_trainer(
+    ctx: RunContext,
+    *,
+    monitor: str = "val/loss",
+    mode: str = "min",
+    checkpoint_dir: str | None = "checkpoints",
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Trainer, ModelCheckpoint | None]:
+    """A ``Trainer`` for one stage, and the checkpoint callback that tracks its best epoch.
+
+    ``checkpoint_dir=None`` builds a trainer that saves nothing (evaluation stages).
+    """
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from pipelines.lightning_logger import TrackerLogger
+
+    kwargs = dict(ctx.config.get("trainer") or {})
+    kwargs.update(overrides or {})
+    for key in ENGINE_OWNED:
+        if key in kwargs:
+            raise ConfigValueError(
+                f"'trainer.{key}' is set by the engine and cannot be configured; remove it."
+            )
+    if kwargs.get("enable_progress_bar") is None:
+        kwargs["enable_progress_bar"] = sys.stdout.isatty()
+    kwargs = check_arguments(Trainer, kwargs, path="trainer", what="Trainer")
+    quiet_lightning()
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = ModelCheckpoint(
+            dirpath=Path(ctx.output_dir) / checkpoint_dir,
+            filename="best-{epoch:03d}",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+        )
+    trainer = Trainer(
+        logger=TrackerLogger(ctx.tracker),
+        callbacks=[checkpoint] if checkpoint else [],
+        enable_checkpointing=checkpoint is not None,
+        default_root_dir=str(ctx.output_dir),
+        **kwargs,
+    )
+    return trainer, checkpoint
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter and warnings that do not apply to our set-up.
+
+    Hardware lines and tips repeat on every ``Trainer``; the per-step logging interval
+    warning is moot because metrics are logged per epoch by design.
+    """
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

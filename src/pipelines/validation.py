@@ -1,0 +1,107 @@
+"""Type checks for plugin arguments, so a bad override names its key instead of crashing later.
+
+Hydra parses ``trainer.max_epochs=abc`` into the string ``"abc"`` without complaint; the first
+sign of trouble would otherwise be a traceback deep inside Lightning. Every plugin's
+constructor is already type-annotated, so we validate the config values against those
+annotations with pydantic (lax mode: ``"5"`` is a fine ``int``) and name the dotted key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipelines.errors import ConfigValueError, did_you_mean
+
+
+def check_arguments(
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    *,
+    path: str,
+    what: str,
+    implicit: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate config ``kwargs`` for ``factory``: no unknown key, every value of its type.
+
+    ``implicit`` holds values the engine supplies (e.g. ``input_shape`` from the data); each
+    is added only if ``factory`` accepts it, and an explicit config value wins over it.
+    ``path`` is the config node's dotted location, ``what`` names the factory in messages.
+    """
+    parameters = parameters_of(factory)
+    implicit = dict(implicit or {})
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    configurable = [
+        name
+        for name, p in parameters.items()
+        if name not in implicit and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    for key in kwargs:
+        if key not in parameters and not accepts_any:
+            raise ConfigValueError(
+                f"{what} does not accept the key '{path}.{key}'."
+                f"{did_you_mean(key, configurable)} Its keys are: "
+                f"{', '.join(configurable) or '(none)'}. Remove or rename `{path}.{key}`."
+            )
+    merged = dict(kwargs)
+    for key, value in implicit.items():
+        if key not in merged and (key in parameters or accepts_any):
+            merged[key] = value
+    return validate_arguments(factory, merged, path=path)
+
+
+def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a class's ``__init__`` or of a function (without ``self``)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        params = dict(inspect.signature(target).parameters)
+    except (TypeError, ValueError):  # no signature: accept anything
+        return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
+    params.pop("self", None)
+    return params
+
+
+def validate_arguments(
+    factory: Callable[..., Any], kwargs: Mapping[str, Any], *, path: str
+) -> dict[str, Any]:
+    """Check ``kwargs`` against ``factory``'s type hints; return them coerced to those types.
+
+    Parameters without a usable annotation (unresolvable names, arbitrary classes pydantic
+    cannot validate) are passed through unchanged: validation helps, it never blocks.
+    """
+    import pydantic
+
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable forward references in a third-party plugin
+        hints = {}
+    checked: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        annotation = hints.get(key)
+        if annotation is None or annotation is Any:
+            checked[key] = value
+            continue
+        try:
+            adapter = pydantic.TypeAdapter(annotation)
+        except Exception:  # a type pydantic has no schema for: leave it to the plugin
+            checked[key] = value
+            continue
+        try:
+            checked[key] = adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            expected = _type_name(annotation)
+            detail = exc.errors()[0].get("msg", "")
+            raise ConfigValueError(
+                f"Wrong type for '{path}.{key}': expected {expected}, got {value!r} "
+                f"({type(value).__name__}); {detail}. Fix the value, e.g. `{path}.{key}=...` "
+                "on the command line or in the config file."
+            ) from None
+    return checked
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")

@@ -1,0 +1,1 @@
+"""Built-in plugins. Registered in pyproject.toml like any third-party plugin package."""

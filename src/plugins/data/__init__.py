@@ -1,0 +1,1 @@
+"""Built-in data plugins (LightningDataModules), one module per domain."""

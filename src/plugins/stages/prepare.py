@@ -1,0 +1,20 @@
+"""The ``prepare`` stage: build and set up the data, then the model it implies."""
+
+from __future__ import annotations
+
+from pipelines.context import RunContext
+
+
+class Prepare:
+    """Builds ``ctx.datamodule`` (downloads/loads and splits) and ``ctx.model``."""
+
+    def run(self, ctx: RunContext) -> None:
+        datamodule = ctx.build_datamodule()
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        ctx.datamodule = datamodule
+        data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+        ctx.model = ctx.build_model(**data_kwargs)
+        ctx.tracker.log_params(
+            {f"data.{key}": value for key, value in data_kwargs.items()}
+        )

@@ -1,0 +1,25 @@
+"""The ``test`` stage: evaluate the best checkpoint on the test split."""
+
+from __future__ import annotations
+
+import torch
+
+from pipelines.context import RunContext
+from pipelines.trainer import build_trainer
+
+
+class Test:
+    """Tests ``ctx.model`` with the weights of the best checkpoint the ``fit`` stage kept."""
+
+    def run(self, ctx: RunContext) -> None:
+        model = ctx.require("model", "test", "prepare")
+        datamodule = ctx.require("datamodule", "test", "prepare")
+        trainer, _ = build_trainer(ctx, checkpoint_dir=None)
+        best = ctx.artifacts.get("best_checkpoint")
+        if best:
+            # weights only: a checkpoint file cannot run code when it is loaded
+            state = torch.load(best, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["state_dict"])
+        results = trainer.test(model, datamodule=datamodule, verbose=False)
+        for metrics in results:
+            ctx.metrics.update({key: float(value) for key, value in metrics.items()})
