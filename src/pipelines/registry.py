@@ -13,7 +13,12 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from pipelines.errors import ConfigValueError, PipelineError, PluginNotFoundError
+from pipelines.errors import (
+    ConfigValueError,
+    PipelineError,
+    PluginNotFoundError,
+    did_you_mean,
+)
 from pipelines.validation import check_arguments
 
 #: plugin kind (the config node that names it) -> entry-point group
@@ -48,7 +53,7 @@ def names(kind: str) -> list[str]:
     return sorted(available(kind))
 
 
-def load(kind: str, name: str) -> Any:
+def load(kind: str, name: str, *, path: str | None = None) -> Any:
     """The class (or factory) registered under ``name`` for ``kind``.
 
     Raises a :class:`PluginNotFoundError` that lists the known names and the closest match.
@@ -57,11 +62,10 @@ def load(kind: str, name: str) -> Any:
     if name not in plugins:
         known = ", ".join(sorted(plugins)) or "(none installed)"
         raise PluginNotFoundError(
-            f"Unknown {kind} plugin '{name}'.{did_you_mean(name, plugins)} "
-            f"Known {kind} plugins: {known}. A plugin is registered by an installed package "
-            f"under the entry-point group '{GROUPS[kind]}'; pick a known name "
-            f"(e.g. `{kind}={sorted(plugins)[0] if plugins else '...'}`) or install the "
-            "package that provides it."
+            f"Unknown {kind} plugin '{name}'{f' in {path!r}' if path else ''}."
+            f"{did_you_mean(name, plugins)} Known {kind} plugins: {known}. Use one of them, "
+            f"or install the package that registers '{name}' under the entry-point group "
+            f"'{GROUPS[kind]}'."
         )
     try:
         return plugins[name].load()
@@ -72,12 +76,15 @@ def load(kind: str, name: str) -> Any:
         ) from exc
 
 
-def build(kind: str, node: Mapping[str, Any], *, path: str | None = None, **context: Any) -> Any:
-    """Build the plugin a config node names: ``node["name"]`` picks it, the rest are arguments.
+def check(
+    kind: str, node: Mapping[str, Any], *, path: str | None = None, **context: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Validate a config node against the plugin it names, without building it.
 
+    Returns the plugin's factory and the checked keyword arguments. Called for every node
+    before a run starts, so a typo fails in a second instead of after data preparation.
     ``context`` holds values the engine knows (e.g. ``input_shape`` from the data); each is
-    passed only if the plugin's constructor accepts it, and the config node wins over it.
-    ``path`` is the node's dotted location in the config, used to name keys in errors.
+    passed only if the plugin accepts it, and the config node wins over it.
     """
     path = path or kind
     if "name" not in node:
@@ -86,9 +93,18 @@ def build(kind: str, node: Mapping[str, Any], *, path: str | None = None, **cont
             f"Add `name: <one of {', '.join(names(kind))}>` to it."
         )
     name = str(node["name"])
-    factory = load(kind, name)
+    factory = load(kind, name, path=f"{path}.name" if path != kind else f"{kind}.name")
     kwargs = {key: value for key, value in node.items() if key != "name"}
     kwargs = check_arguments(
         factory, kwargs, path=path, what=f"The {kind} plugin '{name}'", implicit=context
     )
+    return factory, kwargs
+
+
+def build(kind: str, node: Mapping[str, Any], *, path: str | None = None, **context: Any) -> Any:
+    """Build the plugin a config node names: ``node["name"]`` picks it, the rest are arguments.
+
+    ``path`` is the node's dotted location in the config, used to name keys in errors.
+    """
+    factory, kwargs = check(kind, node, path=path, **context)
     return factory(**kwargs)

@@ -64,9 +64,7 @@ def run_pipeline(
     started = time.perf_counter()
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
-    # Fail fast on an unknown stage, before any data is loaded or any run is opened.
-    for node in stages:
-        registry.load("stage", node["name"])
+    check_config(config, stages)
 
     import lightning
 
@@ -90,6 +88,17 @@ def run_pipeline(
         tracker.finish(status)
     _print_summary(ctx, time.perf_counter() - started)
     return ctx.metrics
+
+
+def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
+    """Fail fast on an unknown plugin, key or wrong type: before data loads or a run opens."""
+    from pipelines.trainer import trainer_arguments
+
+    registry.check("data", config["data"], path="data")
+    registry.check("model", config["model"], path="model")
+    for index, node in enumerate(stages):
+        registry.check("stage", node, path=f"pipeline.stages[{index}]")
+    trainer_arguments(config.get("trainer") or {})
 
 
 def _stage_node(node: Any) -> dict[str, Any]:

@@ -47,8 +47,12 @@ def default_store_uri(cwd: Path | None = None) -> str:
 
 
 def _default_artifact_location(uri: str, experiment: str) -> str | None:
-    """Keep artifacts beside the default SQLite file (``mlruns/artifacts/<experiment>``)."""
-    if not uri.startswith("sqlite:///") or not uri.endswith("/mlflow.db"):
+    """Keep artifacts beside a SQLite store (``mlruns/artifacts/<experiment>``).
+
+    MLflow's own default is ``./mlruns`` relative to the working directory, which scatters
+    artifacts wherever a run was started. Servers (http, databricks) choose for themselves.
+    """
+    if not uri.startswith("sqlite:///"):
         return None
     store_dir = Path(uri.removeprefix("sqlite:///")).parent
     return (store_dir / "artifacts" / experiment).as_uri()

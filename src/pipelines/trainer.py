@@ -42,16 +42,7 @@ def build_trainer(
 
     from pipelines.lightning_logger import TrackerLogger
 
-    kwargs = dict(ctx.config.get("trainer") or {})
-    kwargs.update(overrides or {})
-    for key in ENGINE_OWNED:
-        if key in kwargs:
-            raise ConfigValueError(
-                f"'trainer.{key}' is set by the engine and cannot be configured; remove it."
-            )
-    if kwargs.get("enable_progress_bar") is None:
-        kwargs["enable_progress_bar"] = sys.stdout.isatty()
-    kwargs = check_arguments(Trainer, kwargs, path="trainer", what="Trainer")
+    kwargs = trainer_arguments({**(ctx.config.get("trainer") or {}), **(overrides or {})})
     quiet_lightning()
     checkpoint = None
     if checkpoint_dir is not None:
@@ -72,6 +63,21 @@ def build_trainer(
         **kwargs,
     )
     return trainer, checkpoint
+
+
+def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` config node checked against ``lightning.Trainer``'s signature."""
+    from lightning.pytorch import Trainer
+
+    kwargs = dict(node)
+    for key in ENGINE_OWNED:
+        if key in kwargs:
+            raise ConfigValueError(
+                f"'trainer.{key}' is set by the engine and cannot be configured; remove it."
+            )
+    if kwargs.get("enable_progress_bar") is None:
+        kwargs["enable_progress_bar"] = sys.stdout.isatty()
+    return check_arguments(Trainer, kwargs, path="trainer", what="lightning.Trainer")
 
 
 def quiet_lightning() -> None:

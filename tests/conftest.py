@@ -1,0 +1,69 @@
+"""Shared helpers: run the CLI in a subprocess and read what it tracked in MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: keeps CLI tests fast: two epochs are enough to check wiring, not accuracy
+FAST = ["trainer.max_epochs=2"]
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    cwd: Path
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> CliResult:
+    """``python -m pipelines.run ARGS`` in ``cwd``, with a clean tracking environment."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, cwd)
+
+
+def store_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"
+
+
+def mlflow_runs(uri: str, experiment: str = "pipelines") -> list:
+    """All runs of an experiment, oldest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r} in {uri}"
+    return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty working directory, so runs land in a fresh ./mlruns and ./outputs."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path

@@ -1,0 +1,69 @@
+"""Bad input: a one-paragraph error naming the fix, a non-zero exit, no traceback wall."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+
+def _assert_clean_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_unknown_model_option_lists_known_and_closest(workdir: Path) -> None:
+    result = run_cli(["model=mpl"], cwd=workdir)
+    _assert_clean_error(result, "Unknown model 'mpl'", "Did you mean 'mlp'?", "convnet")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "no run is opened for a bad command line"
+
+
+def test_unknown_option_inside_a_sweep_list(workdir: Path) -> None:
+    result = run_cli(["-m", "model=mlp,convnett"], cwd=workdir)
+    _assert_clean_error(result, "Unknown model 'convnett'", "Did you mean 'convnet'?")
+
+
+def test_unknown_plugin_name_lists_entry_points(workdir: Path) -> None:
+    result = run_cli(["model.name=convnot"], cwd=workdir)
+    _assert_clean_error(
+        result, "Unknown model plugin 'convnot'", "Did you mean 'convnet'?", "pipelines.models"
+    )
+    assert result.returncode == 2
+
+
+def test_unknown_stage_is_caught_before_training(workdir: Path) -> None:
+    result = run_cli(["pipeline.stages=[prepare,fitt]"], cwd=workdir)
+    _assert_clean_error(result, "Unknown stage plugin 'fitt'", "Did you mean 'fit'?")
+
+
+def test_unknown_key_names_the_key(workdir: Path) -> None:
+    result = run_cli(["model.hiden_units=[64]"], cwd=workdir)
+    _assert_clean_error(result, "model.hiden_units")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("trainer.max_epochs=abc", "trainer.max_epochs"), ("model.dropout=lots", "model.dropout")],
+)
+def test_wrong_type_names_the_key(workdir: Path, override: str, key: str) -> None:
+    result = run_cli([override], cwd=workdir)
+    _assert_clean_error(result, f"'{key}'", "expected")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "checked before a run is opened"
+
+
+def test_key_the_plugin_does_not_accept(workdir: Path) -> None:
+    result = run_cli(["+model.hidden=3"], cwd=workdir)
+    _assert_clean_error(result, "'model.hidden'", "hidden_units")
+
+
+def test_missing_dataset_files_say_where_and_how(workdir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "nowhere"
+    result = run_cli(["data=mnist", f"data.root={root}"], cwd=workdir)
+    _assert_clean_error(result, str(root), "data.download=true")
+    assert result.returncode == 2

@@ -1,0 +1,38 @@
+"""Multirun sweeps: one MLflow parent run, one child per job, failures recorded not lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import mlflow_runs, run_cli, store_uri
+
+
+def _by_role(runs: list) -> tuple[list, list]:
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_sweep_groups_jobs_under_one_parent(workdir: Path) -> None:
+    result = run_cli(["-m", "model=mlp,convnet", "trainer.max_epochs=1"], cwd=workdir)
+    assert result.returncode == 0, result.output
+    parents, children = _by_role(mlflow_runs(store_uri(workdir)))
+    assert len(parents) == 1 and len(children) == 2
+    (parent,) = parents
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name.startswith("sweep-")
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert sorted(c.data.params["model.name"] for c in children) == ["convnet", "mlp"]
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_failed_job_is_recorded_and_the_others_kept(workdir: Path) -> None:
+    result = run_cli(["-m", "model.lr=-1,0.001", "trainer.max_epochs=1"], cwd=workdir)
+    assert result.returncode != 0
+    assert "1 job(s) of the sweep failed" in result.stderr
+    parents, children = _by_role(mlflow_runs(store_uri(workdir)))
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    status = {c.data.params["model.lr"]: c.info.status for c in children}
+    assert status == {"-1": "FAILED", "0.001": "FINISHED"}
+    finished = next(c for c in children if c.info.status == "FINISHED")
+    assert "test/acc" in finished.data.metrics
