@@ -46,7 +46,11 @@ def test_valid_command_lines_pass(argv: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "suggestion"),
-    [(["model=mlpp"], "mlp"), (["-m", "model=mlp,convnett"], "convnet"), (["+data=digit"], "digits")],
+    [
+        (["model=mlpp"], "mlp"),
+        (["-m", "model=mlp,convnett"], "convnet"),
+        (["+data=digit"], "digits"),
+    ],
 )
 def test_unknown_option_suggests_closest(argv: list[str], suggestion: str) -> None:
     with pytest.raises(PluginNotFoundError, match=f"Did you mean '{suggestion}'"):

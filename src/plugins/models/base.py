@@ -49,10 +49,22 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, targets)
         accuracy = (logits.argmax(dim=1) == targets).float().mean()
         size = targets.shape[0]
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=size,
-                 prog_bar=stage != "train")
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, batch_size=size,
-                 prog_bar=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+            prog_bar=stage != "train",
+        )
+        self.log(
+            f"{stage}/acc",
+            accuracy,
+            on_step=False,
+            on_epoch=True,
+            batch_size=size,
+            prog_bar=stage != "train",
+        )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -15,6 +15,4 @@ class Prepare:
         ctx.datamodule = datamodule
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         ctx.model = ctx.build_model(**data_kwargs)
-        ctx.tracker.log_params(
-            {f"data.{key}": value for key, value in data_kwargs.items()}
-        )
+        ctx.tracker.log_params({f"data.{key}": value for key, value in data_kwargs.items()})
