@@ -89,3 +89,37 @@ def test_crashed_run_is_failed_in_mlflow(workdir: Path) -> None:
     (run,) = mlflow_runs(store_uri(workdir))
     assert run.info.status == "FAILED"
     assert run.data.params["model.lr"] == "-1"
+
+
+def test_terminated_run_is_marked_killed(workdir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    db = workdir / "mlruns" / "mlflow.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until training has produced a checkpoint
+        if list((workdir / "outputs").rglob("*.ckpt")):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0, output
+    (run,) = mlflow_runs(f"sqlite:///{db}")
+    assert run.info.status == "KILLED"
+    checkpoints = [
+        a.path
+        for a in MlflowClient(f"sqlite:///{db}").list_artifacts(run.info.run_id, "checkpoints")
+    ]
+    assert checkpoints, "the best checkpoint so far is kept in the run"

@@ -68,6 +68,7 @@ def run_pipeline(
 
     import lightning
 
+    _exit_on_sigterm()
     lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
     tracker = _open_tracker(config, overrides or [], job_num)
     ctx = RunContext(config=config, tracker=tracker, output_dir=output_dir)
@@ -81,13 +82,33 @@ def run_pipeline(
             log.info("stage %s: %s", index, node["name"])
             stage.run(ctx)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
         status = "KILLED"
         raise
     finally:
         tracker.finish(status)
     _print_summary(ctx, time.perf_counter() - started)
     return ctx.metrics
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a scheduler's pre-emption) into ``SystemExit``.
+
+    The default action ends the process on the spot, leaving the MLflow run RUNNING forever;
+    as an exception it unwinds through the runner, which marks the run KILLED.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
+        def _terminate(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
