@@ -52,13 +52,16 @@ class InMemoryImageData(L.LightningDataModule):
 def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split."""
+    """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(labels))
-    rest, test = train_test_split(
-        indices, test_size=test_fraction, random_state=seed, stratify=labels
-    )
+    if test_fraction > 0:
+        rest, test = train_test_split(
+            indices, test_size=test_fraction, random_state=seed, stratify=labels
+        )
+    else:
+        rest, test = indices, indices[:0]
     train, val = train_test_split(
         rest,
         test_size=val_fraction / (1.0 - test_fraction),

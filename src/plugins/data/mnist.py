@@ -1,0 +1,168 @@
+"""MNIST and Fashion-MNIST from idx files (book ch. 2 and 5).
+
+Files a user placed in ``data.root`` -- flat, or in torchvision's ``<Name>/raw`` layout,
+gzipped or not -- are validated by format (magic numbers, counts), not by checksum, so a
+user's own idx files work. Downloads are verified by checksum before they are used.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from pipelines.downloads import RemoteFile, download
+from pipelines.errors import DataNotFoundError
+from plugins.data.vision import InMemoryImageData, stratified_split
+
+_IMAGES_MAGIC = 2051
+_LABELS_MAGIC = 2049
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx image (N, rows, cols) or label (N,) file as a uint8 array, format-checked."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataNotFoundError(
+            f"Cannot read {path}: {exc}. Delete it and fetch it again."
+        ) from exc
+    if len(data) < 8:
+        raise DataNotFoundError(f"{path} is not an idx file (only {len(data)} bytes).")
+    magic, count = (int.from_bytes(data[i : i + 4], "big") for i in (0, 4))
+    if magic == _IMAGES_MAGIC:
+        rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (8, 12))
+        header, shape = 16, (count, rows, cols)
+    elif magic == _LABELS_MAGIC:
+        header, shape = 8, (count,)
+    else:
+        raise DataNotFoundError(
+            f"{path} is not an idx image or label file (magic number {magic}, expected "
+            f"{_IMAGES_MAGIC} or {_LABELS_MAGIC}). Replace it with the real file."
+        )
+    expected = int(np.prod(shape))
+    if len(data) - header != expected:
+        raise DataNotFoundError(
+            f"{path} is truncated or corrupt: its header announces {expected} bytes of data, "
+            f"it holds {len(data) - header}. Delete it and fetch it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+class MNISTDataModule(InMemoryImageData):
+    """The 60,000 + 10,000 handwritten digits; validation is a seeded split of training."""
+
+    folder: ClassVar[str] = "MNIST"
+    mirrors: ClassVar[tuple[str, ...]] = (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    )
+    files: ClassVar[dict[str, tuple[str, str]]] = {
+        "train_images": ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        "train_labels": ("train-labels-idx1-ubyte", "d53e105ee54ea40749a09fcbcd1e9432"),
+        "test_images": ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
+        "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
+    }
+    class_names: ClassVar[tuple[str, ...]] = tuple(str(d) for d in range(10))
+
+    def __init__(
+        self,
+        root: str = "data_cache/mnist",
+        download: bool = False,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        train_limit: int | None = None,
+    ) -> None:
+        super().__init__(batch_size=batch_size, seed=seed)
+        self.root = Path(root).expanduser().resolve()
+        self.download = download
+        self.val_fraction = val_fraction
+        self.train_limit = train_limit
+
+    def candidates(self, stem: str) -> list[Path]:
+        """Where a file may be: flat or torchvision's layout, gzipped or not."""
+        folders = (self.root, self.root / self.folder / "raw")
+        return [folder / f"{stem}{ext}" for folder in folders for ext in ("", ".gz")]
+
+    def locate(self, stem: str, md5: str) -> Path:
+        for path in self.candidates(stem):
+            if path.is_file():
+                return path
+        if self.download:
+            urls = tuple(f"{mirror}{stem}.gz" for mirror in self.mirrors)
+            return download(RemoteFile(f"{stem}.gz", urls, md5=md5), self.root)
+        looked = ", ".join(str(p) for p in self.candidates(stem))
+        raise DataNotFoundError(
+            f"The {self.folder} file '{stem}' is missing (looked for {looked}). Either set "
+            f"`data.download=true` to fetch it into {self.root}, or put the four idx files "
+            f"({', '.join(name for name, _ in self.files.values())}; .gz or not) in that "
+            "folder, or point `data.root=` at the folder that holds them."
+        )
+
+    def prepare_data(self) -> None:
+        for stem, md5 in self.files.values():
+            self.locate(stem, md5)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        arrays = {key: read_idx(self.locate(*spec)) for key, spec in self.files.items()}
+        for part in ("train", "test"):
+            images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+            if len(images) != len(labels):
+                raise DataNotFoundError(
+                    f"{self.folder} {part} files disagree: {len(images)} images but "
+                    f"{len(labels)} labels in {self.root}. Replace them with a matching pair."
+                )
+        train_images, train_labels = arrays["train_images"], arrays["train_labels"]
+        if self.train_limit:
+            train_images = train_images[: self.train_limit]
+            train_labels = train_labels[: self.train_limit]
+        split = stratified_split(train_labels, self.val_fraction, 0.0, self.seed)
+        self.splits = {
+            "train": self._tensors(train_images[split["train"]], train_labels[split["train"]]),
+            "val": self._tensors(train_images[split["val"]], train_labels[split["val"]]),
+            "test": self._tensors(arrays["test_images"], arrays["test_labels"]),
+        }
+        self.classes = list(self.class_names)
+
+    @staticmethod
+    def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+        return pixels, torch.from_numpy(labels.astype(np.int64))
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Zalando's Fashion-MNIST: the same format and sizes, ten kinds of clothing."""
+
+    folder: ClassVar[str] = "FashionMNIST"
+    mirrors: ClassVar[tuple[str, ...]] = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    )
+    files: ClassVar[dict[str, tuple[str, str]]] = {
+        "train_images": ("train-images-idx3-ubyte", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        "train_labels": ("train-labels-idx1-ubyte", "25c81989df183df01b3e8a0aad5dffbe"),
+        "test_images": ("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79"),
+        "test_labels": ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83fd310"),
+    }
+    class_names: ClassVar[tuple[str, ...]] = (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        root: str = "data_cache/fashion_mnist",
+        download: bool = False,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        train_limit: int | None = None,
+    ) -> None:
+        super().__init__(root, download, batch_size, val_fraction, seed, train_limit)

@@ -1,0 +1,142 @@
+"""MNIST idx files: format checks, layouts, download with checksum, the real test set."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.downloads import RemoteFile, download
+from pipelines.errors import DataNotFoundError
+from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    magic = 2051 if array.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_split(folder: Path, part: str, images: np.ndarray, labels: np.ndarray, gz: bool):
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, array in zip(STEMS[part], (images, labels), strict=True):
+        data = idx_bytes(array)
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / stem).write_bytes(data)
+
+
+def fake_mnist(folder: Path, gz: bool = True, n_train: int = 200, n_test: int = 50) -> None:
+    rng = np.random.default_rng(0)
+    for part, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n) % 10
+        write_split(folder, part, images, labels, gz)
+
+
+def test_flat_gzipped_files(tmp_path: Path) -> None:
+    fake_mnist(tmp_path)
+    dm = MNISTDataModule(root=str(tmp_path), val_fraction=0.1, seed=1)
+    dm.prepare_data()
+    dm.setup()
+    images = dm.splits["train"][0]
+    assert images.shape == (180, 1, 28, 28) and images.dtype == torch.float32
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    assert len(dm.splits["val"][0]) == 20 and len(dm.splits["test"][0]) == 50
+    assert sorted(dm.splits["val"][1].tolist()) == sorted(list(range(10)) * 2), "stratified"
+    assert dm.model_kwargs() == {"input_shape": (1, 28, 28), "num_classes": 10}
+
+
+def test_torchvision_layout_with_raw_files(tmp_path: Path) -> None:
+    fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=False)
+    dm = FashionMNISTDataModule(root=str(tmp_path), train_limit=100)
+    dm.setup()
+    assert len(dm.splits["train"][0]) + len(dm.splits["val"][0]) == 100
+    assert dm.classes[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncate"])
+def test_corrupt_file_is_named(tmp_path: Path, damage: str) -> None:
+    fake_mnist(tmp_path, gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    data = path.read_bytes()
+    path.write_bytes(b"\x00\x00\x08\x99" + data[4:] if damage == "magic" else data[:-100])
+    with pytest.raises(DataNotFoundError, match="t10k-images-idx3-ubyte"):
+        MNISTDataModule(root=str(tmp_path)).setup()
+
+
+def test_missing_files_say_where_and_how(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as err:
+        MNISTDataModule(root=str(tmp_path / "none")).prepare_data()
+    message = str(err.value)
+    assert str(tmp_path / "none" / "train-images-idx3-ubyte.gz") in message
+    assert str(tmp_path / "none" / "MNIST" / "raw") in message
+    assert "data.download=true" in message
+
+
+def test_download_checks_the_checksum(tmp_path: Path) -> None:
+    source = tmp_path / "mirror" / "file.bin"
+    source.parent.mkdir()
+    source.write_bytes(b"payload" * 1000)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    good = RemoteFile("file.bin", (source.as_uri(),), md5=md5)
+    assert download(good, tmp_path / "cache").read_bytes() == source.read_bytes()
+
+    bad = RemoteFile("other.bin", (source.as_uri(),), md5="0" * 32)
+    with pytest.raises(DataNotFoundError, match="checksum mismatch"):
+        download(bad, tmp_path / "cache2")
+    assert list((tmp_path / "cache2").iterdir()) == [], "no partial file is left behind"
+
+
+def test_second_mirror_used_when_first_fails(tmp_path: Path) -> None:
+    source = tmp_path / "file.bin"
+    source.write_bytes(b"abc")
+    remote = RemoteFile(
+        "file.bin",
+        ((tmp_path / "missing.bin").as_uri(), source.as_uri()),
+        sha256=hashlib.sha256(b"abc").hexdigest(),
+    )
+    assert download(remote, tmp_path / "cache").read_bytes() == b"abc"
+
+
+def test_datamodule_downloads_missing_files(tmp_path: Path, monkeypatch) -> None:
+    mirror = tmp_path / "mirror"
+    fake_mnist(mirror)
+    files = {
+        key: (stem, hashlib.md5((mirror / f"{stem}.gz").read_bytes()).hexdigest())
+        for key, (stem, _) in MNISTDataModule.files.items()
+    }
+    monkeypatch.setattr(MNISTDataModule, "files", files)
+    monkeypatch.setattr(MNISTDataModule, "mirrors", (mirror.as_uri() + "/",))
+    dm = MNISTDataModule(root=str(tmp_path / "cache"), download=True)
+    dm.prepare_data()
+    dm.setup()
+    assert (tmp_path / "cache" / "train-images-idx3-ubyte.gz").is_file()
+    assert len(dm.splits["test"][0]) == 50
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist is absent")
+def test_real_mnist_test_set_split_into_idx_files(tmp_path: Path) -> None:
+    images = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (10000, 28, 28)
+    assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]
+    write_split(tmp_path, "train", images[:8000], labels[:8000], gz=True)
+    write_split(tmp_path, "test", images[8000:], labels[8000:], gz=False)
+    dm = MNISTDataModule(root=str(tmp_path))
+    dm.setup()
+    assert len(dm.splits["train"][0]) + len(dm.splits["val"][0]) == 8000
+    assert len(dm.splits["test"][0]) == 2000
+    shutil.rmtree(tmp_path)
