@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import shutil
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import DataNotFoundError
-from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx
+from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx, write_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 STEMS = {
@@ -22,20 +21,9 @@ STEMS = {
 }
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    magic = 2051 if array.ndim == 3 else 2049
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_split(folder: Path, part: str, images: np.ndarray, labels: np.ndarray, gz: bool):
-    folder.mkdir(parents=True, exist_ok=True)
     for stem, array in zip(STEMS[part], (images, labels), strict=True):
-        data = idx_bytes(array)
-        if gz:
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
-        else:
-            (folder / stem).write_bytes(data)
+        write_idx(folder / (f"{stem}.gz" if gz else stem), array)
 
 
 def fake_mnist(folder: Path, gz: bool = True, n_train: int = 200, n_test: int = 50) -> None:
@@ -140,3 +128,14 @@ def test_real_mnist_test_set_split_into_idx_files(tmp_path: Path) -> None:
     assert len(dm.splits["train"][0]) + len(dm.splits["val"][0]) == 8000
     assert len(dm.splits["test"][0]) == 2000
     shutil.rmtree(tmp_path)
+
+
+def test_class_subset_is_reindexed(tmp_path: Path) -> None:
+    fake_mnist(tmp_path)
+    dm = MNISTDataModule(root=str(tmp_path), classes=[7, 3], val_fraction=0.25)
+    dm.setup()
+    labels = torch.cat([dm.splits[part][1] for part in ("train", "val", "test")])
+    assert set(labels.tolist()) == {0, 1}
+    assert dm.classes == ["7", "3"]
+    assert len(dm.splits["test"][1]) == 10, "5 sevens and 5 threes among 50 test images"
+    assert dm.model_kwargs()["num_classes"] == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import registry
-from pipelines.tracking import Tracker
+from pipelines.tracking import Tracker, TrackingSettings
 
 
 @dataclass
@@ -31,6 +31,17 @@ class RunContext:
     @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
+
+    @property
+    def tracking_uri(self) -> str:
+        """The store this run is (or, with ``tracking=none``, would be) tracked in.
+
+        Earlier runs referenced as ``runs:/<id>`` are looked up there even when this run
+        itself is not tracked."""
+        return (
+            self.tracker.uri
+            or TrackingSettings.from_config(self.config.get("tracking")).resolved_uri()
+        )
 
     def build_datamodule(self) -> Any:
         """The data plugin named by ``data.name``, built from the ``data`` node."""

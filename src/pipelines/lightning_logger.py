@@ -19,9 +19,12 @@ from pipelines.tracking import Tracker
 class TrackerLogger(Logger):
     """Lightning ``Logger`` interface over a :class:`Tracker` (rank 0 only)."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, prefix: str = "") -> None:
+        """``prefix`` (e.g. ``"fine_tuning/"``) keeps the metrics of several training stages
+        of one run apart: each stage's ``val/loss`` curve stays visible on its own."""
         super().__init__()
         self._tracker = tracker
+        self._prefix = prefix
 
     @property
     def name(self) -> str:
@@ -37,6 +40,8 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._prefix:
+            metrics = {f"{self._prefix}{key}": value for key, value in metrics.items()}
         self._tracker.log_metrics(metrics, step=step)
 
     @rank_zero_only

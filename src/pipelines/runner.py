@@ -135,12 +135,7 @@ def _stage_node(node: Any) -> dict[str, Any]:
 
 
 def _open_tracker(config: dict[str, Any], overrides: list[str], job_num: int | None) -> Tracker:
-    node = config.get("tracking") or {}
-    settings = TrackingSettings(
-        enabled=bool(node.get("enabled", True)),
-        uri=node.get("uri"),
-        experiment=str(node.get("experiment", "pipelines")),
-    )
+    settings = TrackingSettings.from_config(config.get("tracking"))
     model, data = config["model"]["name"], config["data"]["name"]
     run_name = f"{model}-{data}-{datetime.now():%Y%m%d-%H%M%S}"
     if job_num is not None:
@@ -160,13 +155,15 @@ def _print_summary(ctx: RunContext, seconds: float) -> None:
         f"pipelines: {config['model']['name']} on {config['data']['name']} "
         f"({config['pipeline'].get('name', 'pipeline')}) finished in {seconds:.1f}s"
     ]
+    width = max([12, *(len(key) for key in ctx.metrics)])
     for key, value in sorted(ctx.metrics.items()):
-        lines.append(f"  {key:<12} {value:.4f}")
+        lines.append(f"  {key:<{width}} {value:.4f}")
     tracker = ctx.tracker
     if tracker.run_id:
-        lines.append(f"  MLflow run   {tracker.run_id} ({getattr(tracker, 'run_name', '')})")
-        lines.append(f"  Browse runs  {ui_command(tracker.uri)}")
-    lines.append(f"  Outputs      {ctx.output_dir}")
+        run = f"{tracker.run_id} ({getattr(tracker, 'run_name', '')})"
+        lines.append(f"  {'MLflow run':<{width}} {run}")
+        lines.append(f"  {'Browse runs':<{width}} {ui_command(tracker.uri)}")
+    lines.append(f"  {'Outputs':<{width}} {ctx.output_dir}")
     print("\n".join(lines), flush=True)
 
 

@@ -67,17 +67,12 @@ class SweepCallback(Callback):
         state = Path(str(config.hydra.sweep.dir)).resolve() / ".pipelines"
         state.mkdir(parents=True, exist_ok=True)
         os.environ[STATE_ENV] = str(state)
-        tracking = OmegaConf.select(config, "tracking", default=None) or {}
-        if not tracking.get("enabled", True):
-            return
         from pipelines.tracking import TrackingSettings, open_tracker
 
+        settings = TrackingSettings.from_config(OmegaConf.select(config, "tracking", default={}))
+        if not settings.enabled:
+            return
         overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-        settings = TrackingSettings(
-            enabled=True,
-            uri=tracking.get("uri"),
-            experiment=str(tracking.get("experiment", "pipelines")),
-        )
         self._tracker = open_tracker(
             settings,
             run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",

@@ -31,6 +31,16 @@ class TrackingSettings:
     uri: str | None = None
     experiment: str = "pipelines"
 
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any] | None) -> TrackingSettings:
+        """Settings from the ``tracking`` config node (missing keys take the defaults)."""
+        node = node or {}
+        return cls(
+            enabled=bool(node.get("enabled", True)),
+            uri=node.get("uri"),
+            experiment=str(node.get("experiment", "pipelines")),
+        )
+
     def resolved_uri(self, cwd: Path | None = None) -> str:
         """``tracking.uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns`` (SQLite)."""
         if self.uri:

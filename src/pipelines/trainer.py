@@ -31,11 +31,13 @@ def build_trainer(
     monitor: str = "val/loss",
     mode: str = "min",
     checkpoint_dir: str | None = "checkpoints",
+    metric_prefix: str = "",
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[Trainer, ModelCheckpoint | None]:
     """A ``Trainer`` for one stage, and the checkpoint callback that tracks its best epoch.
 
-    ``checkpoint_dir=None`` builds a trainer that saves nothing (evaluation stages).
+    ``checkpoint_dir=None`` builds a trainer that saves nothing (evaluation stages);
+    ``metric_prefix`` is put before every metric name this trainer logs.
     """
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -56,7 +58,7 @@ def build_trainer(
             auto_insert_metric_name=False,
         )
     trainer = Trainer(
-        logger=TrackerLogger(ctx.tracker),
+        logger=TrackerLogger(ctx.tracker, prefix=metric_prefix),
         callbacks=[checkpoint] if checkpoint else [],
         enable_checkpointing=checkpoint is not None,
         default_root_dir=str(ctx.output_dir),

@@ -54,6 +54,19 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 image (N, rows, cols) or label (N,) array as an idx file (.gz if named so).
+
+    The inverse of :func:`read_idx`: turns any digit images into files this plugin reads.
+    """
+    magic = _IMAGES_MAGIC if array.ndim == 3 else _LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
 class MNISTDataModule(InMemoryImageData):
     """The 60,000 + 10,000 handwritten digits; validation is a seeded split of training."""
 
@@ -78,12 +91,17 @@ class MNISTDataModule(InMemoryImageData):
         val_fraction: float = 0.1,
         seed: int = 0,
         train_limit: int | None = None,
+        classes: list[int] | None = None,
     ) -> None:
+        """``classes`` keeps only those labels (re-indexed 0..k-1, in the order given): e.g.
+        a source task on digits 0-4 and a transfer target on 5-9. ``train_limit`` then caps
+        the training files' samples (before the validation split)."""
         super().__init__(batch_size=batch_size, seed=seed)
         self.root = Path(root).expanduser().resolve()
         self.download = download
         self.val_fraction = val_fraction
         self.train_limit = train_limit
+        self.keep = list(classes) if classes else None
 
     def candidates(self, stem: str) -> list[Path]:
         """Where a file may be: flat or torchvision's layout, gzipped or not."""
@@ -120,7 +138,8 @@ class MNISTDataModule(InMemoryImageData):
                     f"{self.folder} {part} files disagree: {len(images)} images but "
                     f"{len(labels)} labels in {self.root}. Replace them with a matching pair."
                 )
-        train_images, train_labels = arrays["train_images"], arrays["train_labels"]
+        train_images, train_labels = self._select(arrays["train_images"], arrays["train_labels"])
+        test_images, test_labels = self._select(arrays["test_images"], arrays["test_labels"])
         if self.train_limit:
             train_images = train_images[: self.train_limit]
             train_labels = train_labels[: self.train_limit]
@@ -128,9 +147,20 @@ class MNISTDataModule(InMemoryImageData):
         self.splits = {
             "train": self._tensors(train_images[split["train"]], train_labels[split["train"]]),
             "val": self._tensors(train_images[split["val"]], train_labels[split["val"]]),
-            "test": self._tensors(arrays["test_images"], arrays["test_labels"]),
+            "test": self._tensors(test_images, test_labels),
         }
-        self.classes = list(self.class_names)
+        self.classes = (
+            [self.class_names[c] for c in self.keep] if self.keep else list(self.class_names)
+        )
+
+    def _select(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Only the kept classes, labels re-indexed in the order ``classes`` lists them."""
+        if not self.keep:
+            return images, labels
+        mask = np.isin(labels, self.keep)
+        remap = np.full(256, -1, dtype=np.int64)
+        remap[self.keep] = np.arange(len(self.keep))
+        return images[mask], remap[labels[mask]]
 
     @staticmethod
     def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,5 +194,6 @@ class FashionMNISTDataModule(MNISTDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         train_limit: int | None = None,
+        classes: list[int] | None = None,
     ) -> None:
-        super().__init__(root, download, batch_size, val_fraction, seed, train_limit)
+        super().__init__(root, download, batch_size, val_fraction, seed, train_limit, classes)

@@ -29,7 +29,17 @@ class Classifier(L.LightningModule):
 
     net: nn.Module
 
-    def __init__(self, optimizer: str = "rmsprop", lr: float = 1e-3, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        """``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
+        over weight matrices and kernels, not biases) to the training loss; ``weight_decay``
+        is the optimizer's own decay."""
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ConfigValueError(
@@ -39,6 +49,8 @@ class Classifier(L.LightningModule):
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
+        self.l1 = l1
+        self.l2 = l2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -68,7 +80,21 @@ class Classifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._evaluate(batch, "train")
+        loss = self._evaluate(batch, "train")
+        if self.l1 or self.l2:
+            loss = loss + self.weight_penalty()
+        return loss
+
+    def weight_penalty(self) -> torch.Tensor:
+        """The L1/L2 penalty on trainable weights (tensors of 2+ dimensions)."""
+        weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
+        penalty = torch.zeros((), device=weights[0].device if weights else None)
+        for weight in weights:
+            if self.l1:
+                penalty = penalty + self.l1 * weight.abs().sum()
+            if self.l2:
+                penalty = penalty + self.l2 * weight.pow(2).sum()
+        return penalty
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -81,6 +107,7 @@ class Classifier(L.LightningModule):
         return self(inputs).softmax(dim=1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.parameters() if p.requires_grad]
         return OPTIMIZERS[self.optimizer_name](
-            self.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            trainable, lr=self.lr, weight_decay=self.weight_decay
         )

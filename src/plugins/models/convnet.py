@@ -29,8 +29,10 @@ class ConvNet(Classifier):
         optimizer: str = "rmsprop",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay)
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.save_hyperparameters()
         channels = input_shape[0]
         layers: list[nn.Module] = []

@@ -25,8 +25,10 @@ class MLP(Classifier):
         optimizer: str = "rmsprop",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay)
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.save_hyperparameters()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)

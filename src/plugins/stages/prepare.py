@@ -14,5 +14,6 @@ class Prepare:
         datamodule.setup("fit")
         ctx.datamodule = datamodule
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
-        ctx.model = ctx.build_model(**data_kwargs)
+        # Models that load an earlier run's network (runs:/...) read it from this store.
+        ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
         ctx.tracker.log_params({f"data.{key}": value for key, value in data_kwargs.items()})

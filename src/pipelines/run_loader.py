@@ -1,0 +1,110 @@
+"""Rebuild the model of an earlier run from its own record: config, hyper-parameters, weights.
+
+``runs:/<run_id>`` and ``models:/<name>/<version or alias>`` (MLflow's model registry) both
+resolve to a run; that run's logged ``config.yaml`` names the model plugin and its best
+checkpoint holds the constructor arguments and the weights. Today's defaults play no part,
+so a network trained months ago comes back as it was.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipelines import registry
+from pipelines.errors import PipelineError
+
+#: run tag naming the artifact path of the checkpoint the run's final metrics come from
+BEST_CHECKPOINT_TAG = "pipelines.best_checkpoint"
+
+
+def is_run_reference(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(("runs:/", "models:/"))
+
+
+def resolve_run_id(reference: str, client: Any) -> str:
+    """The run id behind ``runs:/<id>[/...]`` or ``models:/<name>/<version|alias>``."""
+    from mlflow.exceptions import MlflowException
+
+    if reference.startswith("runs:/"):
+        run_id = reference.removeprefix("runs:/").strip("/").split("/")[0]
+        if not run_id:
+            raise PipelineError(f"'{reference}' names no run; write runs:/<run_id>.")
+        return run_id
+    parts = reference.removeprefix("models:/").strip("/").split("/")
+    if len(parts) != 2:
+        raise PipelineError(
+            f"'{reference}' is not a registered-model reference; write "
+            "models:/<name>/<version> or models:/<name>/<alias>."
+        )
+    name, version = parts
+    try:
+        found = (
+            client.get_model_version(name, version)
+            if version.isdigit()
+            else client.get_model_version_by_alias(name, version)
+        )
+    except MlflowException as exc:
+        raise PipelineError(
+            f"No registered model version '{reference}' in the tracking store "
+            f"({client.tracking_uri}): {exc.message}. List them in the MLflow UI's Models tab."
+        ) from None
+    if not found.run_id:
+        raise PipelineError(f"The model version '{reference}' is not linked to a run.")
+    return found.run_id
+
+
+def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
+    """The LightningModule of an earlier run, with the weights of its best checkpoint."""
+    import os
+
+    import torch
+    import yaml
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = resolve_run_id(reference, client)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise PipelineError(
+            f"No run '{run_id}' (from '{reference}') in the tracking store "
+            f"{client.tracking_uri}. Check the id in the MLflow UI, or point tracking.uri / "
+            "MLFLOW_TRACKING_URI at the store that holds it."
+        ) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            config_path = client.download_artifacts(run_id, "config.yaml", tmp)
+        except (MlflowException, OSError):
+            raise PipelineError(
+                f"Run '{run_id}' has no config.yaml artifact, so its model cannot be rebuilt; "
+                "use a run made by `python -m pipelines.run`."
+            ) from None
+        config = yaml.safe_load(Path(config_path).read_text())
+        artifact = run.data.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(client, run_id)
+        if not artifact:
+            raise PipelineError(
+                f"Run '{run_id}' logged no checkpoint (did its fit stage finish an epoch?)."
+            )
+        checkpoint = torch.load(
+            client.download_artifacts(run_id, artifact, tmp),
+            map_location="cpu",
+            weights_only=True,
+        )
+    factory = registry.load("model", config["model"]["name"])
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if hasattr(factory, "rebuild_arguments"):
+        hparams = factory.rebuild_arguments(hparams, tracking_uri=tracking_uri)
+    model = factory(**hparams)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def _first_checkpoint(client: Any, run_id: str) -> str | None:
+    for item in client.list_artifacts(run_id, "checkpoints"):
+        if item.path.endswith(".ckpt"):
+            return item.path
+    return None

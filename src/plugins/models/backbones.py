@@ -1,0 +1,145 @@
+"""Pretrained bases for transfer learning: torchvision networks or the network of a run.
+
+A base maps images to a flat feature vector and names its ``blocks`` (bottom to top), the
+units that fine-tuning unfreezes from the top (book ch. 5: "unfreeze the top layers").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipelines.errors import PipelineError
+from pipelines.run_loader import is_run_reference, load_run_model
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Backbone:
+    features: nn.Module
+    #: qualified names (within ``features``) of the fine-tunable blocks, bottom to top
+    blocks: list[str]
+
+
+class ImageNetInput(nn.Module):
+    """Grey images to three channels, then ImageNet normalisation, as the weights expect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean) / self.std
+
+
+def build_backbone(name: str, weights: str | None, tracking_uri: str | None = None) -> Backbone:
+    """``name``: a torchvision model (``resnet18``, ``vgg16``, ...) or ``runs:/``/``models:/``."""
+    if is_run_reference(name):
+        return run_backbone(name, tracking_uri)
+    return torchvision_backbone(name, weights)
+
+
+def torchvision_backbone(name: str, weights: str | None) -> Backbone:
+    from torchvision import models
+
+    if name not in models.list_models():
+        from pipelines.errors import did_you_mean
+
+        hint = did_you_mean(name, models.list_models())
+        raise PipelineError(
+            f"Unknown backbone '{name}' in 'model.backbone'.{hint}"
+            " Use a torchvision model name (resnet18, vgg16, mobilenet_v3_small, ...) or the "
+            "network of an earlier run: runs:/<run_id> or models:/<name>/<version>."
+        )
+    network = models.get_model(name, weights=None)
+    if weights and str(weights).lower() not in ("none", "null", "scratch"):
+        network.load_state_dict(_pretrained_state(name, str(weights)))
+    if isinstance(getattr(network, "fc", None), nn.Linear):  # resnet, regnet, googlenet, ...
+        network.fc = nn.Identity()
+        blocks = [n for n, m in network.named_children() if _has_parameters(m)]
+        return Backbone(nn.Sequential(ImageNetInput(), network), [f"1.{b}" for b in blocks])
+    if isinstance(getattr(network, "features", None), nn.Module):  # vgg, mobilenet, efficientnet
+        blocks = [n for n, m in network.features.named_children() if _has_parameters(m)]
+        # Global average pooling instead of the book's Flatten: any input size, fewer weights.
+        features = nn.Sequential(
+            ImageNetInput(), network.features, nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        return Backbone(features, [f"1.{b}" for b in blocks])
+    raise PipelineError(
+        f"Backbone '{name}' has neither an `fc` head nor a `features` trunk; pick a ResNet, VGG, "
+        "MobileNet or EfficientNet style model."
+    )
+
+
+def _pretrained_state(name: str, weights: str) -> dict[str, torch.Tensor]:
+    """Weights from a local file, or a torchvision weights name (cache first, then download)."""
+    path = Path(weights).expanduser()
+    if path.suffix in (".pth", ".pt", ".ckpt", ".bin") or path.exists():
+        if not path.is_file():
+            raise PipelineError(
+                f"The weights file {path} (from 'model.weights') does not exist. Give the path "
+                "to a state_dict saved with torch.save, a torchvision weights name (DEFAULT, "
+                "IMAGENET1K_V1, ...), or null to train from scratch."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    from torchvision import models
+
+    try:
+        enum = models.get_model_weights(name)[weights]
+    except KeyError:
+        known = ", ".join(["DEFAULT", *(w.name for w in models.get_model_weights(name))])
+        raise PipelineError(
+            f"Unknown weights '{weights}' for {name} in 'model.weights'. Known: {known}, a path "
+            "to a .pth file, or null."
+        ) from None
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    try:
+        return torch.hub.load_state_dict_from_url(
+            enum.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except OSError as exc:  # URLError, timeouts, refused connections
+        raise PipelineError(
+            f"The pretrained weights {name}/{enum.name} are not in the torchvision cache "
+            f"({cache}) and could not be downloaded ({exc}). Download {enum.url} on a machine "
+            f"with internet and copy it to {cache} (or set TORCH_HOME), pass a local file with "
+            "model.weights=/path/to/weights.pth, or use model.weights=null to train from scratch."
+        ) from None
+
+
+def run_backbone(reference: str, tracking_uri: str | None) -> Backbone:
+    """The network of an earlier run, minus its classification head."""
+    model = load_run_model(reference, tracking_uri)
+    net = getattr(model, "net", None)
+    if not isinstance(net, nn.Sequential):
+        raise PipelineError(
+            f"The model of '{reference}' does not expose its layers as `net` (nn.Sequential), "
+            "so its head cannot be split off; use a run of a built-in model."
+        )
+    layers = list(net.children())
+    while layers and not isinstance(layers[-1], nn.Linear):
+        layers.pop()
+    if not layers:
+        raise PipelineError(f"The model of '{reference}' has no Linear head to replace.")
+    layers.pop()  # the old head
+    while layers and isinstance(layers[-1], nn.Dropout):
+        layers.pop()
+    features = nn.Sequential(*layers)
+    blocks = [
+        name
+        for name, module in features.named_modules()
+        if name and any(True for _ in module.parameters(recurse=False))
+    ]
+    return Backbone(features, blocks)
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())

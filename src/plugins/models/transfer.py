@@ -1,0 +1,83 @@
+"""Transfer learning (book ch. 5): a pretrained base plus a new head for the target classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from plugins.models.backbones import build_backbone
+from plugins.models.base import Classifier
+
+
+class TransferClassifier(Classifier):
+    """``base`` (pretrained, freezable block by block) -> ``head`` (new, trained from scratch).
+
+    ``backbone`` is a torchvision model name with ``weights`` (a torchvision weights name,
+    read from the torchvision cache or downloaded; a local ``.pth`` file; or null), or the
+    network of an earlier run: ``runs:/<run_id>`` or ``models:/<name>/<version>``.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        backbone: str = "resnet18",
+        weights: str | None = "DEFAULT",
+        hidden_units: int = 256,
+        dropout: float = 0.5,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        tracking_uri: str | None = None,
+    ) -> None:
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        self.save_hyperparameters(ignore=["tracking_uri"])
+        base = build_backbone(backbone, weights, tracking_uri)
+        self.base = base.features
+        self.blocks = base.blocks
+        was_training = self.base.training
+        self.base.eval()
+        with torch.no_grad():
+            width = self.base(torch.zeros(2, *input_shape)).flatten(1).shape[1]
+        self.base.train(was_training)
+        head: list[nn.Module] = [nn.Flatten()]
+        if hidden_units:
+            head += [nn.Linear(width, hidden_units), nn.ReLU()]
+            width = hidden_units
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*head)
+        self.net = nn.Sequential(self.base, self.head)
+
+    @classmethod
+    def rebuild_arguments(cls, hparams: dict[str, Any], tracking_uri: str | None) -> dict:
+        """Arguments to rebuild the architecture only: the checkpoint supplies all weights."""
+        return {**hparams, "weights": None, "tracking_uri": tracking_uri}
+
+    def freeze_base(self) -> None:
+        """Feature extraction: only the head learns."""
+        self.base.requires_grad_(False)
+        self.train(self.training)
+
+    def unfreeze_top(self, blocks: int) -> list[str]:
+        """Fine-tuning: the top ``blocks`` of the base learn again; returns their names."""
+        self.freeze_base()
+        chosen = self.blocks[-blocks:] if blocks > 0 else []
+        for name in chosen:
+            self.base.get_submodule(name).requires_grad_(True)
+        self.train(self.training)
+        return chosen
+
+    def train(self, mode: bool = True) -> TransferClassifier:
+        """Batch-norm statistics stay frozen while any of the base is frozen (as in Keras)."""
+        super().train(mode)
+        if any(not p.requires_grad for p in self.base.parameters()):
+            for module in self.base.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
