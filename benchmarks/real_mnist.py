@@ -1,0 +1,101 @@
+"""Real MNIST acceptance numbers: mlp and convnet accuracy, and transfer learning.
+
+The only real MNIST images here are the 10,000 test images in ``../shared/data/mnist``
+(see its SOURCES.md). They are split into train (first 8,000) and test (last 2,000) idx
+files in the standard format, and every run goes through the CLI exactly as a user's would.
+
+    python benchmarks/real_mnist.py [--shared ../shared/data/mnist] [--only accuracy|transfer]
+
+Prints one line per measurement; the README's table is copied from this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def make_split(shared: Path, dest: Path, n_train: int = 8000) -> Path:
+    """Write the real test set as train/t10k idx files (first ``n_train`` are training)."""
+    from plugins.data.mnist import read_idx, write_idx
+
+    images = read_idx(shared / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(shared / "t10k-labels-idx1-ubyte.gz")
+    write_idx(dest / "train-images-idx3-ubyte.gz", images[:n_train])
+    write_idx(dest / "train-labels-idx1-ubyte.gz", labels[:n_train])
+    write_idx(dest / "t10k-images-idx3-ubyte.gz", images[n_train:])
+    write_idx(dest / "t10k-labels-idx1-ubyte.gz", labels[n_train:])
+    return dest
+
+
+def run(args: list[str], cwd: Path) -> tuple[dict[str, float], str, float]:
+    """Run the CLI; return its summary metrics, its MLflow run id and wall seconds."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", *args],
+        cwd=cwd, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
+    metrics = {
+        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([0-9.]+)$", proc.stdout, re.M)
+    }
+    run_id = re.search(r"MLflow run\s+([0-9a-f]{32})", proc.stdout)
+    return metrics, run_id[1] if run_id else "", seconds
+
+
+def accuracy(data: list[str], cwd: Path) -> None:
+    for model, epochs in (("mlp", 10), ("convnet", 10)):
+        args = [*data, f"model={model}", f"trainer.max_epochs={epochs}"]
+        metrics, _, seconds = run(args, cwd)
+        print(f"real MNIST {model:8s} test/acc {metrics['test/acc']:.4f}  ({seconds:.0f} s)  "
+              f"python -m pipelines.run {' '.join(args)}", flush=True)  # fmt: skip
+
+
+def transfer(data: list[str], cwd: Path) -> None:
+    source_args = [*data, "model=convnet", "data.classes=[0,1,2,3,4]", "trainer.max_epochs=5"]
+    metrics, source_id, _ = run(source_args, cwd)
+    print(f"source: convnet on digits 0-4, test/acc {metrics['test/acc']:.4f}", flush=True)
+    target = [*data, "data.classes=[5,6,7,8,9]", "data.train_limit=250", "data.batch_size=32"]
+    scratch, _, _ = run([*target, "model=convnet", "trainer.max_epochs=20"], cwd)
+    transferred, _, _ = run(
+        [*target, "pipeline=transfer", "model=transfer", f"model.backbone=runs:/{source_id}",
+         "trainer.max_epochs=20", "pipeline.stages.3.unfreeze_blocks=2"],
+        cwd,
+    )  # fmt: skip
+    print(f"target digits 5-9, 250 training images (200 train / 50 val), "
+          f"{int(1e9)} test images".replace(str(int(1e9)), "all held-out"), flush=True)  # fmt: skip
+    print(f"  from scratch (convnet)         test/acc {scratch['test/acc']:.4f}")
+    print(f"  feature extraction (frozen)    test/acc "
+          f"{transferred['feature_extraction/test/acc']:.4f}")  # fmt: skip
+    print(f"  fine-tuning (top 2 unfrozen)   test/acc {transferred['test/acc']:.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--only", choices=("accuracy", "transfer"))
+    options = parser.parse_args()
+    if not options.shared.is_dir():
+        raise SystemExit(f"{options.shared} not found: it holds the real MNIST test set.")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        root = make_split(options.shared, work / "mnist")
+        data = ["data=mnist", f"data.root={root}", "tracking.experiment=benchmarks"]
+        if options.only in (None, "accuracy"):
+            accuracy(data, work)
+        if options.only in (None, "transfer"):
+            transfer(data, work)
+
+
+if __name__ == "__main__":
+    main()
