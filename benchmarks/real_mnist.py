@@ -65,14 +65,14 @@ def transfer(data: list[str], cwd: Path) -> None:
     source_args = [*data, "model=convnet", "data.classes=[0,1,2,3,4]", "trainer.max_epochs=5"]
     metrics, source_id, _ = run(source_args, cwd)
     print(f"source: convnet on digits 0-4, test/acc {metrics['test/acc']:.4f}", flush=True)
-    target = [*data, "data.classes=[5,6,7,8,9]", "data.train_limit=250", "data.batch_size=32"]
+    target = [*data, "data.classes=[5,6,7,8,9]", "data.train_limit=100", "data.batch_size=32"]
     scratch, _, _ = run([*target, "model=convnet", "trainer.max_epochs=20"], cwd)
     transferred, _, _ = run(
         [*target, "pipeline=transfer", "model=transfer", f"model.backbone=runs:/{source_id}",
-         "trainer.max_epochs=20", "pipeline.stages.3.unfreeze_blocks=2"],
+         "trainer.max_epochs=20", "pipeline.stages.3.unfreeze_blocks=2", "model.hidden_units=0"],
         cwd,
     )  # fmt: skip
-    print(f"target digits 5-9, 250 training images (200 train / 50 val), "
+    print(f"target digits 5-9, 100 training images (80 train / 20 val), "
           f"{int(1e9)} test images".replace(str(int(1e9)), "all held-out"), flush=True)  # fmt: skip
     print(f"  from scratch (convnet)         test/acc {scratch['test/acc']:.4f}")
     print(f"  feature extraction (frozen)    test/acc "
