@@ -36,3 +36,21 @@ def test_failed_job_is_recorded_and_the_others_kept(workdir: Path) -> None:
     assert status == {"-1": "FAILED", "0.001": "FINISHED"}
     finished = next(c for c in children if c.info.status == "FINISHED")
     assert "test/acc" in finished.data.metrics
+
+
+def test_overfitting_experiment_logs_a_comparison_figure(workdir: Path) -> None:
+    from mlflow import MlflowClient
+
+    result = run_cli(["experiment=overfitting", "trainer.max_epochs=2"], cwd=workdir)
+    assert result.returncode == 0, result.output
+    uri = store_uri(workdir)
+    parents, children = _by_role(mlflow_runs(uri))
+    assert len(parents) == 1 and len(children) == 4
+    variants = sorted(c.data.tags["overrides"].split()[0] for c in children)
+    assert variants == [f"variant={v}" for v in ("dropout", "l2", "original", "smaller")]
+    hidden = {c.data.tags["overrides"].split()[0]: c.data.params for c in children}
+    assert hidden["variant=smaller"]["model.hidden_units"] == "[16]"
+    assert hidden["variant=l2"]["model.l2"] == "0.002"
+    assert hidden["variant=dropout"]["model.dropout"] == "0.5"
+    figures = MlflowClient(uri).list_artifacts(parents[0].info.run_id, "comparison")
+    assert [f.path for f in figures] == ["comparison/val_loss_by_job.png"]

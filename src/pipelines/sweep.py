@@ -86,10 +86,55 @@ class SweepCallback(Callback):
         failures = sorted((state / _FAILURES_DIR).glob("*.txt")) if state.name else []
         if self._tracker is not None:
             self._tracker.set_tags({"failed_jobs": str(len(failures))})
-            self._tracker.finish("FAILED" if failures else "FINISHED")
+            try:
+                log_comparison(self._tracker, state)
+            finally:
+                self._tracker.finish("FAILED" if failures else "FINISHED")
         os.environ.pop(STATE_ENV, None)
         if failures:
             lines = [f"{len(failures)} job(s) of the sweep failed (the others are recorded):"]
             lines += [f"  {f.stem.replace('_', ' ')}: {f.read_text().strip()}" for f in failures]
             print("\n".join(lines), file=sys.stderr, flush=True)
             raise SystemExit(1)
+
+
+def log_comparison(tracker: Any, state: Path, metric: str = "val/loss") -> Path | None:
+    """Plot ``metric`` per epoch for every child run and log the figure to the parent.
+
+    Each curve is labelled with the overrides that differ between the jobs (the book's
+    ch. 4 figures: original vs smaller vs L2 vs dropout), so a sweep reads at a glance.
+    """
+    client = tracker.client
+    children = client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    curves = {}
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, metric)
+        if history:
+            curves[child.data.tags.get("overrides", child.info.run_name)] = history
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    token_sets = [set(label.split()) for label in curves]
+    shared = set.intersection(*token_sets) if len(token_sets) > 1 else set()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, history in curves.items():
+        name = " ".join(t for t in label.split() if t not in shared) or label or "default"
+        axis.plot(range(1, len(history) + 1), [m.value for m in history], marker="o", label=name)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric)
+    axis.set_title(f"{metric} per job of the sweep")
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
+    path = state / f"{metric.replace('/', '_')}_by_job.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    tracker.log_artifact(path, "comparison")
+    return path
