@@ -1,0 +1,79 @@
+"""A small residual network of depthwise-separable convolutions (2nd ed. ch. 9, "mini
+Xception"): batch norm before each convolution, a 1x1 strided projection on each residual
+path, global average pooling instead of a big Dense layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plugins.models.base import Classifier
+
+
+class SeparableConv2d(nn.Sequential):
+    """A depthwise 3x3 convolution per channel, then a pointwise 1x1 mix: far fewer weights
+    than a full convolution, and channels are treated as largely independent."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel_size: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(channels_in, channels_in, kernel_size, padding="same",
+                      groups=channels_in, bias=False),
+            nn.Conv2d(channels_in, channels_out, 1, bias=False),
+        )  # fmt: skip
+
+
+class ResidualBlock(nn.Module):
+    """[BN -> ReLU -> (Separable)Conv] x2 -> MaxPool(3, stride 2), plus a projected residual."""
+
+    def __init__(self, channels_in: int, channels_out: int, separable: bool) -> None:
+        super().__init__()
+
+        def conv(c_in: int) -> nn.Module:
+            if separable:
+                return SeparableConv2d(c_in, channels_out)
+            return nn.Conv2d(c_in, channels_out, 3, padding="same", bias=False)
+
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(channels_in), nn.ReLU(), conv(channels_in),
+            nn.BatchNorm2d(channels_out), nn.ReLU(), conv(channels_out),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )  # fmt: skip
+        self.project = nn.Conv2d(channels_in, channels_out, 1, stride=2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.project(x)
+
+
+class MiniXception(Classifier):
+    """Stem conv -> residual blocks of growing width -> global average pool -> Dropout -> Dense.
+
+    ``separable=false`` gives the same residual network with ordinary convolutions.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        sizes: tuple[int, ...] = (32, 64, 128, 256),
+        stem_filters: int = 32,
+        stem_kernel: int = 5,
+        separable: bool = True,
+        dropout: float = 0.5,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        self.save_hyperparameters()
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_shape[0], stem_filters, stem_kernel, padding="same", bias=False)
+        ]
+        width = stem_filters
+        for size in sizes:
+            layers.append(ResidualBlock(width, size, separable))
+            width = size
+        layers += [nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+        self.net = nn.Sequential(*layers, *head, nn.Linear(width, num_classes))
