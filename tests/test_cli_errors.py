@@ -57,6 +57,11 @@ def test_wrong_type_names_the_key(workdir: Path, override: str, key: str) -> Non
     assert not (workdir / "mlruns").exists(), "checked before a run is opened"
 
 
+def test_bad_nested_setting_names_the_inner_key(workdir: Path) -> None:
+    result = run_cli(["augment=book", "data.augment.rotation=3"], cwd=workdir)
+    _assert_clean_error(result, "'data.augment.rotation'", "less than or equal to 1")
+
+
 def test_key_the_plugin_does_not_accept(workdir: Path) -> None:
     result = run_cli(["+model.hidden=3"], cwd=workdir)
     _assert_clean_error(result, "'model.hidden'", "hidden_units")

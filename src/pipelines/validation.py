@@ -92,12 +92,18 @@ def validate_arguments(
         try:
             checked[key] = adapter.validate_python(value)
         except pydantic.ValidationError as exc:
-            expected = _type_name(annotation)
-            detail = exc.errors()[0].get("msg", "")
+            error = exc.errors()[0]
+            nested = [str(part) for part in error.get("loc", ()) if isinstance(part, str | int)]
+            # a nested settings object (e.g. data.augment) names the inner key that is wrong
+            if nested and isinstance(value, Mapping) and nested[0] in value:
+                full_key, bad, expected = ".".join([path, key, *nested]), error.get("input"), ""
+            else:
+                full_key, bad = f"{path}.{key}", value
+                expected = f"expected {_type_name(annotation)}, "
             raise ConfigValueError(
-                f"Wrong type for '{path}.{key}': expected {expected}, got {value!r} "
-                f"({type(value).__name__}); {detail}. Fix the value, e.g. `{path}.{key}=...` "
-                "on the command line or in the config file."
+                f"Wrong value for '{full_key}': {expected}got {bad!r} "
+                f"({type(bad).__name__}); {error.get('msg', '')}. Fix the value, e.g. "
+                f"`{full_key}=...` on the command line or in the config file."
             ) from None
     return checked
 

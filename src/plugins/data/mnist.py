@@ -16,6 +16,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import DataNotFoundError
+from plugins.data.augment import AugmentSettings
 from plugins.data.vision import InMemoryImageData, stratified_split
 
 _IMAGES_MAGIC = 2051
@@ -92,11 +93,12 @@ class MNISTDataModule(InMemoryImageData):
         seed: int = 0,
         train_limit: int | None = None,
         classes: list[int] | None = None,
+        augment: AugmentSettings | None = None,
     ) -> None:
         """``classes`` keeps only those labels (re-indexed 0..k-1, in the order given): e.g.
         a source task on digits 0-4 and a transfer target on 5-9. ``train_limit`` then caps
         the training files' samples (before the validation split)."""
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, augment=augment)
         self.root = Path(root).expanduser().resolve()
         self.download = download
         self.val_fraction = val_fraction
@@ -195,5 +197,8 @@ class FashionMNISTDataModule(MNISTDataModule):
         seed: int = 0,
         train_limit: int | None = None,
         classes: list[int] | None = None,
+        augment: AugmentSettings | None = None,
     ) -> None:
-        super().__init__(root, download, batch_size, val_fraction, seed, train_limit, classes)
+        super().__init__(
+            root, download, batch_size, val_fraction, seed, train_limit, classes, augment
+        )

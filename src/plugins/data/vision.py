@@ -9,21 +9,38 @@ import numpy as np
 import torch
 
 from pipelines.tensor_loader import TensorBatches
+from plugins.data.augment import AugmentSettings, BatchAugmentation
 
 
 class InMemoryImageData(L.LightningDataModule):
     """Train/val/test image tensors (N, C, H, W) in [0, 1] with integer labels.
 
-    Subclasses fill ``self.splits`` in :meth:`setup`; batching, shuffling and the
-    properties the model needs (``input_shape``, ``num_classes``) are shared.
+    Subclasses fill ``self.splits`` in :meth:`setup`; batching, shuffling, augmentation and
+    the properties the model needs (``input_shape``, ``num_classes``) are shared.
+
+    ``augment`` (the book's flip/rotation/zoom/translation, see :mod:`plugins.data.augment`)
+    transforms training batches only, after they reach the model's device: on a GPU the
+    augmentation runs there, and validation/test images are never touched.
     """
 
-    def __init__(self, batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self, batch_size: int = 32, seed: int = 0, augment: AugmentSettings | None = None
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.seed = seed
+        if isinstance(augment, dict):
+            augment = AugmentSettings(**augment)
+        self.augmentation = BatchAugmentation(augment) if augment and augment.active else None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if self.augmentation is None or trainer is None or not trainer.training:
+            return batch
+        images, labels = batch
+        return self.augmentation(images), labels
 
     def model_kwargs(self) -> dict[str, Any]:
         """Model arguments implied by the data."""
@@ -80,8 +97,9 @@ class DigitsDataModule(InMemoryImageData):
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         seed: int = 0,
+        augment: AugmentSettings | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, augment=augment)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
 
