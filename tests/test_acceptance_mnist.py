@@ -42,3 +42,36 @@ def test_real_mnist_accuracy(real_mnist: Path, workdir: Path, model: str, thresh
     assert result.returncode == 0, result.output
     (run,) = mlflow_runs(store_uri(workdir))
     assert run.data.metrics["test/acc"] >= threshold
+
+
+def test_transfer_from_an_earlier_run_beats_scratch_and_fine_tuning_helps(
+    real_mnist: Path, workdir: Path
+) -> None:
+    """The network of a real-MNIST run, moved to 50 labelled digits (means over 3 seeds)."""
+    source = run_cli(
+        ["data=mnist", f"data.root={real_mnist}", "experiment=book_mnist_convnet"],
+        cwd=workdir,
+        timeout=1200,
+    )
+    assert source.returncode == 0, source.output
+    (source_run,) = mlflow_runs(store_uri(workdir))
+    scratch, extracted, tuned = [], [], []
+    for seed in (1, 2, 3):
+        base = run_cli(
+            ["data=digits_few", "augment=digits", "model=convnet", "model.padding=valid",
+             "trainer.max_epochs=30", f"seed={seed}"],
+            cwd=workdir,
+        )  # fmt: skip
+        moved = run_cli(
+            ["experiment=transfer_digits", f"model.backbone=runs:/{source_run.info.run_id}",
+             f"seed={seed}"],
+            cwd=workdir,
+        )  # fmt: skip
+        assert base.returncode == 0 and moved.returncode == 0, base.output + moved.output
+        base_run, moved_run = mlflow_runs(store_uri(workdir))[-2:]
+        scratch.append(base_run.data.metrics["test/acc"])
+        extracted.append(moved_run.data.metrics["feature_extraction/test/acc"])
+        tuned.append(moved_run.data.metrics["test/acc"])
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    assert mean(extracted) > mean(scratch), (scratch, extracted)
+    assert mean(tuned) > mean(extracted), (extracted, tuned)

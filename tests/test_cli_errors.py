@@ -72,3 +72,14 @@ def test_missing_dataset_files_say_where_and_how(workdir: Path, tmp_path: Path) 
     result = run_cli(["data=mnist", f"data.root={root}"], cwd=workdir)
     _assert_clean_error(result, str(root), "data.download=true")
     assert result.returncode == 2
+
+
+def test_mandatory_value_is_asked_for_before_a_run_opens(workdir: Path) -> None:
+    result = run_cli(["data=image_folder"], cwd=workdir)
+    _assert_clean_error(result, "'data.root'", "data.root=")
+    assert not (workdir / "mlruns").exists(), "checked before a run is opened"
+
+
+def test_null_group_choice_points_to_the_delete_syntax(workdir: Path) -> None:
+    result = run_cli(["augment=null"], cwd=workdir)
+    _assert_clean_error(result, "`~augment`", "book, digits, none")

@@ -49,7 +49,7 @@ def test_overfitting_experiment_logs_a_comparison_figure(workdir: Path) -> None:
     variants = sorted(c.data.tags["overrides"].split()[0] for c in children)
     assert variants == [f"variant={v}" for v in ("dropout", "l2", "original", "smaller")]
     hidden = {c.data.tags["overrides"].split()[0]: c.data.params for c in children}
-    assert hidden["variant=smaller"]["model.hidden_units"] == "[16]"
+    assert hidden["variant=smaller"]["model.width"] == "0.125"
     assert hidden["variant=l2"]["model.l2"] == "0.002"
     assert hidden["variant=dropout"]["model.dropout"] == "0.5"
     figures = MlflowClient(uri).list_artifacts(parents[0].info.run_id, "comparison")

@@ -43,6 +43,17 @@ def test_capacity_and_dropout_knobs() -> None:
     assert not any(isinstance(m, torch.nn.Dropout) for m in small.modules())
 
 
+@pytest.mark.parametrize("model", ["mlp", "convnet", "mini_xception"])
+def test_width_scales_every_model_for_the_capacity_variants(model: str) -> None:
+    def count(width: float) -> int:
+        built = build(model, (1, 8, 8), width=width)
+        out = built(torch.zeros(2, 1, 8, 8))
+        assert out.shape == (2, 3)
+        return sum(p.numel() for p in built.parameters())
+
+    assert count(0.125) < count(1.0) < count(4.0)
+
+
 @pytest.mark.parametrize("penalty", ["l1", "l2"])
 def test_weight_penalty_is_added_to_the_training_loss(penalty: str) -> None:
     torch.manual_seed(0)

@@ -34,7 +34,14 @@ def check_group_overrides(argv: Sequence[str]) -> None:
             continue
         options = group_options(group)
         for choice in (v.strip().strip("'\"") for v in value.split(",")):
-            if choice and choice != "null" and choice not in options:
+            if choice == "null":
+                raise PluginNotFoundError(
+                    f"`{arg}`: a config group takes an option name, not null. To leave "
+                    f"{group} out, write `~{group}`; to compare with and without it in a sweep, "
+                    f"sweep over options that include one that turns it off (known {group} "
+                    f"options: {', '.join(options)})."
+                )
+            if choice and choice not in options:
                 raise PluginNotFoundError(
                     f"Unknown {group} '{choice}' in the override `{arg}`."
                     f"{did_you_mean(choice, options)} Known {group} options: "

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipelines import registry, sweep
 from pipelines.config import flatten
 from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.errors import ConfigValueError, PipelineError
 from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def run_pipeline(
 ) -> dict[str, float]:
     """Build the context, run every stage of ``pipeline.stages``, track it all; return metrics."""
     started = time.perf_counter()
+    require_values(cfg)
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
     check_config(config, stages)
@@ -109,6 +110,18 @@ def _exit_on_sigterm() -> None:
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, _terminate)
+
+
+def require_values(cfg: DictConfig) -> None:
+    """Mandatory values (``???`` in a config file) must be set before a run is opened."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        keys = ", ".join(f"'{key}'" for key in missing)
+        example = " ".join(f"{key}=..." for key in missing)
+        raise ConfigValueError(
+            f"The config needs a value for {keys}, which has no default. Set it on the command "
+            f"line, e.g. `python -m pipelines.run ... {example}`, or in a config file."
+        )
 
 
 def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:

@@ -95,6 +95,10 @@ class Tracker:
     def finish(self, status: str) -> None:
         """End the run with an MLflow status: FINISHED, FAILED or KILLED."""
 
+    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> Tracker:
+        """A nested run under this one (e.g. one per K-fold fold); finish it yourself."""
+        return Tracker()
+
 
 class MlflowTracker(Tracker):
     """One MLflow run, created up front so a crash still leaves a FAILED run behind."""
@@ -118,6 +122,7 @@ class MlflowTracker(Tracker):
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         self.run_id = run.info.run_id
         self.run_name = run_name
+        self.settings = settings
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
 
@@ -164,6 +169,9 @@ class MlflowTracker(Tracker):
             self.flush()
         finally:
             self.client.set_terminated(self.run_id, status=status)
+
+    def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> Tracker:
+        return MlflowTracker(self.settings, run_name, tags=tags, parent_run_id=self.run_id)
 
 
 def get_or_create_experiment(client: Any, uri: str, name: str) -> str:

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import DataNotFoundError
 from plugins.data.augment import AugmentSettings
-from plugins.data.vision import InMemoryImageData, stratified_split
+from plugins.data.vision import (
+    InMemoryImageData,
+    image_tensors,
+    select_classes,
+    stratified_split,
+)
 
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
@@ -140,34 +144,24 @@ class MNISTDataModule(InMemoryImageData):
                     f"{self.folder} {part} files disagree: {len(images)} images but "
                     f"{len(labels)} labels in {self.root}. Replace them with a matching pair."
                 )
-        train_images, train_labels = self._select(arrays["train_images"], arrays["train_labels"])
-        test_images, test_labels = self._select(arrays["test_images"], arrays["test_labels"])
+        train_images, train_labels = select_classes(
+            arrays["train_images"], arrays["train_labels"], self.keep
+        )
+        test_images, test_labels = select_classes(
+            arrays["test_images"], arrays["test_labels"], self.keep
+        )
         if self.train_limit:
             train_images = train_images[: self.train_limit]
             train_labels = train_labels[: self.train_limit]
         split = stratified_split(train_labels, self.val_fraction, 0.0, self.seed)
         self.splits = {
-            "train": self._tensors(train_images[split["train"]], train_labels[split["train"]]),
-            "val": self._tensors(train_images[split["val"]], train_labels[split["val"]]),
-            "test": self._tensors(test_images, test_labels),
+            "train": image_tensors(train_images[split["train"]], train_labels[split["train"]]),
+            "val": image_tensors(train_images[split["val"]], train_labels[split["val"]]),
+            "test": image_tensors(test_images, test_labels),
         }
         self.classes = (
             [self.class_names[c] for c in self.keep] if self.keep else list(self.class_names)
         )
-
-    def _select(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Only the kept classes, labels re-indexed in the order ``classes`` lists them."""
-        if not self.keep:
-            return images, labels
-        mask = np.isin(labels, self.keep)
-        remap = np.full(256, -1, dtype=np.int64)
-        remap[self.keep] = np.arange(len(self.keep))
-        return images[mask], remap[labels[mask]]
-
-    @staticmethod
-    def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-        return pixels, torch.from_numpy(labels.astype(np.int64))
 
 
 class FashionMNISTDataModule(MNISTDataModule):

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from pipelines.errors import ConfigValueError
 from pipelines.tensor_loader import TensorBatches
 from plugins.data.augment import AugmentSettings, BatchAugmentation
 
@@ -70,26 +71,69 @@ def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
     """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
-    from sklearn.model_selection import train_test_split
-
     indices = np.arange(len(labels))
     if test_fraction > 0:
-        rest, test = train_test_split(
-            indices, test_size=test_fraction, random_state=seed, stratify=labels
-        )
+        rest, test = _stratified(indices, labels, test_fraction, seed, "data.test_fraction")
     else:
         rest, test = indices, indices[:0]
-    train, val = train_test_split(
-        rest,
-        test_size=val_fraction / (1.0 - test_fraction),
-        random_state=seed,
-        stratify=labels[rest],
+    train, val = _stratified(
+        rest, labels, val_fraction / (1.0 - test_fraction), seed, "data.val_fraction"
     )
     return {"train": train, "val": val, "test": test}
 
 
+def _stratified(
+    indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` in two, every class in both parts, or say which setting to change."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return tuple(  # type: ignore[return-value]
+            train_test_split(
+                indices, test_size=fraction, random_state=seed, stratify=labels[indices]
+            )
+        )
+    except ValueError as exc:
+        classes = len(np.unique(labels[indices]))
+        raise ConfigValueError(
+            f"Cannot split {len(indices)} images of {classes} classes with '{key}'={fraction:.3g} "
+            f"so that every class is on both sides ({exc}). Use more data (e.g. a larger "
+            f"`data.train_limit`) or a larger `{key}`, so the split holds at least one image "
+            "per class."
+        ) from None
+
+
+def select_classes(
+    images: np.ndarray, labels: np.ndarray, keep: list[int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Only the samples of the ``keep`` labels, re-indexed 0..k-1 in the order given."""
+    if not keep:
+        return images, labels
+    mask = np.isin(labels, keep)
+    remap = np.full(max(keep) + 1, -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return images[mask], remap[labels[mask]]
+
+
+def image_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, H, W) or (N, C, H, W) as float32 (N, C, H, W) in [0, 1]; int64 labels."""
+    pixels = images.astype(np.float32)
+    pixels /= 255.0
+    if pixels.ndim == 3:
+        pixels = pixels[:, None]
+    return torch.from_numpy(pixels), torch.from_numpy(labels.astype(np.int64))
+
+
 class DigitsDataModule(InMemoryImageData):
-    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): no download, ever."""
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): no download, ever.
+
+    ``image_size`` upsamples them (bilinear) for networks built for bigger inputs, with a
+    black ``margin`` on each side: ``image_size=28, margin=4`` puts a 20x20 digit in a 28x28
+    frame, as MNIST does -- a small, shifted target domain for a network trained on MNIST.
+    ``train_limit`` keeps only that many training images (a stratified subset) for
+    few-label experiments; validation and test stay as they are.
+    """
 
     def __init__(
         self,
@@ -98,10 +142,16 @@ class DigitsDataModule(InMemoryImageData):
         test_fraction: float = 0.2,
         seed: int = 0,
         augment: AugmentSettings | None = None,
+        image_size: int | None = None,
+        margin: int = 0,
+        train_limit: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, augment=augment)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.image_size = image_size
+        self.margin = margin
+        self.train_limit = train_limit
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -110,7 +160,35 @@ class DigitsDataModule(InMemoryImageData):
 
         digits = load_digits()
         images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
+        if self.image_size:
+            images = self._resize(images)
         labels = torch.from_numpy(digits.target.astype(np.int64))
         split = stratified_split(digits.target, self.val_fraction, self.test_fraction, self.seed)
+        if self.train_limit and self.train_limit < len(split["train"]):
+            split["train"] = limit_stratified(
+                split["train"], digits.target, self.train_limit, self.seed
+            )
         self.splits = {name: (images[idx], labels[idx]) for name, idx in split.items()}
         self.classes = [str(c) for c in digits.target_names]
+
+    def _resize(self, images: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
+        inner = self.image_size - 2 * self.margin
+        if inner < 1:
+            raise ConfigValueError(
+                f"'data.margin' ({self.margin}) leaves no room in 'data.image_size' "
+                f"({self.image_size}): use a margin below {self.image_size // 2}."
+            )
+        resized = F.interpolate(images, size=(inner, inner), mode="bilinear", align_corners=False)
+        return F.pad(resized.clamp(0.0, 1.0), [self.margin] * 4)
+
+
+def limit_stratified(indices: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """A seeded, stratified subset of ``limit`` of ``indices`` (every class kept if possible)."""
+    from sklearn.model_selection import train_test_split
+
+    kept, _ = train_test_split(
+        indices, train_size=limit, random_state=seed, stratify=labels[indices]
+    )
+    return np.sort(kept)

@@ -40,8 +40,16 @@ class ImageNetInput(nn.Module):
         return (x - self.mean) / self.std
 
 
-def build_backbone(name: str, weights: str | None, tracking_uri: str | None = None) -> Backbone:
+def build_backbone(
+    name: str | None, weights: str | None, tracking_uri: str | None = None
+) -> Backbone:
     """``name``: a torchvision model (``resnet18``, ``vgg16``, ...) or ``runs:/``/``models:/``."""
+    if not name:
+        raise PipelineError(
+            "No base network is set in 'model.backbone'. Name one: a torchvision model "
+            "(model.backbone=resnet18, vgg16, ...) or the network of an earlier run "
+            "(model.backbone=runs:/<run_id> or models:/<name>/<version>)."
+        )
     if is_run_reference(name):
         return run_backbone(name, tracking_uri)
     return torchvision_backbone(name, weights)

@@ -1,13 +1,14 @@
-"""What every built-in classifier shares: loss, accuracy, metric names, optimizers.
+"""What every built-in supervised model shares: loss, metric, metric names, optimizers.
 
 Metric names are a contract with the engine and the MLflow UI: ``train/loss``,
-``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``, logged once per epoch (never per
-step: a tracking write per step costs more than a small model's step).
+``val/loss``, ``val/acc``, ``test/loss``, ``test/acc`` for classifiers; ``val/mae`` and
+``test/mae`` (in the data's own units) for regression. All are logged once per epoch (never
+per step: a tracking write per step costs more than a small model's step).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -24,8 +25,29 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+def scaled(sizes: tuple[int, ...] | list[int], width: float) -> tuple[int, ...]:
+    """Layer sizes times the capacity multiplier ``width`` (book ch. 4), at least 1 each.
+
+    One knob that every built-in model understands, so ``variant=smaller``/``bigger`` work
+    for any of them instead of naming one model's layer sizes.
+    """
+    if width <= 0:
+        raise ConfigValueError(f"'model.width' must be positive, got {width}.")
+    return tuple(max(1, round(size * width)) for size in sizes)
+
+
+Task = Literal["classification", "regression"]
+
+
 class Classifier(L.LightningModule):
-    """A LightningModule around ``self.net`` that maps inputs to class logits."""
+    """A LightningModule around ``self.net``: class logits, or values for regression.
+
+    ``task`` comes from the data (its ``model_kwargs()``), so one architecture serves both:
+    a classifier (cross-entropy, accuracy) or a regressor (MSE loss, MAE metric, the book's
+    choice for housing prices and temperatures). For regression the output layer has
+    ``num_classes`` units, one per target, and ``target_scale`` (the target's standard
+    deviation when the data normalised it) turns the MAE back into the data's own units.
+    """
 
     net: nn.Module
 
@@ -36,11 +58,15 @@ class Classifier(L.LightningModule):
         weight_decay: float = 0.0,
         l1: float = 0.0,
         l2: float = 0.0,
+        task: Task = "classification",
+        target_scale: float = 1.0,
     ) -> None:
         """``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
         over weight matrices and kernels, not biases) to the training loss; ``weight_decay``
         is the optimizer's own decay."""
         super().__init__()
+        self.task = task
+        self.target_scale = target_scale
         if optimizer not in OPTIMIZERS:
             raise ConfigValueError(
                 f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
@@ -57,26 +83,24 @@ class Classifier(L.LightningModule):
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         inputs, targets = batch
-        logits = self(inputs)
-        loss = F.cross_entropy(logits, targets)
-        accuracy = (logits.argmax(dim=1) == targets).float().mean()
+        outputs = self(inputs)
+        if self.task == "regression":
+            outputs = outputs.reshape(targets.shape)
+            loss = F.mse_loss(outputs, targets)
+            metric = "mae", (outputs - targets).abs().mean() * self.target_scale
+        else:
+            loss = F.cross_entropy(outputs, targets)
+            metric = "acc", (outputs.argmax(dim=1) == targets).float().mean()
         size = targets.shape[0]
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            batch_size=size,
-            prog_bar=stage != "train",
-        )
-        self.log(
-            f"{stage}/acc",
-            accuracy,
-            on_step=False,
-            on_epoch=True,
-            batch_size=size,
-            prog_bar=stage != "train",
-        )
+        for name, value in (("loss", loss), metric):
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                batch_size=size,
+                prog_bar=stage != "train",
+            )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -104,7 +128,8 @@ class Classifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(inputs).softmax(dim=1)
+        outputs = self(inputs)
+        return outputs if self.task == "regression" else outputs.softmax(dim=1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.parameters() if p.requires_grad]

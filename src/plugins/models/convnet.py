@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from plugins.models.base import Classifier
+from plugins.models.base import Classifier, scaled
 
 
 class ConvNet(Classifier):
@@ -26,6 +26,7 @@ class ConvNet(Classifier):
         kernel_size: int = 3,
         padding: Literal["same", "valid"] = "same",
         dropout: float = 0.0,
+        width: float = 1.0,
         optimizer: str = "rmsprop",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -36,11 +37,11 @@ class ConvNet(Classifier):
         self.save_hyperparameters()
         channels = input_shape[0]
         layers: list[nn.Module] = []
-        for index, width in enumerate(filters):
-            layers += [nn.Conv2d(channels, width, kernel_size, padding=padding), nn.ReLU()]
+        for index, size in enumerate(scaled(filters, width)):
+            layers += [nn.Conv2d(channels, size, kernel_size, padding=padding), nn.ReLU()]
             if index < len(filters) - 1:
                 layers.append(nn.MaxPool2d(2))
-            channels = width
+            channels = size
         layers.append(nn.Flatten())
         features = nn.Sequential(*layers)
         with torch.no_grad():

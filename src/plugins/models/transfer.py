@@ -23,7 +23,7 @@ class TransferClassifier(Classifier):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        backbone: str = "resnet18",
+        backbone: str | None = "resnet18",
         weights: str | None = "DEFAULT",
         hidden_units: int = 256,
         dropout: float = 0.5,

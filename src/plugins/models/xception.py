@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plugins.models.base import Classifier
+from plugins.models.base import Classifier, scaled
 
 
 class SeparableConv2d(nn.Sequential):
@@ -59,6 +59,7 @@ class MiniXception(Classifier):
         stem_kernel: int = 5,
         separable: bool = True,
         dropout: float = 0.5,
+        width: float = 1.0,
         optimizer: str = "rmsprop",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -67,13 +68,14 @@ class MiniXception(Classifier):
     ) -> None:
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.save_hyperparameters()
+        (stem,) = scaled([stem_filters], width)
         layers: list[nn.Module] = [
-            nn.Conv2d(input_shape[0], stem_filters, stem_kernel, padding="same", bias=False)
+            nn.Conv2d(input_shape[0], stem, stem_kernel, padding="same", bias=False)
         ]
-        width = stem_filters
-        for size in sizes:
-            layers.append(ResidualBlock(width, size, separable))
-            width = size
-        layers += [nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        channels = stem
+        for size in scaled(sizes, width):
+            layers.append(ResidualBlock(channels, size, separable))
+            channels = size
+        layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
-        self.net = nn.Sequential(*layers, *head, nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers, *head, nn.Linear(channels, num_classes))

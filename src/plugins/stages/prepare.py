@@ -17,3 +17,7 @@ class Prepare:
         # Models that load an earlier run's network (runs:/...) read it from this store.
         ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
         ctx.tracker.log_params({f"data.{key}": value for key, value in data_kwargs.items()})
+        # what the data learned and the run needs to be reproduced (text: tokenizer.json)
+        artifacts = datamodule.artifacts() if hasattr(datamodule, "artifacts") else {}
+        for path in artifacts.values():
+            ctx.tracker.log_artifact(path, "data")

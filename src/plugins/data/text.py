@@ -1,0 +1,525 @@
+"""Text classification data: texts -> :class:`TextVectorizer` tensors, cached, batched by index.
+
+:class:`TextDataModule` is the shared base (IMDB, Reuters and any labelled text file): a
+subclass reads its texts (:meth:`TextDataModule.load_texts`); the base splits off what the
+data does not provide (validation, test: seeded and stratified), learns the vocabulary on
+the training split only, vectorizes every split (book ch. 11: ``TextVectorization`` adapted
+on the training texts) and caches the result in ``cache_dir``, keyed by the data settings
+and the input files' sizes and mtimes: the next run loads the ids instead of reading and
+tokenizing the texts again. The fitted vectorizer is ``tokenizer.json``, logged with the run.
+
+:class:`TextClassificationDataModule` (``data=text_classification data.path=FILE``) reads a
+CSV with a header (``text,label`` by default; RFC-4180 quoting, newlines inside quotes) or
+lines of ``text<TAB>label`` (the UCI sentiment files), told apart by the file's name and
+first line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+
+from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.tensor_loader import TensorBatches
+from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
+from plugins.data.vision import stratified_split
+
+log = logging.getLogger(__name__)
+
+#: split name -> (texts, integer labels)
+Texts = dict[str, tuple[list[str], np.ndarray]]
+SPLITS = ("train", "val", "test")
+_CACHE_VERSION = 1
+#: constructor arguments that do not change the prepared tensors
+_NOT_IN_CACHE_KEY = ("batch_size", "cache_dir")
+
+
+class TextDataModule(L.LightningDataModule):
+    """Texts with integer labels, vectorized once into in-memory tensors.
+
+    Subclasses implement :meth:`load_texts` (and set ``self.classes``) and
+    :meth:`input_files`; they may override :meth:`prepare_data` to find or fetch files.
+    ``vectorize`` is the :class:`~plugins.data.vectorize.VectorizeSettings` (a config
+    group, ``vectorize=sequence`` etc.). ``val_fraction``/``test_fraction`` are of the
+    training texts, used only for the splits the data does not provide. ``cache_dir``
+    ``None`` turns the cache off.
+    """
+
+    #: the cache entry's prefix (``<cache_name>-<key>/``)
+    cache_name = "text"
+
+    def __init__(
+        self,
+        vectorize: VectorizeSettings | None = None,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.init_args = _init_args(self, inspect.currentframe())  # the cache key's settings
+        if vectorize is None:
+            vectorize = VectorizeSettings()
+        elif not isinstance(vectorize, VectorizeSettings):
+            vectorize = VectorizeSettings(**vectorize)
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= value < 1.0:
+                raise ConfigValueError(f"'data.{key}' must be at least 0 and below 1, got {value}.")
+        if val_fraction + test_fraction >= 1.0:
+            raise ConfigValueError(
+                f"'data.val_fraction' + 'data.test_fraction' ({val_fraction} + "
+                f"{test_fraction}) leave no training texts: keep their sum below 1."
+            )
+        self.vectorize = vectorize
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.cache_dir = Path(cache_dir).expanduser().resolve() if cache_dir else None
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: list[str] = []
+        self.vectorizer: TextVectorizer | None = None
+        self.tokenizer_path: Path | None = None
+
+    # -- what subclasses provide ----------------------------------------------------------
+
+    def load_texts(self) -> Texts:
+        """``{"train": (texts, labels), ...}`` ("val"/"test" optional); sets ``classes``."""
+        raise NotImplementedError
+
+    def input_files(self) -> list[Path]:
+        """The files the texts are read from (their sizes and mtimes key the cache)."""
+        raise NotImplementedError
+
+    # -- Lightning ------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        started = time.perf_counter()
+        entry = self._cache_entry()
+        loaded = self._read_cache(entry) if entry else None
+        if loaded is None:
+            vectorizer, encoded, labels = self._prepare()
+            if entry:
+                self._write_cache(entry, vectorizer, encoded, labels)
+        else:
+            vectorizer, encoded, labels = loaded
+        if entry:
+            self.tokenizer_path = entry / "tokenizer.json"
+        self.vectorizer = vectorizer
+        self.splits = {
+            name: (vectorizer.tensors(encoded[name]), torch.from_numpy(labels[name]).long())
+            for name in SPLITS
+        }
+        sizes = ", ".join(f"{name} {len(labels[name])}" for name in SPLITS)
+        log.info(
+            "%s: %d classes, %s, %s %s in %.1fs%s",
+            self.cache_name,
+            len(self.classes),
+            sizes,
+            self.vectorize.mode,
+            tuple(self.splits["train"][0].shape[1:]),
+            time.perf_counter() - started,
+            " (cached)" if loaded is not None else "",
+        )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char)."""
+        inputs, _ = self.splits["train"]
+        kwargs: dict[str, Any] = {
+            "input_shape": tuple(inputs.shape[1:]),
+            "num_classes": len(self.classes),
+        }
+        if self.vectorize.sequences:
+            assert self.vectorizer is not None
+            kwargs["vocab_size"] = self.vectorizer.width
+        return kwargs
+
+    def artifacts(self) -> dict[str, Path]:
+        """Files worth keeping with the run: the fitted vectorizer, ``tokenizer.json``."""
+        if self.vectorizer is None:
+            return {}
+        if self.tokenizer_path is None or not self.tokenizer_path.is_file():
+            folder = Path(tempfile.mkdtemp(prefix="pipelines-text-"))
+            self.tokenizer_path = self.vectorizer.save(folder / "tokenizer.json")
+        return {"tokenizer.json": self.tokenizer_path}
+
+    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+        inputs, labels = self.splits[split]
+        return TensorBatches(
+            inputs, labels, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)
+
+    # -- reading, splitting, vectorizing --------------------------------------------------
+
+    def _prepare(self) -> tuple[TextVectorizer, dict[str, Encoded], dict[str, np.ndarray]]:
+        parts = self.split(self.load_texts())
+        if not parts["train"][0]:
+            raise DataNotFoundError(
+                f"No training texts for {self.cache_name}: the files hold none. "
+                "Check `data.path`/`data.root`."
+            )
+        vectorizer = TextVectorizer(self.vectorize)
+        encoded = {"train": vectorizer.fit_encode(parts["train"][0])}
+        for name in ("val", "test"):
+            encoded[name] = vectorizer.encode(parts[name][0])
+        labels = {name: np.asarray(parts[name][1], dtype=np.int64) for name in SPLITS}
+        return vectorizer, encoded, labels
+
+    def split(self, data: Texts) -> Texts:
+        """The given splits, plus val/test split off train (seeded, stratified if possible)."""
+        texts, labels = data["train"]
+        labels = np.asarray(labels, dtype=np.int64)
+        val_fraction = 0.0 if "val" in data else self.val_fraction
+        test_fraction = 0.0 if "test" in data else self.test_fraction
+        index = split_indices(labels, val_fraction, test_fraction, self.seed)
+        parts: Texts = {}
+        for name in SPLITS:
+            if name in data and name != "train":
+                parts[name] = (list(data[name][0]), np.asarray(data[name][1], dtype=np.int64))
+            else:
+                parts[name] = ([texts[i] for i in index[name]], labels[index[name]])
+        return parts
+
+    # -- the cache ------------------------------------------------------------------------
+
+    def _cache_entry(self) -> Path | None:
+        """``cache_dir/<name>-<key>/``: the key hashes the settings and the input files."""
+        if self.cache_dir is None:
+            return None
+        settings = {
+            key: value for key, value in self.init_args.items() if key not in _NOT_IN_CACHE_KEY
+        }
+        settings["vectorize"] = self.vectorize.model_dump()
+        settings["class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        settings["version"] = _CACHE_VERSION
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        for path in self.input_files():
+            stat = path.stat()
+            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        return self.cache_dir / f"{self.cache_name}-{digest.hexdigest()[:20]}"
+
+    def _read_cache(
+        self, entry: Path
+    ) -> tuple[TextVectorizer, dict[str, Encoded], dict[str, np.ndarray]] | None:
+        tensors, tokenizer = entry / "tensors.pt", entry / "tokenizer.json"
+        if not (tensors.is_file() and tokenizer.is_file()):
+            return None
+        try:
+            payload = torch.load(tensors, map_location="cpu", weights_only=True)
+            vectorizer = TextVectorizer.load(tokenizer)
+            encoded = {name: Encoded.from_dict(payload["splits"][name]) for name in SPLITS}
+            labels = {name: payload["labels"][name].numpy() for name in SPLITS}
+            classes = [str(c) for c in payload["classes"]]
+            if any(len(labels[name]) != encoded[name].count for name in SPLITS):
+                raise ValueError("labels and texts disagree in number")
+        except Exception as exc:  # truncated or foreign files: prepare again, overwrite them
+            log.warning("%s: ignoring the unusable cache %s (%s)", self.cache_name, entry, exc)
+            return None
+        self.classes = classes
+        return vectorizer, encoded, labels
+
+    def _write_cache(
+        self,
+        entry: Path,
+        vectorizer: TextVectorizer,
+        encoded: dict[str, Encoded],
+        labels: dict[str, np.ndarray],
+    ) -> None:
+        """The tokenizer, then the tensors (their presence marks a complete entry)."""
+        payload = {
+            "version": _CACHE_VERSION,
+            "classes": list(self.classes),
+            "splits": {name: encoded[name].to_dict() for name in SPLITS},
+            "labels": {name: torch.from_numpy(labels[name]) for name in SPLITS},
+        }
+        try:
+            entry.mkdir(parents=True, exist_ok=True)
+            vectorizer.save(entry / "tokenizer.json")
+            _atomic_torch_save(payload, entry / "tensors.pt")
+        except OSError as exc:  # a read-only or full disk costs speed, not the run
+            log.warning("%s: could not write the cache %s (%s)", self.cache_name, entry, exc)
+
+
+def _init_args(instance: Any, frame: FrameType | None) -> dict[str, Any]:
+    """The arguments of every ``__init__`` of ``instance`` on the stack (the subclass's win).
+
+    Lightning's ``save_hyperparameters`` would do this too, but also write them into every
+    checkpoint, where a settings object breaks ``torch.load(weights_only=True)``.
+    """
+    found: dict[str, Any] = {}
+    while frame is not None and frame.f_code.co_name == "__init__":
+        if frame.f_locals.get("self") is not instance:
+            break
+        info = inspect.getargvalues(frame)
+        found.update({name: info.locals[name] for name in info.args[1:]})
+        frame = frame.f_back
+    return found
+
+
+def _atomic_torch_save(payload: Any, path: Path) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def split_indices(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded train/val/test indices; stratified unless a class is too small for that."""
+    everything = np.arange(len(labels))
+    if val_fraction <= 0 and test_fraction <= 0:
+        return {"train": everything, "val": everything[:0], "test": everything[:0]}
+    try:
+        if val_fraction > 0:
+            return stratified_split(labels, val_fraction, test_fraction, seed)
+        part = stratified_split(labels, test_fraction, 0.0, seed)
+        return {"train": part["train"], "val": everything[:0], "test": part["val"]}
+    except (ConfigValueError, ValueError) as exc:
+        log.warning("split not stratified (%s): a seeded random split instead", exc)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_test = round(len(labels) * test_fraction)
+    n_val = round(len(labels) * val_fraction)
+    return {
+        "train": np.sort(order[n_test + n_val :]),
+        "val": np.sort(order[n_test : n_test + n_val]),
+        "test": np.sort(order[:n_test]),
+    }
+
+
+def class_names(labels: Iterable[str]) -> list[str]:
+    """The sorted distinct labels (numerically when every label is an integer)."""
+    distinct = set(labels)
+    try:
+        return sorted(distinct, key=int)
+    except ValueError:
+        return sorted(distinct)
+
+
+def encode_labels(labels: list[str], classes: list[str], where: str) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(set(labels) - index.keys())
+    if unknown:
+        raise ConfigValueError(
+            f"{where} has labels the training data does not: {', '.join(unknown[:5])}. "
+            f"Known labels: {', '.join(classes)}."
+        )
+    return np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
+
+
+# -- labelled text files ------------------------------------------------------------------
+
+FileFormat = Literal["auto", "csv", "tsv"]
+
+
+def read_text(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is dropped), else Latin-1 (which reads any bytes)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        log.warning("%s is not UTF-8; reading it as Latin-1", path)
+        return data.decode("latin-1")
+
+
+@contextmanager
+def _csv_field_limit(limit: int = 1 << 28):
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def read_labelled_file(
+    path: Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    file_format: FileFormat = "auto",
+) -> tuple[list[str], list[str]]:
+    """Texts and (string) labels of a CSV with a header or of ``text<TAB>label`` lines.
+
+    ``auto`` reads a ``.csv`` file, or a file whose first line names both columns, as CSV;
+    anything else as lines split on the last tab (or, for a line without one, on the last
+    run of whitespace). Lines are split on ``\\n`` only, never on U+0085 and friends, and
+    quotes mean nothing in such lines.
+    """
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"The labelled text file {path} does not exist. Point `data.path=` (or "
+            "`data.test_path=`) at a CSV with a header or a file of `text<TAB>label` lines."
+        )
+    text = read_text(path)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    if file_format == "auto":
+        header = next(csv.reader([first_line]), [])
+        named = {text_column, label_column} <= {h.strip() for h in header}
+        file_format = "csv" if path.suffix.lower() == ".csv" or named else "tsv"
+    if file_format == "csv":
+        texts, labels = _read_csv(path, text, text_column, label_column)
+    else:
+        texts, labels = _read_lines(path, text, text_column, label_column)
+    if not texts:
+        raise DataNotFoundError(
+            f"{path} holds no labelled texts (read as {file_format.upper()}). Give a file with "
+            "at least one `text<TAB>label` line or CSV row."
+        )
+    return texts, labels
+
+
+def _read_csv(
+    path: Path, text: str, text_column: str, label_column: str
+) -> tuple[list[str], list[str]]:
+    import io
+
+    with _csv_field_limit():
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            header = []
+        missing = [c for c in (text_column, label_column) if c not in header]
+        if missing:
+            raise ConfigValueError(
+                f"{path} is read as CSV but its header ({', '.join(header) or 'empty'}) has no "
+                f"column {', '.join(repr(c) for c in missing)}. Set `data.text_column=` and "
+                "`data.label_column=` to its column names (the first line must be a header)."
+            )
+        t, lab = header.index(text_column), header.index(label_column)
+        texts, labels = [], []
+        start = reader.line_num + 1
+        for row in reader:
+            if not any(field.strip() for field in row):
+                start = reader.line_num + 1
+                continue
+            label = row[lab].strip() if len(row) > lab else ""
+            if not label or len(row) <= t:
+                raise ConfigValueError(
+                    f"{path}, line {start}: the row has no {label_column!r} value "
+                    f"({len(row)} fields for a header of {len(header)}). Fix or remove it."
+                )
+            texts.append(row[t])
+            labels.append(label)
+            start = reader.line_num + 1
+    return texts, labels
+
+
+def _read_lines(
+    path: Path, text: str, text_column: str, label_column: str
+) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        if "\t" in line:
+            sentence, label = line.rsplit("\t", 1)
+        else:
+            fields = line.rstrip().rsplit(None, 1)
+            sentence, label = fields if len(fields) == 2 else (line, "")
+        label = label.strip()
+        if number == 1 and (sentence.strip(), label) == (text_column, label_column):
+            continue  # a header line
+        if not label:
+            raise ConfigValueError(
+                f"{path}, line {number}: no label after the text (expected `text<TAB>label`, "
+                f"got {line[:60]!r}). Add the label or remove the line; a CSV file needs a "
+                "header that names `data.text_column` and `data.label_column`."
+            )
+        texts.append(sentence)
+        labels.append(label)
+    return texts, labels
+
+
+class TextClassificationDataModule(TextDataModule):
+    """Any labelled text file (``path``; ``test_path`` optional), the book's ch. 11 recipe.
+
+    Labels may be words or integers; the classes are the sorted distinct labels of ``path``.
+    Without ``test_path``, ``test_fraction`` of ``path`` is held out as the test split.
+    """
+
+    cache_name = "text_classification"
+
+    def __init__(
+        self,
+        path: str,
+        test_path: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        file_format: FileFormat = "auto",
+        vectorize: VectorizeSettings | None = None,
+        batch_size: int = 32,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__(
+            vectorize=vectorize,
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
+        self.path = Path(path).expanduser().resolve()
+        self.test_path = Path(test_path).expanduser().resolve() if test_path else None
+        self.text_column = text_column
+        self.label_column = label_column
+        self.file_format = file_format
+
+    def input_files(self) -> list[Path]:
+        files = [self.path, *([self.test_path] if self.test_path else [])]
+        for path in files:
+            if not path.is_file():
+                read_labelled_file(path)  # raises the one-paragraph error
+        return files
+
+    def prepare_data(self) -> None:
+        self.input_files()
+
+    def load_texts(self) -> Texts:
+        columns = (self.text_column, self.label_column, self.file_format)
+        texts, labels = read_labelled_file(self.path, *columns)
+        self.classes = class_names(labels)
+        data: Texts = {"train": (texts, encode_labels(labels, self.classes, str(self.path)))}
+        if self.test_path:
+            test_texts, test_labels = read_labelled_file(self.test_path, *columns)
+            where = str(self.test_path)
+            data["test"] = (test_texts, encode_labels(test_labels, self.classes, where))
+        return data
