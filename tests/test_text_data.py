@@ -140,6 +140,22 @@ def test_text_classification_splits_and_model_kwargs(tmp_path: Path) -> None:
     assert batch[0].shape == (32, 12) and batch[1].dtype == torch.int64
 
 
+@pytest.mark.parametrize(("input_kind", "dtype"), [("tokens", torch.int64), (None, torch.float32)])
+def test_auto_mode_follows_the_model(tmp_path: Path, input_kind, dtype) -> None:
+    """``mode: auto``: token ids for models that embed them, multi-hot bags for the rest."""
+    model_class = type("Model", (), {"input_kind": input_kind})
+    data = TextClassificationDataModule(
+        path=str(write_tsv(tmp_path / "reviews.tsv")),
+        vectorize={"mode": "auto", "max_tokens": 50, "sequence_length": 12},
+    )
+    data.adapt_to_model(model_class)
+    data.setup()
+    inputs = data.splits["train"][0]
+    assert inputs.dtype == dtype
+    assert inputs.shape[1:] == ((12,) if input_kind else (50,))
+    assert ("vocab_size" in data.model_kwargs()) is (input_kind == "tokens")
+
+
 def test_rare_class_falls_back_to_a_seeded_random_split(tmp_path: Path) -> None:
     path = tmp_path / "rare.txt"
     path.write_text("a good film\t1\n" * 9 + "an odd one\t2\n" + "a bad film\t0\n" * 10)

@@ -109,10 +109,15 @@ class TextDataModule(L.LightningDataModule):
 
     # -- Lightning ------------------------------------------------------------------------
 
+    def adapt_to_model(self, model_class: type) -> None:
+        """Resolve ``vectorize.mode: auto`` from the model's ``input_kind`` (before setup)."""
+        self.vectorize = self.vectorize.for_model(getattr(model_class, "input_kind", None))
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         started = time.perf_counter()
+        self.vectorize = self.vectorize.for_model(None)  # auto without a model: bags
         entry = self._cache_entry()
         loaded = self._read_cache(entry) if entry else None
         if loaded is None:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Mode = Literal["multi_hot", "count", "tf_idf", "int", "char"]
+Mode = Literal["auto", "multi_hot", "count", "tf_idf", "int", "char"]
 SEQUENCE_MODES = ("int", "char")
 PAD = ""
 UNK = "[UNK]"
@@ -78,6 +78,18 @@ class VectorizeSettings(BaseModel):
                 f"mode={self.mode!r}; set ngrams=1 or choose a bag mode"
             )
         return self
+
+    def for_model(self, input_kind: str | None) -> VectorizeSettings:
+        """``mode: auto`` made concrete for the model that will read the tensors.
+
+        Models that embed token ids (RNNs, 1D convnets, Transformers) declare
+        ``input_kind = "tokens"`` and get ``int`` sequences; every other model gets the
+        book's multi-hot bags. So ``model=lstm data=imdb`` works with no further override.
+        """
+        if self.mode != "auto":
+            return self
+        tokens = input_kind == "tokens" and self.ngrams == 1
+        return self.model_copy(update={"mode": "int" if tokens else "multi_hot"})
 
     @property
     def sequences(self) -> bool:

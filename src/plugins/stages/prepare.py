@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipelines import registry
 from pipelines.context import RunContext
 
 
@@ -10,6 +11,10 @@ class Prepare:
 
     def run(self, ctx: RunContext) -> None:
         datamodule = ctx.build_datamodule()
+        if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
+            datamodule.adapt_to_model(
+                registry.load("model", ctx.config["model"]["name"], path="model.name")
+            )
         datamodule.prepare_data()
         datamodule.setup("fit")
         ctx.datamodule = datamodule
