@@ -146,7 +146,8 @@ class TextDataModule(L.LightningDataModule):
         )
 
     def model_kwargs(self) -> dict[str, Any]:
-        """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char)."""
+        """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char);
+        ``vocabulary`` (the tokens by id) for word ids (int), for pretrained word vectors."""
         inputs, _ = self.splits["train"]
         kwargs: dict[str, Any] = {
             "input_shape": tuple(inputs.shape[1:]),
@@ -155,6 +156,9 @@ class TextDataModule(L.LightningDataModule):
         if self.vectorize.sequences:
             assert self.vectorizer is not None
             kwargs["vocab_size"] = self.vectorizer.width
+        if self.vectorize.mode == "int":
+            assert self.vectorizer is not None
+            kwargs["vocabulary"] = self.vectorizer.vocabulary
         return kwargs
 
     def artifacts(self) -> dict[str, Path]:

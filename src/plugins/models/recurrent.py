@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from pipelines.errors import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.sequence import SequenceInput, head, packed_to_front
+from plugins.models.word_vectors import WordVectorsMixin
 
 
 class RecurrentNet(nn.Module):
@@ -104,13 +105,15 @@ class RecurrentNet(nn.Module):
             return functional_call(self.rnn, dropped, (inputs,))
 
 
-class Recurrent(Classifier):
+class Recurrent(WordVectorsMixin, Classifier):
     """Embedding (token ids) or the raw sequence -> RNN layers -> Dense.
 
     ``units`` per direction; ``num_layers`` stacked layers; ``bidirectional`` doubles the
     state the head sees; ``dropout`` between stacked layers and before the head;
     ``recurrent_dropout`` is DropConnect on the recurrent weights (see
-    :class:`RecurrentNet`). ``width`` multiplies ``units``.
+    :class:`RecurrentNet`). ``width`` multiplies ``units``. ``word_vectors`` (GloVe) starts
+    the embedding from pretrained vectors for the data's ``vocabulary``, frozen while
+    ``freeze_embeddings`` (2nd ed. ch. 11).
     """
 
     #: text data vectorizes to token ids for this model (``vectorize.mode: auto``)
@@ -123,7 +126,10 @@ class Recurrent(Classifier):
         input_shape: tuple[int, ...],
         num_classes: int,
         vocab_size: int | None = None,
+        vocabulary: list[str] | None = None,
         embedding_dim: int = 256,
+        word_vectors: str | None = None,
+        freeze_embeddings: bool = True,
         units: int = 32,
         num_layers: int = 1,
         bidirectional: bool = False,
@@ -147,8 +153,16 @@ class Recurrent(Classifier):
             task=task,
             target_scale=target_scale,
         )
-        self.save_hyperparameters()
-        source = SequenceInput(input_shape, vocab_size, embedding_dim)
+        self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
+        source = SequenceInput(
+            input_shape,
+            vocab_size,
+            embedding_dim,
+            word_vectors=word_vectors,
+            vocabulary=vocabulary,
+            freeze=freeze_embeddings,
+        )
+        self.embeddings_found = source.embeddings_found
         (size,) = scaled((units,), width)
         self.net = RecurrentNet(
             source,

@@ -16,6 +16,7 @@ models are in :mod:`plugins.models.recurrent`, the Transformer in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 from pipelines.errors import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.dense import MLP
+from plugins.models.word_vectors import WordVectorsMixin, pretrained_embedding
 
 
 def sequence_shape(input_shape: tuple[int, ...] | list[int]) -> tuple[int, int]:
@@ -67,6 +69,11 @@ class SequenceInput(nn.Module):
 
     ``forward`` returns ``(sequence, mask)``, ``mask`` being ``True`` on real tokens (None for
     real-valued input, where every step counts).
+
+    ``word_vectors`` (a GloVe or word2vec text file) fills the token embedding with
+    pretrained vectors for ``vocabulary`` (the data's tokens by id), frozen unless ``freeze``
+    is False; ``embeddings_found`` is then the number of vocabulary words the file held.
+    ``dim_key`` names the setting behind ``dim`` in error messages.
     """
 
     def __init__(
@@ -75,9 +82,20 @@ class SequenceInput(nn.Module):
         vocab_size: int | None,
         dim: int,
         project: bool = False,
+        word_vectors: str | None = None,
+        vocabulary: Sequence[str] | None = None,
+        freeze: bool = True,
+        dim_key: str = "model.embedding_dim",
     ) -> None:
         super().__init__()
+        self.embeddings_found: int | None = None
         self.tokens = vocab_size is not None
+        if word_vectors and not self.tokens:
+            raise ConfigValueError(
+                "'model.word_vectors' is for token ids, but the data gave no 'vocab_size': "
+                "use text data vectorized into word ids (`data.vectorize.mode=int`), or set "
+                "`model.word_vectors=null`."
+            )
         if self.tokens:
             if vocab_size < 2:
                 raise ConfigValueError(
@@ -88,7 +106,12 @@ class SequenceInput(nn.Module):
                     f"Token ids come as (N, T) batches with input_shape=(T,), not {input_shape}."
                 )
             self.steps = int(input_shape[0])
-            self.embed: nn.Module = nn.Embedding(vocab_size, dim, padding_idx=0)
+            embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+            if word_vectors:
+                self.embeddings_found = pretrained_embedding(
+                    embedding, word_vectors, vocabulary, freeze=freeze, dim_key=dim_key
+                )
+            self.embed: nn.Module = embedding
             self.features = dim
         else:
             self.steps, width = sequence_shape(input_shape)
@@ -200,13 +223,16 @@ class EmbeddingBagNet(nn.Module):
         return self.head(self.hidden(pooled))
 
 
-class EmbeddingDense(Classifier):
+class EmbeddingDense(WordVectorsMixin, Classifier):
     """Embedding(vocab_size, dim, padding_idx=0) -> pooling -> Dense (1st ed. ch. 6).
 
     ``pooling="mean"`` averages the real tokens' embeddings (padding excluded, so any length
     works); ``pooling="flatten"`` is the 1st edition's ``Embedding(10000, 8) -> Flatten ->
     Dense`` on fixed-length sequences. Real-valued input gets a per-timestep ``Linear``
     projection to ``embedding_dim`` instead of the lookup table.
+
+    ``word_vectors`` (GloVe) starts the embedding from pretrained vectors for the data's
+    ``vocabulary``, frozen while ``freeze_embeddings`` (2nd ed. ch. 11).
     """
 
     #: text data vectorizes to token ids for this model (``vectorize.mode: auto``)
@@ -217,7 +243,10 @@ class EmbeddingDense(Classifier):
         input_shape: tuple[int, ...],
         num_classes: int,
         vocab_size: int | None = None,
+        vocabulary: list[str] | None = None,
         embedding_dim: int = 16,
+        word_vectors: str | None = None,
+        freeze_embeddings: bool = True,
         pooling: Literal["mean", "flatten"] = "mean",
         hidden_units: tuple[int, ...] = (),
         dropout: float = 0.0,
@@ -239,9 +268,19 @@ class EmbeddingDense(Classifier):
             task=task,
             target_scale=target_scale,
         )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
         (dim,) = scaled((embedding_dim,), width)
-        source = SequenceInput(input_shape, vocab_size, dim, project=True)
+        source = SequenceInput(
+            input_shape,
+            vocab_size,
+            dim,
+            project=True,
+            word_vectors=word_vectors,
+            vocabulary=vocabulary,
+            freeze=freeze_embeddings,
+            dim_key="model.embedding_dim" + (" x model.width" if width != 1 else ""),
+        )
+        self.embeddings_found = source.embeddings_found
         hidden = scaled(hidden_units, width) if hidden_units else ()
         self.net = EmbeddingBagNet(source, num_classes, pooling, hidden, dropout)
 
@@ -299,7 +338,7 @@ class Conv1dNet(nn.Module):
         return self.head(h.amax(dim=-1))
 
 
-class Conv1D(Classifier):
+class Conv1D(WordVectorsMixin, Classifier):
     """1st ed. ch. 6's 1-D convnet: Embedding (tokens) or the raw sequence -> [Conv1D(32, 7,
     relu) -> MaxPool1D(5)] -> Conv1D(32, 7, relu) -> GlobalMaxPool1D -> Dense.
 
@@ -317,7 +356,10 @@ class Conv1D(Classifier):
         input_shape: tuple[int, ...],
         num_classes: int,
         vocab_size: int | None = None,
+        vocabulary: list[str] | None = None,
         embedding_dim: int = 128,
+        word_vectors: str | None = None,
+        freeze_embeddings: bool = True,
         filters: tuple[int, ...] = (32, 32),
         kernel_size: int = 7,
         pool_size: int = 5,
@@ -341,10 +383,18 @@ class Conv1D(Classifier):
             task=task,
             target_scale=target_scale,
         )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["vocabulary"])
         if not filters:
             raise ConfigValueError("'model.filters' needs at least one convolution size.")
-        source = SequenceInput(input_shape, vocab_size, embedding_dim)
+        source = SequenceInput(
+            input_shape,
+            vocab_size,
+            embedding_dim,
+            word_vectors=word_vectors,
+            vocabulary=vocabulary,
+            freeze=freeze_embeddings,
+        )
+        self.embeddings_found = source.embeddings_found
         self.net = Conv1dNet(
             source,
             num_classes,

@@ -15,6 +15,7 @@ from torch import nn
 from pipelines.errors import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.sequence import SequenceInput, head
+from plugins.models.word_vectors import WordVectorsMixin
 
 
 class PositionalEmbedding(nn.Module):
@@ -22,12 +23,15 @@ class PositionalEmbedding(nn.Module):
 
     Real-valued input gets a ``Linear`` projection to ``dim`` in place of the token lookup,
     with the same learned positions. ``max_length`` is the data's sequence length; shorter
-    batches use the first positions.
+    batches use the first positions. ``pretrained`` (:class:`SequenceInput`'s word-vector
+    arguments) goes to the token embedding only; the positions are always learned.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], vocab_size: int | None, dim: int) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], vocab_size: int | None, dim: int, **pretrained
+    ) -> None:
         super().__init__()
-        self.tokens = SequenceInput(input_shape, vocab_size, dim, project=True)
+        self.tokens = SequenceInput(input_shape, vocab_size, dim, project=True, **pretrained)
         self.max_length = self.tokens.steps
         self.positions = nn.Embedding(self.max_length, dim)
 
@@ -85,12 +89,14 @@ class TransformerNet(nn.Module):
         return self.head(h.amax(dim=1))
 
 
-class Transformer(Classifier):
+class Transformer(WordVectorsMixin, Classifier):
     """2nd ed. ch. 11's Transformer text classifier (embed_dim 256, 2 heads, dense_dim 32).
 
     ``embed_dim`` must divide by ``num_heads``; ``width`` multiplies ``embed_dim`` (rounded to
     a multiple of ``num_heads``) and ``dense_dim``. ``num_layers`` stacks encoder blocks (the
-    book uses one); ``dropout`` is applied before the Dense head.
+    book uses one); ``dropout`` is applied before the Dense head. ``word_vectors`` (GloVe,
+    ``embed_dim`` dimensions) starts the token embedding from pretrained vectors for the
+    data's ``vocabulary``, frozen while ``freeze_embeddings``; positions stay learned.
     """
 
     #: text data vectorizes to token ids for this model (``vectorize.mode: auto``)
@@ -101,7 +107,10 @@ class Transformer(Classifier):
         input_shape: tuple[int, ...],
         num_classes: int,
         vocab_size: int | None = None,
+        vocabulary: list[str] | None = None,
         embed_dim: int = 256,
+        word_vectors: str | None = None,
+        freeze_embeddings: bool = True,
         num_heads: int = 2,
         dense_dim: int = 32,
         num_layers: int = 1,
@@ -124,7 +133,7 @@ class Transformer(Classifier):
             task=task,
             target_scale=target_scale,
         )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
         if num_heads < 1 or embed_dim % num_heads:
             raise ConfigValueError(
                 f"'model.embed_dim' ({embed_dim}) must be a multiple of 'model.num_heads' "
@@ -135,8 +144,18 @@ class Transformer(Classifier):
         (per_head,) = scaled((embed_dim // num_heads,), width)
         (dense,) = scaled((dense_dim,), width)
         dim = per_head * num_heads
+        embedding = PositionalEmbedding(
+            input_shape,
+            vocab_size,
+            dim,
+            word_vectors=word_vectors,
+            vocabulary=vocabulary,
+            freeze=freeze_embeddings,
+            dim_key="model.embed_dim" + (" x model.width" if width != 1 else ""),
+        )
+        self.embeddings_found = embedding.tokens.embeddings_found
         self.net = TransformerNet(
-            PositionalEmbedding(input_shape, vocab_size, dim),
+            embedding,
             num_classes,
             dim,
             num_heads,

@@ -21,7 +21,13 @@ class Prepare:
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         # Models that load an earlier run's network (runs:/...) read it from this store.
         ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
-        ctx.tracker.log_params({f"data.{key}": value for key, value in data_kwargs.items()})
+        params = {f"data.{key}": value for key, value in data_kwargs.items()}
+        if "vocabulary" in data_kwargs:  # text: thousands of words, too long for a param
+            params["data.vocabulary_size"] = len(params.pop("data.vocabulary") or ())
+        found = getattr(ctx.model, "embeddings_found", None)  # pretrained word vectors
+        if found is not None:
+            params["model.embeddings_found"] = found
+        ctx.tracker.log_params(params)
         # what the data learned and the run needs to be reproduced (text: tokenizer.json)
         artifacts = datamodule.artifacts() if hasattr(datamodule, "artifacts") else {}
         for path in artifacts.values():

@@ -1,0 +1,275 @@
+"""Tabular regression (book 3.6 / 2nd ed. 4.3: Boston housing prices) with K-fold folds.
+
+A CSV of numeric feature columns and a numeric target: the Boston layout (no header, 13
+features then MEDV, the median price in $1000s, last; comma- or whitespace-separated, so
+UCI's ``housing.data`` reads too), or a header row with ``target: <column name>``.
+``path: null`` uses scikit-learn's bundled diabetes data (442 patients, 10 features, a
+disease-progression score), no download.
+
+The test split is cut first, as Keras' ``boston_housing.load_data`` does: the rows shuffled
+with ``numpy.random.RandomState(split_seed)``, the first ``int(n * (1 - test_fraction))``
+kept to train on (Boston: 404 / 102 with ``test_fraction=0.2``). ``val_fraction`` (default
+0, the book's set-up) holds back the end of the training rows for validation; with none,
+the ``fit`` stage trains on every training row, as the book's final model does.
+
+Features are normalised with the training rows' mean and standard deviation only. Targets
+stay in their own units (the book's choice, so MAE reads in $1000s); ``normalize_target:
+true`` scales them too and passes their standard deviation to the model as
+``target_scale``, so the reported MAE keeps the data's units.
+
+K-fold contract (the ``kfold`` stage): :meth:`TabularRegressionDataModule.folds` yields one
+``(train_loader, val_loader)`` pair per fold over the training rows (train + val merged,
+the test rows never), each row validated exactly once, the features of every fold
+normalised with that fold's own training rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.tensor_loader import TensorBatches
+
+log = logging.getLogger(__name__)
+
+
+class TabularRegressionDataModule(L.LightningDataModule):
+    """Numeric features -> one numeric target, as in-memory tensors batched by index."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        target: str | None = None,
+        header: bool | None = None,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.0,
+        normalize_target: bool = False,
+        batch_size: int = 16,
+        split_seed: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 < test_fraction < 1:
+            raise ConfigValueError(
+                f"'data.test_fraction' must lie between 0 and 1, got {test_fraction}."
+            )
+        if not 0 <= val_fraction < 1:
+            raise ConfigValueError(f"'data.val_fraction' must lie in [0, 1), got {val_fraction}.")
+        if batch_size < 1:
+            raise ConfigValueError(f"'data.batch_size' must be at least 1, got {batch_size}.")
+        self.path = path
+        self.target_name = target
+        self.header = header
+        self.test_fraction = test_fraction
+        self.val_fraction = val_fraction
+        self.normalize_target = normalize_target
+        self.batch_size = batch_size
+        self.split_seed = seed if split_seed is None else split_seed
+        self.seed = seed
+        self.feature_names: list[str] = []
+        #: raw (un-normalised) rows of each split: features (n, f) float64, targets (n,)
+        self.raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.target_mean = 0.0
+        self.target_std = 1.0
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        features, targets, self.feature_names = self._read()
+        order = np.arange(len(targets))
+        np.random.RandomState(self.split_seed).shuffle(order)
+        n_train = int(len(order) * (1 - self.test_fraction))
+        n_val = int(n_train * self.val_fraction)
+        if n_train - n_val < 2 or len(order) - n_train < 1:
+            raise ConfigValueError(
+                f"{len(order)} rows leave too few to train or test on with 'data.test_fraction'"
+                f"={self.test_fraction} and 'data.val_fraction'={self.val_fraction}."
+            )
+        index = {
+            "train": order[: n_train - n_val],
+            "val": order[n_train - n_val : n_train],
+            "test": order[n_train:],
+        }
+        self.raw = {name: (features[rows], targets[rows]) for name, rows in index.items()}
+        train_x, train_y = self.raw["train"]
+        self.mean, self.std = _stats(train_x)
+        if self.normalize_target:
+            self.target_mean = float(train_y.mean())
+            self.target_std = float(train_y.std()) or 1.0
+        self.splits = {
+            name: self._tensors(x, y, self.mean, self.std) for name, (x, y) in self.raw.items()
+        }
+        log.info(
+            "tabular %s: %d features, target %r, rows train %d / val %d / test %d",
+            self.path or "diabetes (scikit-learn)",
+            len(self.feature_names),
+            self.target_name,
+            *(len(index[name]) for name in ("train", "val", "test")),
+        )
+
+    def _read(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        if self.path is None:
+            from sklearn.datasets import load_diabetes
+
+            data = load_diabetes()
+            self.target_name = self.target_name or "disease_progression"
+            return (
+                data.data.astype(np.float64),
+                data.target.astype(np.float64),
+                list(data.feature_names),
+            )
+        frame = read_table(Path(self.path), self.header)
+        columns = [str(c) for c in frame.columns]
+        frame.columns = columns
+        if self.target_name is None:
+            self.target_name = columns[-1]
+        elif self.target_name not in columns:
+            raise ConfigValueError(
+                f"No column {self.target_name!r} in {self.path}; its columns: "
+                f"{', '.join(columns)}. Set 'data.target' to one of them (null: the last)."
+            )
+        import pandas as pd
+
+        bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise ConfigValueError(
+                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {self.path}: every "
+                "feature and the target must be a number (encode categories as numbers first)."
+            )
+        missing = [c for c in columns if frame[c].isna().any()]
+        if missing:
+            raise ConfigValueError(
+                f"Missing values in column(s) {', '.join(map(repr, missing))} of {self.path}; "
+                "fill or drop those rows first."
+            )
+        names = [c for c in columns if c != self.target_name]
+        return (
+            frame[names].to_numpy(dtype=np.float64),
+            frame[self.target_name].to_numpy(dtype=np.float64),
+            names,
+        )
+
+    def _tensors(
+        self, x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = ((x - mean) / std).astype(np.float32)
+        targets = ((y - self.target_mean) / self.target_std).astype(np.float32)
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Model arguments implied by the data: a feature vector in, one value out."""
+        return {
+            "input_shape": (len(self.feature_names),),
+            "num_classes": 1,
+            "task": "regression",
+            "target_scale": self.target_std,
+        }
+
+    def folds(self, k: int, seed: int) -> Iterator[tuple[TensorBatches, TensorBatches]]:
+        """``k`` (train, validation) loader pairs over the training rows (see module doc).
+
+        The rows (train + val) are shuffled with ``seed`` and cut into ``k`` nearly equal
+        folds; fold ``i`` validates on part ``i`` and trains on the others, with features
+        normalised by those others' statistics. Targets keep the module's scaling, so
+        ``model_kwargs()['target_scale']`` holds for every fold.
+        """
+        if not self.raw:
+            self.setup("fit")
+        features = np.concatenate([self.raw["train"][0], self.raw["val"][0]])
+        targets = np.concatenate([self.raw["train"][1], self.raw["val"][1]])
+        if not 2 <= k <= len(targets):
+            raise ConfigValueError(
+                f"Cannot make {k} folds of {len(targets)} training rows; use 2 <= k <= "
+                f"{len(targets)}."
+            )
+        order = np.random.RandomState(seed).permutation(len(targets))
+        parts = np.array_split(order, k)
+        for index, val_rows in enumerate(parts):
+            train_rows = np.concatenate([p for i, p in enumerate(parts) if i != index])
+            mean, std = _stats(features[train_rows])
+            train = self._tensors(features[train_rows], targets[train_rows], mean, std)
+            val = self._tensors(features[val_rows], targets[val_rows], mean, std)
+            yield (
+                TensorBatches(*train, batch_size=self.batch_size, shuffle=True, seed=self.seed),
+                TensorBatches(*val, batch_size=self.batch_size),
+            )
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(
+            *self.splits["train"], batch_size=self.batch_size, shuffle=True, seed=self.seed
+        )
+
+    def val_dataloader(self) -> TensorBatches | list:
+        """The validation rows; none (an empty list: Lightning skips validation) by default."""
+        if len(self.splits["val"][1]) == 0:
+            _quiet_no_validation()
+            return []
+        return TensorBatches(*self.splits["val"], batch_size=self.batch_size)
+
+    def test_dataloader(self) -> TensorBatches:
+        return TensorBatches(*self.splits["test"], batch_size=self.batch_size)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.test_dataloader()
+
+
+def _quiet_no_validation() -> None:
+    """No validation rows is this module's default (the book's final model), not a mistake:
+    say so once, instead of Lightning's warnings about an empty loader and an unmonitored
+    checkpoint (the ``fit`` stage then keeps the final weights, which ``test`` evaluates)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
+    warnings.filterwarnings(
+        "ignore", message=r"`ModelCheckpoint\(monitor='val/.*could not find the monitored key"
+    )
+    log.info(
+        "tabular: no validation rows (data.val_fraction=0): training on every training row, "
+        "the final weights are tested"
+    )
+
+
+def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations (1 where a column is constant)."""
+    std = features.std(axis=0)
+    return features.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def read_table(path: Path, header: bool | None) -> Any:
+    """A comma- or whitespace-separated table; ``header`` null detects a header row."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"No table at {path}. Set 'data.path' to a CSV of numeric features and a target "
+            "(the Boston housing layout: 14 columns, no header, the price last), or "
+            "`data.path=null` for scikit-learn's bundled diabetes data."
+        )
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    separator = "," if "," in first else r"\s+"
+    if header is None:
+        cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
+        header = not all(_is_number(c) for c in cells)
+    try:
+        return pd.read_csv(path, sep=separator, header=0 if header else None)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,495 @@
+"""Time series as forecasting windows (2nd ed. ch. 10): any CSV, or an embedded series.
+
+Windows are cut exactly as ``keras.utils.timeseries_dataset_from_array`` cuts them in the
+book, with one window starting at every row:
+
+* a window starting at row ``s`` holds rows ``s, s + r, ..., s + r * (L - 1)``, where
+  ``r = sampling_rate`` and ``L = sequence_length`` (the lookback, in samples *after*
+  sampling);
+* its target is the target column at row ``s + delay`` with the book's
+  ``delay = sampling_rate * (sequence_length + horizon - 1)``: ``horizon`` sampled steps
+  (``sampling_rate * horizon`` rows) after the window's last row. Jena: 10-minute rows,
+  ``sampling_rate=6`` (one sample per hour), ``sequence_length=120`` (5 days),
+  ``horizon=24`` -> 144 rows = 24 hours after the end of the window, the book's
+  ``delay = 6 * (120 + 24 - 1)``.
+
+The rows are split chronologically (the book: first 50% train, next 25% validation, last
+25% test). A window belongs to a split only when its inputs *and* its target lie in that
+split's rows, so no split sees another split's values (the book lets a window's target
+reach up to ``horizon`` samples into the next period; here those few windows are dropped).
+Every column is normalised with the mean and standard deviation of the training rows only;
+the target too, and its standard deviation is handed to the model as ``target_scale`` so
+MAE is reported in the data's own units.
+
+Windows are never materialised: each batch gathers its windows from the normalised series
+with one advanced-indexing call (:class:`WindowBatches`), so the full Jena set (420,551
+rows, ~210,000 training windows of 120 x 14 values) costs the memory of the series itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from pipelines.downloads import RemoteFile, download
+from pipelines.errors import ConfigValueError, DataNotFoundError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+#: the series used when ``path`` is null: statsmodels' bundled weekly Mauna Loa CO2 (ppm)
+EMBEDDED_SERIES = "co2"
+
+
+class WindowBatches:
+    """Batches of forecasting windows gathered on the fly from a (normalised) series.
+
+    ``series`` is ``(rows, features)``, ``target`` is ``(rows,)``; window ``i`` starts at row
+    ``starts[i]``, its inputs are ``series[starts[i] + offsets]`` (``(T, features)``) and its
+    target ``target[starts[i] + target_offset]``. Shuffling is seeded and changes every
+    epoch (``seed + epoch``), like :class:`pipelines.tensor_loader.TensorBatches`.
+    """
+
+    def __init__(
+        self,
+        series: torch.Tensor,
+        target: torch.Tensor,
+        starts: torch.Tensor,
+        offsets: torch.Tensor,
+        target_offset: int,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        relative: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.series = series
+        self.target = target
+        self.starts = starts
+        self.offsets = offsets
+        self.target_offset = target_offset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.relative = relative
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.starts) / self.batch_size)
+
+    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows ``(B, T, features)`` and targets ``(B,)`` starting at ``starts``.
+
+        ``relative``: inputs minus the window's last row, target minus its last value, so
+        the model predicts the change from now (a trending series stays in range).
+        """
+        rows = starts[:, None] + self.offsets[None, :]
+        inputs, targets = self.series[rows], self.target[starts + self.target_offset]
+        if self.relative:
+            inputs = inputs - inputs[:, -1:, :]
+            targets = targets - self.target[starts + self.offsets[-1]]
+        return inputs, targets
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        starts = self.starts
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            starts = starts[torch.randperm(len(starts), generator=generator)]
+        self.epoch += 1
+        for begin in range(0, len(starts), self.batch_size):
+            yield self.gather(starts[begin : begin + self.batch_size])
+
+
+class TimeseriesDataModule(L.LightningDataModule):
+    """A CSV of a time column and numeric columns (or an embedded series) as windows.
+
+    ``path`` null uses the embedded series (statsmodels' weekly Mauna Loa CO2, no download;
+    its 59 missing weeks are interpolated). ``time_column`` (parsed with ``time_format``, or
+    inferred) orders the rows; null keeps the file's order. ``features`` defaults to every
+    numeric column; ``target`` names the column to forecast. Missing values are filled by
+    linear interpolation within each split (never across a split boundary).
+
+    ``download: true`` fetches ``url`` when ``path`` is missing (a ``.zip`` is extracted:
+    only the member named like ``path``), verified by ``sha256`` when given and by
+    ``expected_rows`` (the data rows the file must hold) after extraction.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        time_column: str | None = None,
+        time_format: str | None = None,
+        target: str | None = None,
+        features: list[str] | None = None,
+        sequence_length: int = 120,
+        sampling_rate: int = 1,
+        horizon: int = 1,
+        train_fraction: float = 0.5,
+        val_fraction: float = 0.25,
+        batch_size: int = 256,
+        seed: int = 0,
+        download: bool = False,
+        url: str | None = None,
+        sha256: str | None = None,
+        expected_rows: int | None = None,
+        window_relative: bool = False,
+    ) -> None:
+        """``window_relative``: each window is seen relative to its last row and the model
+        forecasts the change of the target from that row (the naive baseline predicts no
+        change). Errors are unchanged by this (value = last value + change), but a series
+        with a trend -- CO2 keeps rising -- no longer leaves the range the training period
+        normalised it to. Off by default, as in the book."""
+        super().__init__()
+        for key, value in (
+            ("sequence_length", sequence_length),
+            ("sampling_rate", sampling_rate),
+            ("horizon", horizon),
+            ("batch_size", batch_size),
+        ):
+            if value < 1:
+                raise ConfigValueError(f"'data.{key}' must be at least 1, got {value}.")
+        if not (0 < train_fraction < 1 and 0 < val_fraction < 1):
+            raise ConfigValueError(
+                "'data.train_fraction' and 'data.val_fraction' must lie between 0 and 1, got "
+                f"{train_fraction} and {val_fraction}."
+            )
+        if train_fraction + val_fraction >= 1:
+            raise ConfigValueError(
+                f"'data.train_fraction' + 'data.val_fraction' = {train_fraction + val_fraction}"
+                " leaves no rows to test on; keep their sum below 1."
+            )
+        self.path = path
+        self.time_column = time_column
+        self.time_format = time_format
+        self.target_name = target
+        self.feature_names = list(features) if features else None
+        self.sequence_length = sequence_length
+        self.sampling_rate = sampling_rate
+        self.horizon = horizon
+        self.train_fraction = train_fraction
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.seed = seed
+        self.download = download
+        self.url = url
+        self.sha256 = sha256
+        self.expected_rows = expected_rows
+        self.window_relative = window_relative
+        #: filled by :meth:`setup`
+        self.raw: np.ndarray | None = None  # (rows, features) float64, as read
+        self.raw_target: np.ndarray | None = None  # (rows,) float64, as read
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.target_mean = 0.0
+        self.target_std = 1.0
+        self.bounds: dict[str, tuple[int, int]] = {}
+        self.series: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
+
+    # -- geometry -----------------------------------------------------------------------
+    @property
+    def span(self) -> int:
+        """Rows from a window's first to its last sample: ``sampling_rate * (L - 1)``."""
+        return self.sampling_rate * (self.sequence_length - 1)
+
+    @property
+    def delay(self) -> int:
+        """Rows from a window's first sample to its target (the book's ``delay``)."""
+        return self.sampling_rate * (self.sequence_length + self.horizon - 1)
+
+    def window_starts(self, split: str) -> np.ndarray:
+        """First rows of the split's windows: every window and target inside its rows."""
+        first, stop = self.bounds[split]
+        return np.arange(first, max(first, stop - self.delay), dtype=np.int64)
+
+    # -- loading ------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.path is None or Path(self.path).is_file() or not self.download:
+            return
+        fetch_series_file(Path(self.path), self.url, self.sha256, self.expected_rows)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.series is not None:
+            return
+        frame, self.feature_names, self.target_name = self._read()
+        rows = len(frame)
+        n_train = int(rows * self.train_fraction)
+        n_val = int(rows * self.val_fraction)
+        self.bounds = {
+            "train": (0, n_train),
+            "val": (n_train, n_train + n_val),
+            "test": (n_train + n_val, rows),
+        }
+        columns = [*self.feature_names, self.target_name]
+        values = frame[list(dict.fromkeys(columns))]
+        values = self._interpolate(values)
+        self.raw = values[self.feature_names].to_numpy(dtype=np.float64)
+        self.raw_target = values[self.target_name].to_numpy(dtype=np.float64)
+        self._check_lengths()
+        train = slice(*self.bounds["train"])
+        self.mean = self.raw[train].mean(axis=0)
+        self.std = _safe_std(self.raw[train].std(axis=0))
+        self.target_mean = float(self.raw_target[train].mean())
+        self.target_std = float(_safe_std(np.array([self.raw_target[train].std()]))[0])
+        normalised = (self.raw - self.mean) / self.std
+        self.series = torch.from_numpy(normalised.astype(np.float32))
+        target = (self.raw_target - self.target_mean) / self.target_std
+        self.target = torch.from_numpy(target.astype(np.float32))
+        counts = ", ".join(f"{s} {len(self.window_starts(s))}" for s in SPLITS)
+        log.info(
+            "timeseries %s: %d rows x %d features, target %r, windows %s (lookback %d samples "
+            "every %d rows, target %d rows after the window)",
+            self.path or EMBEDDED_SERIES,
+            rows,
+            len(self.feature_names),
+            self.target_name,
+            counts,
+            self.sequence_length,
+            self.sampling_rate,
+            self.sampling_rate * self.horizon,
+        )
+
+    def _read(self) -> tuple[Any, list[str], str]:
+        """The rows in time order, the feature names and the target name."""
+        if self.path is None:
+            frame = load_embedded(EMBEDDED_SERIES)
+            default_target = EMBEDDED_SERIES
+        else:
+            frame = read_csv(Path(self.path), self.download)
+            default_target = None
+            if self.time_column is not None:
+                frame = sort_by_time(frame, self.time_column, self.time_format, self.path)
+        source = self.path or f"the embedded '{EMBEDDED_SERIES}' series"
+        target = self.target_name or default_target
+        excluded = {self.time_column} if self.time_column else set()
+        if target is None:
+            raise ConfigValueError(
+                f"Set 'data.target' to the column to forecast in {source}; its columns: "
+                f"{', '.join(map(str, frame.columns))}."
+            )
+        _require_columns(frame, [target, *(self.feature_names or [])], source)
+        numeric = [c for c in frame.columns if c not in excluded and _is_numeric(frame[c])]
+        if self.feature_names:
+            features = list(self.feature_names)
+            bad = [c for c in [*features, target] if c not in numeric]
+        else:
+            features = numeric
+            skipped = [c for c in frame.columns if c not in excluded and c not in numeric]
+            if skipped:
+                log.info("timeseries: non-numeric columns left out of the features: %s", skipped)
+            bad = [target] if target not in numeric else []
+        if bad:
+            raise ConfigValueError(
+                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {source}: features and "
+                "the target must be numbers. Leave them out with `data.features=[...]` (numeric "
+                f"columns: {', '.join(map(str, numeric)) or 'none'}), or set "
+                "'data.time_column' if one of them is the time."
+            )
+        if not features:
+            raise ConfigValueError(f"{source} has no numeric feature columns.")
+        return frame, features, target
+
+    def _interpolate(self, values: Any) -> Any:
+        """Fill missing values linearly, each split on its own so none borrows from another."""
+        missing = int(values.isna().to_numpy().sum())
+        if not missing:
+            return values
+        parts = [
+            values.iloc[first:stop].interpolate(method="linear", limit_direction="both")
+            for first, stop in self.bounds.values()
+        ]
+        import pandas as pd
+
+        filled = pd.concat(parts)
+        columns = [str(c) for c in values.columns[values.isna().any().to_numpy()]]
+        log.info(
+            "timeseries: interpolated %d missing value(s) linearly in %s (within each split)",
+            missing,
+            ", ".join(columns),
+        )
+        left = filled.isna().any()
+        if left.any():
+            empty = [str(c) for c in filled.columns[left.to_numpy()]]
+            raise ConfigValueError(
+                f"Column(s) {', '.join(empty)} of {self.path or EMBEDDED_SERIES} have no value "
+                "at all in one split, so they cannot be interpolated; leave them out with "
+                "`data.features=[...]`."
+            )
+        return filled
+
+    def _check_lengths(self) -> None:
+        short = [s for s in SPLITS if len(self.window_starts(s)) == 0]
+        if short:
+            rows = {s: self.bounds[s][1] - self.bounds[s][0] for s in SPLITS}
+            raise ConfigValueError(
+                f"The {', '.join(short)} split(s) hold no complete window: a window with its "
+                f"target spans {self.delay + 1} rows (sampling_rate {self.sampling_rate} x "
+                f"(sequence_length {self.sequence_length} + horizon {self.horizon} - 1) + 1), "
+                f"the splits have {rows} rows. Use a longer series, a smaller "
+                "'data.sequence_length', 'data.sampling_rate' or 'data.horizon', or larger "
+                "split fractions."
+            )
+
+    # -- what the model and the stages use ------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        """Model arguments implied by the data: windows in, one value out, MAE in units."""
+        return {
+            "input_shape": (self.sequence_length, len(self.feature_names or [])),
+            "num_classes": 1,
+            "task": "regression",
+            "target_scale": self.target_std,
+        }
+
+    def naive_forecast_mae(self, split: str) -> float:
+        """The book's common-sense baseline on ``split``, in the target's own units.
+
+        Predicts that the target ``horizon`` samples after the window equals its value at the
+        window's last row; returns the mean absolute error over the split's windows.
+        """
+        starts = self.window_starts(split)
+        assert self.raw_target is not None
+        last = self.raw_target[starts + self.span]
+        future = self.raw_target[starts + self.delay]
+        return float(np.abs(future - last).mean())
+
+    def _batches(self, split: str, shuffle: bool) -> WindowBatches:
+        assert self.series is not None and self.target is not None
+        offsets = torch.arange(self.sequence_length, dtype=torch.int64) * self.sampling_rate
+        return WindowBatches(
+            self.series,
+            self.target,
+            torch.from_numpy(self.window_starts(split)),
+            offsets,
+            self.delay,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            relative=self.window_relative,
+        )
+
+    def train_dataloader(self) -> WindowBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> WindowBatches:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> WindowBatches:
+        return self._batches("test", shuffle=False)
+
+    def predict_dataloader(self) -> WindowBatches:
+        return self._batches("test", shuffle=False)
+
+
+def _safe_std(std: np.ndarray) -> np.ndarray:
+    """Standard deviations with zeros (constant columns) replaced by 1."""
+    return np.where(std > 0, std, 1.0)
+
+
+def _is_numeric(column: Any) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _require_columns(frame: Any, names: list[str], source: str) -> None:
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise ConfigValueError(
+            f"No column {', '.join(map(repr, missing))} in {source}; its columns: "
+            f"{', '.join(map(str, frame.columns))}."
+        )
+
+
+def load_embedded(name: str) -> Any:
+    """An embedded series as a DataFrame in time order (no download)."""
+    if name != EMBEDDED_SERIES:
+        raise ConfigValueError(f"Unknown embedded series '{name}'; known: {EMBEDDED_SERIES}.")
+    try:
+        from statsmodels.datasets import co2
+    except ImportError as exc:
+        raise DataNotFoundError(
+            "The embedded CO2 series comes with statsmodels, which is not installed: "
+            "`pip install statsmodels`, or set 'data.path' to a CSV file."
+        ) from exc
+    return co2.load_pandas().data.sort_index()
+
+
+def read_csv(path: Path, download: bool) -> Any:
+    import pandas as pd
+
+    if not path.is_file():
+        fetch = "" if download else ", or set `data.download=true` (presets with a 'data.url')"
+        raise DataNotFoundError(f"No time-series file at {path}. Place the file there{fetch}.")
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataNotFoundError(f"Cannot read {path} as CSV: {exc}") from exc
+
+
+def sort_by_time(frame: Any, column: str, fmt: str | None, source: str) -> Any:
+    """Rows sorted (stably) by the parsed ``column``."""
+    import pandas as pd
+
+    _require_columns(frame, [column], source)
+    try:
+        times = pd.to_datetime(frame[column], format=fmt)
+    except (ValueError, TypeError) as exc:
+        raise ConfigValueError(
+            f"Cannot parse the time column {column!r} of {source}"
+            f"{f' with the format {fmt!r}' if fmt else ''}: {exc}. Set 'data.time_format' "
+            "(strftime codes, e.g. '%d.%m.%Y %H:%M:%S')."
+        ) from None
+    order = np.argsort(times.to_numpy(), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def fetch_series_file(
+    path: Path, url: str | None, sha256: str | None, expected_rows: int | None
+) -> Path:
+    """Download ``url`` (extracting ``path.name`` from a zip), check it, place it at ``path``."""
+    if not url:
+        raise DataNotFoundError(
+            f"No time-series file at {path} and no 'data.url' to download it from; place the "
+            "file there or set 'data.url'."
+        )
+    name = url.rsplit("/", 1)[-1].split("?")[0] or path.name
+    fetched = download(RemoteFile(name, (url,), sha256=sha256), path.parent)
+    if zipfile.is_zipfile(fetched):
+        with zipfile.ZipFile(fetched) as archive:
+            members = [m for m in archive.namelist() if Path(m).name == path.name]
+            if not members:
+                raise DataNotFoundError(
+                    f"{fetched} holds no file named {path.name} (it holds "
+                    f"{', '.join(archive.namelist()[:5])}); set 'data.path' to the file it holds."
+                )
+            handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(handle, "wb") as out, archive.open(members[0]) as member:
+                while chunk := member.read(1 << 20):
+                    out.write(chunk)
+    else:
+        tmp_name = str(fetched)
+    tmp = Path(tmp_name)
+    if expected_rows is not None:
+        with open(tmp, "rb") as handle:
+            rows = sum(1 for line in handle if line.strip()) - 1  # minus the header
+        if rows != expected_rows:
+            tmp.unlink(missing_ok=True)
+            raise DataNotFoundError(
+                f"The file downloaded from {url} holds {rows} data rows, not {expected_rows}: "
+                "a truncated or different file. Run again to fetch it anew, or place the file "
+                f"at {path} by hand."
+            )
+    os.replace(tmp, path)
+    return path
