@@ -135,7 +135,9 @@ def test_text_classification_splits_and_model_kwargs(tmp_path: Path) -> None:
     assert dm.splits["val"][1].sum() == 10, "stratified"
     inputs = dm.splits["train"][0]
     assert inputs.dtype == torch.int64 and inputs.shape == (70, 12)
-    assert dm.model_kwargs() == {"input_shape": (12,), "num_classes": 2, "vocab_size": 50}
+    kwargs = dm.model_kwargs()
+    assert kwargs.pop("vocabulary")[:2] == ["", "[UNK]"], "for pretrained word vectors"
+    assert kwargs == {"input_shape": (12,), "num_classes": 2, "vocab_size": 50}
     batch = next(iter(dm.train_dataloader()))
     assert batch[0].shape == (32, 12) and batch[1].dtype == torch.int64
 
@@ -261,6 +263,18 @@ def fake_aclimdb(root: Path, per_class: int = 6) -> Path:
     (folder / "train" / "unsup").mkdir()
     (folder / "train" / "unsup" / "0_0.txt").write_text("unlabelled")
     return folder
+
+
+def test_lstm_on_imdb_layout_end_to_end(workdir: Path, tmp_path: Path) -> None:
+    """The promised ``python -m pipelines.run model=lstm data=imdb``, on the real layout."""
+    fake_aclimdb(tmp_path / "imdb", per_class=10)
+    result = run_cli(
+        ["model=lstm", "data=imdb", f"data.root={tmp_path / 'imdb'}",
+         "data.vectorize.sequence_length=16", "trainer.max_epochs=1", "tracking=none"],
+        cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.output
+    assert "lstm on imdb" in result.stdout and "test/acc" in result.stdout
 
 
 def test_imdb_folder_layout(tmp_path: Path) -> None:
