@@ -13,12 +13,10 @@ Prints one line per run and the mean per setting; the README's table is copied f
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "images"
@@ -26,21 +24,6 @@ SETTINGS = {
     "plain": ["model.dropout=0.0"],
     "augmentation + dropout": ["augment=book", "model.dropout=0.5"],
 }
-
-
-def run(args: list[str], cwd: Path) -> tuple[dict[str, float], float]:
-    """Run the CLI; return its summary metrics and wall seconds."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", *args], cwd=cwd, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
-    metrics = {
-        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([0-9.]+)$", proc.stdout, re.M)
-    }
-    return metrics, seconds
 
 
 def main() -> None:
@@ -64,7 +47,8 @@ def main() -> None:
         for seed in options.seeds:
             for name, extra in SETTINGS.items():
                 args = [*base, *extra, f"seed={seed}", f"data.cache_dir={tmp}/cache"]
-                metrics, seconds = run(args, Path(tmp))
+                result = run(args, Path(tmp))
+                metrics, seconds = result.metrics, result.seconds
                 results[name].append(metrics["test/acc"])
                 print(f"  seed {seed} {name:24s} test/acc {metrics['test/acc']:.4f} "
                       f"({seconds:.0f} s)  [{' '.join(extra)}]", flush=True)  # fmt: skip

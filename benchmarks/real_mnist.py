@@ -12,12 +12,10 @@ Prints one line per measurement; the README's table is copied from this output.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "mnist"
@@ -36,27 +34,11 @@ def make_split(shared: Path, dest: Path, n_train: int = 8000) -> Path:
     return dest
 
 
-def run(args: list[str], cwd: Path) -> tuple[dict[str, float], str, float]:
-    """Run the CLI; return its summary metrics, its MLflow run id and wall seconds."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", *args],
-        cwd=cwd, capture_output=True, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
-    metrics = {
-        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([0-9.]+)$", proc.stdout, re.M)
-    }
-    run_id = re.search(r"MLflow run\s+([0-9a-f]{32})", proc.stdout)
-    return metrics, run_id[1] if run_id else "", seconds
-
-
 def accuracy(data: list[str], cwd: Path) -> None:
     for model, epochs in (("mlp", 10), ("convnet", 10)):
         args = [*data, f"model={model}", f"trainer.max_epochs={epochs}"]
-        metrics, _, seconds = run(args, cwd)
+        result = run(args, cwd)
+        metrics, seconds = result.metrics, result.seconds
         print(f"real MNIST {model:8s} test/acc {metrics['test/acc']:.4f}  ({seconds:.0f} s)  "
               f"python -m pipelines.run {' '.join(args)}", flush=True)  # fmt: skip
 
@@ -64,7 +46,8 @@ def accuracy(data: list[str], cwd: Path) -> None:
 def transfer(data: list[str], cwd: Path, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
     """Source: the book's MNIST convnet; target: 50 labelled, upsampled sklearn digits."""
     source_args = [*data, "experiment=book_mnist_convnet"]
-    metrics, source_id, _ = run(source_args, cwd)
+    source = run(source_args, cwd)
+    metrics, source_id = source.metrics, source.run_id
     print(f"source: python -m pipelines.run {' '.join(source_args)}\n"
           f"  convnet on real MNIST, test/acc {metrics['test/acc']:.4f}", flush=True)  # fmt: skip
     tracked = ["tracking.experiment=benchmarks"]
@@ -73,8 +56,8 @@ def transfer(data: list[str], cwd: Path, seeds: tuple[int, ...] = (1, 2, 3)) -> 
     transfer_args = [*tracked, "experiment=transfer_digits", f"model.backbone=runs:/{source_id}"]
     results: dict[str, list[float]] = {"scratch": [], "feature extraction": [], "fine-tuning": []}
     for seed in seeds:
-        scratch, _, _ = run([*scratch_args, f"seed={seed}"], cwd)
-        transferred, _, _ = run([*transfer_args, f"seed={seed}"], cwd)
+        scratch = run([*scratch_args, f"seed={seed}"], cwd).metrics
+        transferred = run([*transfer_args, f"seed={seed}"], cwd).metrics
         results["scratch"].append(scratch["test/acc"])
         results["feature extraction"].append(transferred["feature_extraction/test/acc"])
         results["fine-tuning"].append(transferred["test/acc"])

@@ -14,12 +14,10 @@ Prints one line per run and the mean per model; the README's table is copied fro
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sentiment"
@@ -60,21 +58,6 @@ def baseline(path: Path, seed: int) -> float:
     return float(best.score(test, parts["test"][1]))
 
 
-def run(args: list[str], cwd: Path) -> tuple[dict[str, float], float]:
-    """Run the CLI; return its summary metrics and wall seconds."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", *args], cwd=cwd, capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
-    metrics = {
-        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([0-9.]+)$", proc.stdout, re.M)
-    }
-    return metrics, seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentiment", type=Path, default=SHARED)
@@ -97,7 +80,8 @@ def main() -> None:
             results["logistic regression"].append(score)
             print(f"  seed {seed} logistic regression  test/acc {score:.4f}", flush=True)
             for name in options.models:
-                metrics, seconds = run([*data, *MODELS[name], f"seed={seed}"], Path(tmp))
+                result = run([*data, *MODELS[name], f"seed={seed}"], Path(tmp))
+                metrics, seconds = result.metrics, result.seconds
                 results[name].append(metrics["test/acc"])
                 print(f"  seed {seed} {name:20s} test/acc {metrics['test/acc']:.4f} "
                       f"({seconds:.0f} s)  [{' '.join(MODELS[name])}]", flush=True)  # fmt: skip

@@ -63,3 +63,33 @@ class TensorBatches:
             else:
                 index = order[start:stop]
                 yield tuple(t[index] for t in self.tensors)
+
+
+class TensorSplitLoaders:
+    """Lightning's four dataloader hooks over ``self.splits`` (``name -> (inputs, targets)``).
+
+    Mixed into every in-memory data module (images, text, tables), which only fill
+    ``splits`` and set ``batch_size`` and ``seed``; training batches are shuffled per epoch.
+    """
+
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    batch_size: int
+    seed: int
+
+    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+        inputs, targets = self.splits[split]
+        return TensorBatches(
+            inputs, targets, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)

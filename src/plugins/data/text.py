@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import TensorBatches
+from pipelines.tensor_loader import TensorSplitLoaders
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
 from plugins.data.vision import stratified_split
 
@@ -49,7 +49,7 @@ _CACHE_VERSION = 1
 _NOT_IN_CACHE_KEY = ("batch_size", "cache_dir")
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     """Texts with integer labels, vectorized once into in-memory tensors.
 
     Subclasses implement :meth:`load_texts` (and set ``self.classes``) and
@@ -169,24 +169,6 @@ class TextDataModule(L.LightningDataModule):
             folder = Path(tempfile.mkdtemp(prefix="pipelines-text-"))
             self.tokenizer_path = self.vectorizer.save(folder / "tokenizer.json")
         return {"tokenizer.json": self.tokenizer_path}
-
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        inputs, labels = self.splits[split]
-        return TensorBatches(
-            inputs, labels, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
 
     # -- reading, splitting, vectorizing --------------------------------------------------
 

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from pipelines.errors import ConfigValueError
-from pipelines.tensor_loader import TensorBatches
+from pipelines.tensor_loader import TensorSplitLoaders
 from plugins.data.augment import AugmentSettings, BatchAugmentation
 
 
-class InMemoryImageData(L.LightningDataModule):
+class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
     """Train/val/test image tensors (N, C, H, W) in [0, 1] with integer labels.
 
     Subclasses fill ``self.splits`` in :meth:`setup`; batching, shuffling, augmentation and
@@ -47,24 +47,6 @@ class InMemoryImageData(L.LightningDataModule):
         """Model arguments implied by the data."""
         images, _ = self.splits["train"]
         return {"input_shape": tuple(images.shape[1:]), "num_classes": len(self.classes)}
-
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        images, labels = self.splits[split]
-        return TensorBatches(
-            images, labels, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
-        )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
 
 
 def stratified_split(
