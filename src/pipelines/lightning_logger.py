@@ -8,6 +8,7 @@ the store. Ours writes into the run the engine opened, buffered, and never ends 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
@@ -43,6 +44,11 @@ class TrackerLogger(Logger):
         if self._prefix:
             metrics = {f"{self._prefix}{key}": value for key, value in metrics.items()}
         self._tracker.log_metrics(metrics, step=step)
+
+    @rank_zero_only
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """A file into the run (e.g. the samples a generative model draws each epoch)."""
+        self._tracker.log_artifact(path, artifact_path)
 
     @rank_zero_only
     def save(self) -> None:

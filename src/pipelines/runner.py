@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import traceback
@@ -114,7 +115,8 @@ def _exit_on_sigterm() -> None:
 
 def require_values(cfg: DictConfig) -> None:
     """Mandatory values (``???`` in a config file) must be set before a run is opened."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    # OmegaConf writes list items as stages[0]; overrides spell them stages.0
+    missing = sorted(re.sub(r"\[(\d+)\]", r".\1", key) for key in OmegaConf.missing_keys(cfg))
     if missing:
         keys = ", ".join(f"'{key}'" for key in missing)
         example = " ".join(f"{key}=..." for key in missing)

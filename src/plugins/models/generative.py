@@ -1,0 +1,57 @@
+"""What generative models share: drawing samples to files, after each epoch and on demand.
+
+A generative model implements ``generate(output_dir, epoch=None, **settings) -> list[Path]``
+(text at several temperatures, a latent-grid image, a grid of generated images, ...). The
+``generate`` stage calls it at the end of a pipeline or on the network of a finished run;
+:class:`EpochSamples` calls it after every training epoch, so the run shows how the samples
+improve. Files land in the run under ``samples/epoch-NNN/`` and ``generate/``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import lightning as L
+
+
+@runtime_checkable
+class Generative(Protocol):
+    """A model that can draw samples into files."""
+
+    def generate(self, output_dir: Path, epoch: int | None = None, **settings: Any) -> list[Path]:
+        """Write samples into ``output_dir``; return the files written."""
+        ...
+
+
+class EpochSamples(L.Callback):
+    """After every ``every_n_epochs`` training epochs, draw samples and log them to the run.
+
+    Return it from a model's ``configure_callbacks()``. Samples go through the trainer's
+    logger (``TrackerLogger.log_artifact``); without a tracking logger they stay on disk in
+    ``output_dir`` (a temporary folder when none is given).
+    """
+
+    def __init__(self, every_n_epochs: int = 1, output_dir: Path | None = None) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.output_dir = output_dir
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.every_n_epochs < 1 or epoch % self.every_n_epochs or trainer.sanity_checking:
+            return
+        if not isinstance(pl_module, Generative) or not trainer.is_global_zero:
+            return
+        root = self.output_dir or Path(tempfile.mkdtemp(prefix="pipelines-samples-"))
+        folder = root / f"epoch-{epoch:03d}"
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            files = pl_module.generate(folder, epoch=epoch)
+        finally:
+            pl_module.train(was_training)
+        log_artifact = getattr(trainer.logger, "log_artifact", None)
+        if log_artifact is not None:
+            for path in files:
+                log_artifact(path, f"samples/epoch-{epoch:03d}")

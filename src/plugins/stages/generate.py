@@ -1,0 +1,53 @@
+"""The ``generate`` stage: samples from a generative model, now or from a finished run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.context import RunContext
+from pipelines.errors import PipelineError
+from plugins.models.generative import Generative
+
+
+class Generate:
+    """Draw samples with ``model.generate(...)`` and log them under ``generate/``.
+
+    After ``fit`` it uses the trained model (the best checkpoint's weights when there is
+    one). With ``source=runs:/<run_id>`` (or ``models:/<name>/<version>``) it needs no
+    training at all: the network of that finished run is rebuilt from the run's own config
+    and best checkpoint, and the samples go into this new run, tagged with the source.
+    Every other key (``temperatures``, ``length``, ``seed_text``, ``grid_size``, ...) is
+    passed to the model's ``generate``.
+    """
+
+    def __init__(self, source: str | None = None, **settings: Any) -> None:
+        self.source = source
+        self.settings = settings
+
+    def run(self, ctx: RunContext) -> None:
+        model = self._model(ctx)
+        if not isinstance(model, Generative):
+            raise PipelineError(
+                f"The 'generate' stage needs a generative model (one with a `generate` method: "
+                f"char_lstm, vae, dcgan, ...); '{type(model).__name__}' has none. Use "
+                "pipeline=classify for it, or a generative model."
+            )
+        model.eval()
+        files = model.generate(ctx.output_dir / "generate", epoch=None, **self.settings)
+        for path in files:
+            ctx.tracker.log_artifact(path, "generate")
+
+    def _model(self, ctx: RunContext) -> Any:
+        if self.source:
+            from pipelines.run_loader import load_run_model
+
+            ctx.tracker.set_tags({"pipelines.source_run": self.source})
+            return load_run_model(self.source, ctx.tracking_uri)
+        model = ctx.require("model", "generate", "prepare")
+        best = ctx.artifacts.get("best_checkpoint")
+        if best:
+            import torch
+
+            state = torch.load(best, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["state_dict"])
+        return model
