@@ -9,7 +9,6 @@ improve. Files land in the run under ``samples/epoch-NNN/`` and ``generate/``.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,7 +42,8 @@ class EpochSamples(L.Callback):
             return
         if not isinstance(pl_module, Generative) or not trainer.is_global_zero:
             return
-        root = self.output_dir or Path(tempfile.mkdtemp(prefix="pipelines-samples-"))
+        # beside the run's checkpoints, so nothing is left behind in the temp folder
+        root = self.output_dir or Path(trainer.default_root_dir) / "samples"
         folder = root / f"epoch-{epoch:03d}"
         was_training = pl_module.training
         pl_module.eval()
