@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pipelines.atomic import atomic_torch_save
 from pipelines.errors import ConfigValueError, DataNotFoundError, PipelineError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import InMemoryImageData, stratified_split
@@ -402,15 +402,9 @@ def _read_cache(path: Path, count: int) -> dict[str, Any] | None:
 
 def _write_cache(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically (temp file + rename), then drop older caches of the same settings."""
-    temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache is for every user
-        os.replace(temporary, path)
-        temporary = None
+        atomic_torch_save(payload, path)
         prefix = path.name.rsplit("-", 1)[0]
         for stale in path.parent.glob(f"{prefix}-*.pt"):
             if stale != path:
@@ -422,9 +416,6 @@ def _write_cache(path: Path, payload: dict[str, Any]) -> None:
             path,
             exc,
         )
-    finally:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
 
 
 # -- the book's small Dogs vs. Cats subset ---------------------------------------------------

@@ -21,7 +21,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from pipelines.atomic import atomic_torch_save
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import TensorSplitLoaders
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
@@ -256,7 +256,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         try:
             entry.mkdir(parents=True, exist_ok=True)
             vectorizer.save(entry / "tokenizer.json")
-            _atomic_torch_save(payload, entry / "tensors.pt")
+            atomic_torch_save(payload, entry / "tensors.pt")
         except OSError as exc:  # a read-only or full disk costs speed, not the run
             log.warning("%s: could not write the cache %s (%s)", self.cache_name, entry, exc)
 
@@ -275,17 +275,6 @@ def _init_args(instance: Any, frame: FrameType | None) -> dict[str, Any]:
         found.update({name: info.locals[name] for name in info.args[1:]})
         frame = frame.f_back
     return found
-
-
-def _atomic_torch_save(payload: Any, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 def split_indices(
