@@ -27,7 +27,7 @@ def run(args: list[str], cwd: Path) -> CliRun:
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
     metrics = {
-        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([0-9.]+)$", proc.stdout, re.M)
+        m[1]: float(m[2]) for m in re.finditer(r"^\s+(\S+/\S+)\s+([-+0-9.eE]+)$", proc.stdout, re.M)
     }
     run_id = re.search(r"MLflow run\s+([0-9a-f]{32})", proc.stdout)
     return CliRun(metrics, run_id[1] if run_id else "", seconds)

@@ -305,3 +305,22 @@ def test_cli_trains_samples_and_generates_from_the_run(workdir: Path) -> None:
     later = runs[1].info.run_id
     files = {a.path for a in client.list_artifacts(later, "generate")}
     assert {f"generate/temperature-{t}.txt" for t in (0.2, 0.5, 1.0, 1.2)} == files
+    # named after the pipeline: the configured default model (mlp) plays no part
+    assert runs[1].info.run_name.startswith("generate-")
+    assert "pipelines: generate finished" in result.stdout
+    # the summary shows how training went, though a generative pipeline has no test stage
+    assert "best/val_bpc" in run.data.metrics
+
+    result = run_cli(
+        [
+            "pipeline=generate",
+            f"pipeline.stages.0.source=runs:/{run_id}",
+            "+pipeline.stages.0.lenght=10",
+        ],
+        cwd=workdir,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode != 0
+    assert "CharLSTM.generate does not accept the key 'pipeline.stages.0.lenght'" in result.stderr
+    assert "Did you mean 'length'?" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -27,6 +27,8 @@ class RunContext:
     metrics: dict[str, float] = field(default_factory=dict)
     #: files produced by stages, by role (``best_checkpoint`` -> path)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    #: the config key of the stage now running (``pipeline.stages.2``), for its messages
+    stage_key: str = "pipeline.stages"
 
     @property
     def seed(self) -> int:

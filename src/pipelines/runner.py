@@ -72,7 +72,8 @@ def run_pipeline(
 
     _exit_on_sigterm()
     lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
-    tracker = _open_tracker(config, overrides or [], job_num)
+    subject = _run_subject(config, stages)
+    tracker = _open_tracker(config, subject, overrides or [], job_num)
     ctx = RunContext(config=config, tracker=tracker, output_dir=output_dir)
     status = "FAILED"
     try:
@@ -82,6 +83,7 @@ def run_pipeline(
             path = f"pipeline.stages[{index}]"
             stage = registry.build("stage", node, path=path)
             log.info("stage %s: %s", index, node["name"])
+            ctx.stage_key = f"pipeline.stages.{index}"
             stage.run(ctx)
         status = "FINISHED"
     except (KeyboardInterrupt, SystemExit):
@@ -90,7 +92,7 @@ def run_pipeline(
         raise
     finally:
         tracker.finish(status)
-    _print_summary(ctx, time.perf_counter() - started)
+    _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
 
 
@@ -149,30 +151,45 @@ def _stage_node(node: Any) -> dict[str, Any]:
     )
 
 
-def _open_tracker(config: dict[str, Any], overrides: list[str], job_num: int | None) -> Tracker:
+def _run_subject(config: dict[str, Any], stages: list[dict[str, Any]]) -> dict[str, str]:
+    """What the run is about: the configured model and data, or only the pipeline.
+
+    A pipeline whose stages all bring their own network (``generate`` from a finished run,
+    ``deepdream`` on a torchvision model) does not use ``model``/``data``; naming its run
+    after the default model would mislead. Stages say so with ``uses_configured_model``.
+    """
+    pipeline = str(config["pipeline"].get("name") or "pipeline")
+    uses_config = any(
+        getattr(registry.load("stage", node["name"]), "uses_configured_model", True)
+        for node in stages
+    )
+    if not uses_config:
+        return {"pipeline": pipeline}
+    return {"model": config["model"]["name"], "data": config["data"]["name"], "pipeline": pipeline}
+
+
+def _open_tracker(
+    config: dict[str, Any], subject: dict[str, str], overrides: list[str], job_num: int | None
+) -> Tracker:
     settings = TrackingSettings.from_config(config.get("tracking"))
-    model, data = config["model"]["name"], config["data"]["name"]
-    run_name = f"{model}-{data}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = "-".join(subject[key] for key in ("model", "data") if key in subject)
+    run_name = f"{name or subject['pipeline']}-{datetime.now():%Y%m%d-%H%M%S}"
     if job_num is not None:
         run_name += f"-job{job_num}"
-    tags = {
-        "model": model,
-        "data": data,
-        "pipeline": str(config["pipeline"].get("name", "")),
-        "overrides": " ".join(overrides),
-    }
+    tags = {**subject, "overrides": " ".join(overrides)}
     return open_tracker(settings, run_name, tags=tags, parent_run_id=sweep.parent_run_id())
 
 
-def _print_summary(ctx: RunContext, seconds: float) -> None:
-    config = ctx.config
-    lines = [
-        f"pipelines: {config['model']['name']} on {config['data']['name']} "
-        f"({config['pipeline'].get('name', 'pipeline')}) finished in {seconds:.1f}s"
-    ]
+def _print_summary(ctx: RunContext, subject: dict[str, str], seconds: float) -> None:
+    what = (
+        f"{subject['model']} on {subject['data']} ({subject['pipeline']})"
+        if "model" in subject
+        else subject["pipeline"]
+    )
+    lines = [f"pipelines: {what} finished in {seconds:.1f}s"]
     width = max([12, *(len(key) for key in ctx.metrics)])
     for key, value in sorted(ctx.metrics.items()):
-        lines.append(f"  {key:<{width}} {value:.4f}")
+        lines.append(f"  {key:<{width}} {_format_metric(value)}")
     tracker = ctx.tracker
     if tracker.run_id:
         run = f"{tracker.run_id} ({getattr(tracker, 'run_name', '')})"
@@ -180,6 +197,13 @@ def _print_summary(ctx: RunContext, seconds: float) -> None:
         lines.append(f"  {'Browse runs':<{width}} {ui_command(tracker.uri)}")
     lines.append(f"  {'Outputs':<{width}} {ctx.output_dir}")
     print("\n".join(lines), flush=True)
+
+
+def _format_metric(value: float) -> str:
+    """Four decimals, or three significant digits for values too small to show that way."""
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:.4f}"
 
 
 def report_error(exc: BaseException) -> None:

@@ -55,7 +55,17 @@ def build_backbone(
     return torchvision_backbone(name, weights)
 
 
-def torchvision_backbone(name: str, weights: str | None) -> Backbone:
+#: torchvision models whose published weights expect the input rescaled inside the network
+_TRANSFORM_INPUT = ("inception_v3", "googlenet")
+
+
+def torchvision_network(name: str, weights: str | None, key: str = "model.backbone") -> nn.Module:
+    """A whole torchvision classifier, with its pretrained weights unless ``weights`` is null.
+
+    Inception and GoogLeNet are built as torchvision builds them for their weights
+    (``transform_input=True``: ImageNet-normalised input is mapped to the [-1, 1] scale the
+    ported Google weights were trained on). ``key`` names the config key in messages.
+    """
     from torchvision import models
 
     if name not in models.list_models():
@@ -63,13 +73,24 @@ def torchvision_backbone(name: str, weights: str | None) -> Backbone:
 
         hint = did_you_mean(name, models.list_models())
         raise PipelineError(
-            f"Unknown backbone '{name}' in 'model.backbone'.{hint}"
+            f"Unknown backbone '{name}' in '{key}'.{hint}"
             " Use a torchvision model name (resnet18, vgg16, mobilenet_v3_small, ...) or the "
             "network of an earlier run: runs:/<run_id> or models:/<name>/<version>."
         )
-    network = models.get_model(name, weights=None)
-    if weights and str(weights).lower() not in ("none", "null", "scratch"):
+    pretrained = bool(weights) and str(weights).lower() not in ("none", "null", "scratch")
+    extra = (
+        {"transform_input": pretrained, "aux_logits": True, "init_weights": not pretrained}
+        if name in _TRANSFORM_INPUT
+        else {}
+    )
+    network = models.get_model(name, weights=None, **extra)
+    if pretrained:
         network.load_state_dict(_pretrained_state(name, str(weights)))
+    return network
+
+
+def torchvision_backbone(name: str, weights: str | None) -> Backbone:
+    network = torchvision_network(name, weights)
     if isinstance(getattr(network, "fc", None), nn.Linear):  # resnet, regnet, googlenet, ...
         network.fc = nn.Identity()
         blocks = [n for n, m in network.named_children() if _has_parameters(m)]

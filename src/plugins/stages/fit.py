@@ -5,9 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from lightning.pytorch.callbacks import Callback
+
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.trainer import build_trainer
+
+
+class BestEpochMetrics(Callback):
+    """Keeps every validation metric of the epoch that is best by ``monitor``.
+
+    The checkpoint kept is that epoch's, so these are the validation numbers of the weights
+    the test stage will use (``best/val_acc`` beside ``best/val_loss``): what a user compares
+    runs by, and what a benchmark selects settings on without touching the test split.
+    """
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.best: dict[str, float] = {}
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/") and value.numel() == 1
+        }
+        score = metrics.get(self.monitor)
+        if score is None or score != score:  # not logged, or NaN
+            return
+        if not self.best or self.sign * score < self.sign * self.best[self.monitor]:
+            self.best = metrics
 
 
 class Fit:
@@ -51,6 +81,8 @@ class Fit:
             metric_prefix=self.metric_prefix,
             overrides=overrides,
         )
+        best_metrics = BestEpochMetrics(self.monitor, self.mode)
+        trainer.callbacks.append(best_metrics)
         try:
             trainer.fit(model, datamodule=datamodule)
         finally:
@@ -60,8 +92,15 @@ class Fit:
                 ctx.artifacts["best_checkpoint"] = best
                 ctx.tracker.log_artifact(best, checkpoint_dir)
                 ctx.tracker.set_tags({BEST_CHECKPOINT_TAG: f"{checkpoint_dir}/{Path(best).name}"})
+        # Logged, and shown in the run's summary: for pipelines without a test stage
+        # (generative ones) these are the numbers that say how training went.
+        best = {
+            f"{self.metric_prefix}best/{key.replace('/', '_')}": value
+            for key, value in best_metrics.best.items()
+        }
         if checkpoint and checkpoint.best_model_score is not None:
             name = f"{self.metric_prefix}best/{self.monitor.replace('/', '_')}"
-            ctx.tracker.log_metrics(
-                {name: float(checkpoint.best_model_score)}, step=trainer.global_step
-            )
+            best[name] = float(checkpoint.best_model_score)
+        if best:
+            ctx.metrics.update(best)
+            ctx.tracker.log_metrics(best, step=trainer.global_step)

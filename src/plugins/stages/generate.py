@@ -6,10 +6,14 @@ from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
+from pipelines.validation import check_arguments
 from plugins.models.generative import Generative
 
 
 class Generate:
+    #: samples come from a trained network, not from building the configured model/data
+    uses_configured_model = False
+
     """Draw samples with ``model.generate(...)`` and log them under ``generate/``.
 
     After ``fit`` it uses the trained model (the best checkpoint's weights when there is
@@ -32,8 +36,15 @@ class Generate:
                 f"char_lstm, vae, dcgan, ...); '{type(model).__name__}' has none. Use "
                 "pipeline=classify for it, or a generative model."
             )
+        settings = check_arguments(
+            model.generate,
+            self.settings,
+            path=ctx.stage_key,
+            what=f"{type(model).__name__}.generate",
+            implicit={"output_dir": ctx.output_dir / "generate", "epoch": None},
+        )
         model.eval()
-        files = model.generate(ctx.output_dir / "generate", epoch=None, **self.settings)
+        files = model.generate(**settings)
         for path in files:
             ctx.tracker.log_artifact(path, "generate")
 
