@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipelines import registry, sweep
+from pipelines import distributed, registry, sweep
 from pipelines.config import flatten
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError
@@ -22,11 +23,13 @@ from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_comma
 log = logging.getLogger(__name__)
 
 
-def execute(cfg: DictConfig) -> dict[str, float] | None:
+def execute(cfg: DictConfig) -> dict[str, float] | float | None:
     """Hydra's task function: run the pipeline and turn failures into clear reports.
 
     In a multirun sweep a failed job is recorded (MLflow status FAILED, a line in the sweep's
     failure list) and the sweep goes on; :mod:`pipelines.sweep` fails the command at the end.
+    A multirun job returns its objective value (None when it failed), which is what Hydra's
+    Optuna sweeper optimises; a single run returns its metrics.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -35,12 +38,14 @@ def execute(cfg: DictConfig) -> dict[str, float] | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     job = f"job {hydra_cfg.job.num}" if multirun else "run"
     try:
-        return run_pipeline(
+        metrics = run_pipeline(
             cfg,
             output_dir=Path(hydra_cfg.runtime.output_dir),
             overrides=list(hydra_cfg.overrides.task),
             job_num=hydra_cfg.job.num if multirun else None,
         )
+        # a sweeper (Optuna) optimises the job's return value: the objective metric
+        return objective_value(cfg, metrics) if multirun else metrics
     except PipelineError as exc:
         report_error(exc)
         if not multirun:
@@ -73,27 +78,79 @@ def run_pipeline(
     _exit_on_sigterm()
     lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
     subject = _run_subject(config, stages)
-    tracker = _open_tracker(config, subject, overrides or [], job_num)
+    # Secondary DDP ranks run the same stages but track nothing: rank 0 owns the run.
+    secondary = distributed.is_secondary_process()
+    distributed.use_job_command_for_ranks()
+    tracker = Tracker() if secondary else _open_tracker(config, subject, overrides or [], job_num)
     ctx = RunContext(config=config, tracker=tracker, output_dir=output_dir)
     status = "FAILED"
-    try:
-        tracker.log_params(dict(flatten(config)))
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        for index, node in enumerate(stages):
-            path = f"pipeline.stages[{index}]"
-            stage = registry.build("stage", node, path=path)
-            log.info("stage %s: %s", index, node["name"])
-            ctx.stage_key = f"pipeline.stages.{index}"
-            stage.run(ctx)
-        status = "FINISHED"
-    except (KeyboardInterrupt, SystemExit):
-        # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
-        status = "KILLED"
-        raise
-    finally:
-        tracker.finish(status)
-    _print_summary(ctx, subject, time.perf_counter() - started)
+    with distributed.single_process_afterwards():
+        try:
+            tracker.log_params(dict(flatten(config)))
+            tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            for index, node in enumerate(stages):
+                path = f"pipeline.stages[{index}]"
+                stage = registry.build("stage", node, path=path)
+                log.info("stage %s: %s", index, node["name"])
+                ctx.stage_key = f"pipeline.stages.{index}"
+                stage.run(ctx)
+            status = "FINISHED"
+            diverged = _non_finite_objective(config, ctx.metrics)
+            if diverged:
+                # a diverged run is a result, not a crash: recorded as FAILED with the
+                # reason, and a sweep treats it as a failed trial and goes on
+                log.warning(diverged)
+                tracker.set_tags({"pipelines.failure": diverged})
+                status = "FAILED"
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
+            status = "KILLED"
+            raise
+        finally:
+            tracker.finish(status)
+    if not secondary:
+        _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
+
+
+def objective_value(cfg: DictConfig | dict[str, Any], metrics: dict[str, float]) -> float | None:
+    """The configured ``objective.metric`` of a finished run (NaN when it diverged).
+
+    None when the run did not produce that metric: a sweeper counts the trial as failed,
+    and the warning names the metrics there are, so ``objective.metric=`` can be fixed.
+    """
+    name = str(_select(cfg, "objective.metric") or "")
+    if not name:
+        return None
+    if name not in metrics:
+        log.warning(
+            "objective.metric '%s' is not among this run's metrics (%s); set objective.metric "
+            "to one of them.",
+            name,
+            ", ".join(sorted(metrics)) or "none",
+        )
+        return None
+    return float(metrics[name])
+
+
+def _non_finite_objective(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
+    name = _select(config, "objective.metric")
+    value = metrics.get(str(name)) if name else None
+    if value is None or math.isfinite(value):
+        return None
+    return (
+        f"The objective {name} is {value}: training diverged (try a lower model.lr); the run "
+        "is marked FAILED."
+    )
+
+
+def _select(config: DictConfig | dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not hasattr(node, "get"):
+            return None
+        node = node.get(part)
+    return node
 
 
 def _exit_on_sigterm() -> None:

@@ -87,6 +87,7 @@ class SweepCallback(Callback):
         if self._tracker is not None:
             self._tracker.set_tags({"failed_jobs": str(len(failures))})
             try:
+                log_best_job(self._tracker, OmegaConf.select(config, "objective", default={}))
                 log_comparison(self._tracker, state)
             finally:
                 self._tracker.finish("FAILED" if failures else "FINISHED")
@@ -98,6 +99,47 @@ class SweepCallback(Callback):
             raise SystemExit(1)
 
 
+def child_runs(tracker: Any) -> list[Any]:
+    """The sweep's job runs, oldest first."""
+    return tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def log_best_job(tracker: Any, objective: Any) -> Any:
+    """Log the best job's overrides (``best.<key>`` params) and value to the parent run.
+
+    Best by ``objective.metric`` in ``objective.direction``, among jobs that finished with a
+    finite value; the sweep's answer is then on the parent run, without opening every child.
+    """
+    import math
+
+    metric = str((objective or {}).get("metric") or "")
+    if not metric:
+        return None
+    sign = -1.0 if str((objective or {}).get("direction", "minimize")) == "maximize" else 1.0
+    scored = [
+        (sign * child.data.metrics[metric], index, child)
+        for index, child in enumerate(child_runs(tracker))
+        if child.info.status == "FINISHED"
+        and math.isfinite(child.data.metrics.get(metric, math.nan))
+    ]
+    if not scored:
+        return None
+    _, _, best = min(scored, key=lambda item: item[:2])
+    overrides = best.data.tags.get("overrides", "")
+    params = dict(token.lstrip("+~").split("=", 1) for token in overrides.split() if "=" in token)
+    tracker.log_params({f"best.{key}": value for key, value in params.items()})
+    tracker.log_metrics({f"best_job/{metric}": best.data.metrics[metric]})
+    tracker.set_tags(
+        {"best_job.run_id": best.info.run_id, "best_job.run_name": best.info.run_name}
+    )
+    tracker.flush()
+    return best
+
+
 def log_comparison(tracker: Any, state: Path, metric: str = "val/loss") -> Path | None:
     """Plot ``metric`` per epoch for every child run and log the figure to the parent.
 
@@ -105,11 +147,7 @@ def log_comparison(tracker: Any, state: Path, metric: str = "val/loss") -> Path 
     ch. 4 figures: original vs smaller vs L2 vs dropout), so a sweep reads at a glance.
     """
     client = tracker.client
-    children = client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
+    children = child_runs(tracker)
     curves = {}
     for child in children:
         history = client.get_metric_history(child.info.run_id, metric)

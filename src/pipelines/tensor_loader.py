@@ -27,6 +27,8 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
@@ -40,20 +42,33 @@ class TensorBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = max(1, world_size)
         self.epoch = 0
 
+    def _shard_size(self) -> int:
+        # every rank gets the same number of samples (DistributedSampler's padding)
+        return math.ceil(self.tensors[0].shape[0] / self.world_size)
+
     def __len__(self) -> int:
-        size = self.tensors[0].shape[0]
+        size = self._shard_size()
         if self.drop_last:
             return size // self.batch_size
         return math.ceil(size / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        size = self.tensors[0].shape[0]
+        total = self.tensors[0].shape[0]
+        size = self._shard_size()
         order = None
         if self.shuffle:
+            # the same permutation on every rank (same seed), then each takes its own shard
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(size, generator=generator).to(self.tensors[0].device)
+            order = torch.randperm(total, generator=generator).to(self.tensors[0].device)
+        if self.world_size > 1:
+            if order is None:
+                order = torch.arange(total, device=self.tensors[0].device)
+            padded = order.repeat(math.ceil(size * self.world_size / total))
+            order = padded[: size * self.world_size][self.rank :: self.world_size]
         self.epoch += 1
         for batch in range(len(self)):
             start = batch * self.batch_size
@@ -70,20 +85,30 @@ class TensorSplitLoaders:
 
     Mixed into every in-memory data module (images, text, tables), which only fill
     ``splits`` and set ``batch_size`` and ``seed``; training batches are shuffled per epoch.
+    Under distributed training each rank trains on its own shard of every epoch; validation
+    and test run whole on every rank, so their metrics are exact and identical everywhere
+    without any cross-rank reduction (in-memory splits are small enough for that).
     """
 
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     batch_size: int
     seed: int
 
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+    def _batches(self, split: str, shuffle: bool, shard: bool = False) -> TensorBatches:
         inputs, targets = self.splits[split]
+        rank, world_size = distributed_shard() if shard else (0, 1)
         return TensorBatches(
-            inputs, targets, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed
+            inputs,
+            targets,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True)
+        return self._batches("train", shuffle=True, shard=True)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", shuffle=False)
@@ -93,3 +118,12 @@ class TensorSplitLoaders:
 
     def predict_dataloader(self) -> TensorBatches:
         return self._batches("test", shuffle=False)
+
+
+def distributed_shard() -> tuple[int, int]:
+    """(rank, world size) of the running process group; (0, 1) outside distributed training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -8,6 +8,7 @@ SQLite write per training step would dominate a small model's step time.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -110,11 +111,8 @@ class MlflowTracker(Tracker):
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
     ) -> None:
-        from mlflow import MlflowClient
-
         self.uri = settings.resolved_uri()
-        _ensure_store_dir(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = open_client(self.uri)
         self.experiment_id = get_or_create_experiment(self.client, self.uri, settings.experiment)
         all_tags = dict(tags or {})
         if parent_run_id:
@@ -204,16 +202,69 @@ def open_tracker(
     return MlflowTracker(settings, run_name, tags=tags, parent_run_id=parent_run_id)
 
 
+def open_client(uri: str) -> Any:
+    """An ``MlflowClient`` on ``uri`` that survives parallel jobs sharing one SQLite store.
+
+    Two things go wrong when several processes start on one ``mlruns/mlflow.db`` (measured
+    with 8 processes on a fresh store: ``duplicate column name`` from concurrent schema
+    migrations): creating the tables is therefore done under a file lock, once per process;
+    and a write that finds the database locked for longer than SQLite's own 5 s wait is
+    retried with exponential backoff rather than failing the run.
+    """
+    from mlflow import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return _RetryingClient(MlflowClient(tracking_uri=uri))
+    from filelock import FileLock
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(database) + ".lock", timeout=300):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates or upgrades the tables
+    return _RetryingClient(client)
+
+
+class _RetryingClient:
+    """``MlflowClient`` whose calls are retried while SQLite reports the database locked."""
+
+    attempts = 8
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_client":
+            # not yet set while unpickling (launchers pickle the sweep callback's tracker)
+            raise AttributeError(name)
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            delay = 0.1
+            for attempt in range(self.attempts):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == self.attempts - 1 or not _is_lock_error(exc):
+                        raise
+                    time.sleep(delay * (1.0 + random.random()))
+                    delay *= 2
+
+        return call
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
 def ui_command(uri: str | None) -> str:
     """The command that opens the MLflow UI on a store."""
     if not uri:
         return ""
     return f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"
-
-
-def _ensure_store_dir(uri: str) -> None:
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _param_value(value: Any) -> str:

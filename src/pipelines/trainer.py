@@ -95,3 +95,6 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # under DDP every rank evaluates the whole val/test split (pipelines.tensor_loader), so
+    # epoch metrics are already the same on every rank: no cross-rank reduction is needed
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*distributed setting.*")
