@@ -133,9 +133,7 @@ def log_best_job(tracker: Any, objective: Any) -> Any:
     params = dict(token.lstrip("+~").split("=", 1) for token in overrides.split() if "=" in token)
     tracker.log_params({f"best.{key}": value for key, value in params.items()})
     tracker.log_metrics({f"best_job/{metric}": best.data.metrics[metric]})
-    tracker.set_tags(
-        {"best_job.run_id": best.info.run_id, "best_job.run_name": best.info.run_name}
-    )
+    tracker.set_tags({"best_job.run_id": best.info.run_id, "best_job.run_name": best.info.run_name})
     tracker.flush()
     return best
 
