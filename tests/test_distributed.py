@@ -32,9 +32,14 @@ def test_ranks_share_out_every_sample_of_an_epoch(size: int) -> None:
 
 
 def test_process_rank_reads_the_launchers_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RANK", "NODE_RANK", "LOCAL_RANK"):
+    for name in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(name, raising=False)
     assert process_rank() == 0
+    monkeypatch.setenv("SLURM_PROCID", "1")  # a task of a one-task job array: not a rank
+    assert process_rank() == 0
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # one of four tasks of the same job
+    assert process_rank() == 1
+    monkeypatch.delenv("SLURM_PROCID")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert process_rank() == 0
     monkeypatch.setenv("LOCAL_RANK", "1")

@@ -26,11 +26,16 @@ _LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "W
 def process_rank() -> int:
     """This process's global rank: 0 unless started as a secondary rank of a DDP job.
 
-    ``RANK`` (torchrun), else ``NODE_RANK``/``LOCAL_RANK`` (Lightning's own launcher; SLURM
-    environments set them too through Lightning). Before any launch all are unset: rank 0.
+    ``RANK`` (torchrun); else ``SLURM_PROCID`` in a SLURM step of several tasks (``srun``,
+    or submitit with ``tasks_per_node`` > 1: every task runs the same job, one per rank);
+    else ``NODE_RANK``/``LOCAL_RANK`` (Lightning's own launcher). Unset: rank 0.
     """
     if os.environ.get("RANK", "").isdigit():
         return int(os.environ["RANK"])
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get(
+        "SLURM_PROCID", ""
+    ).isdigit():
+        return int(os.environ["SLURM_PROCID"])
     node = int(os.environ.get("NODE_RANK", "0") or 0)
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     return node * 1000 + local  # only "is it zero" matters
