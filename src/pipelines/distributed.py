@@ -32,9 +32,10 @@ def process_rank() -> int:
     """
     if os.environ.get("RANK", "").isdigit():
         return int(os.environ["RANK"])
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get(
-        "SLURM_PROCID", ""
-    ).isdigit():
+    if (
+        int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+        and os.environ.get("SLURM_PROCID", "").isdigit()
+    ):
         return int(os.environ["SLURM_PROCID"])
     node = int(os.environ.get("NODE_RANK", "0") or 0)
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
