@@ -61,6 +61,8 @@ def config_groups() -> list[str]:
     groups: set[str] = set()
     for root in config_roots():
         groups.update(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    # conf/hydra/ adds options to Hydra's own groups (hydra/launcher=slurm), not a group of ours
+    groups.discard("hydra")
     return sorted(groups)
 
 

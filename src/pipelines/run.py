@@ -5,6 +5,7 @@ Examples::
     python -m pipelines.run                          # mlp on digits, tracked in ./mlruns
     python -m pipelines.run model=convnet trainer.max_epochs=5
     python -m pipelines.run -m model=mlp,convnet     # a sweep: one MLflow parent, two children
+    python -m pipelines.run --help                   # groups, options, plugins (--hydra-help)
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def _hydra_main(cfg: DictConfig) -> object:
 
 def main() -> None:
     """Check the command line for unknown names, then hand it to Hydra."""
+    arguments = sys.argv[1:]
+    if "--help" in arguments or "-h" in arguments:
+        from pipelines.help import help_text
+
+        print(help_text())
+        return
     try:
         check_group_overrides(sys.argv[1:])
     except PipelineError as exc:

@@ -93,7 +93,11 @@ def run_pipeline(
                 stage = registry.build("stage", node, path=path)
                 log.info("stage %s: %s", index, node["name"])
                 ctx.stage_key = f"pipeline.stages.{index}"
+                stage_started = time.perf_counter()
                 stage.run(ctx)
+                # where a run's time goes, per stage (benchmarks read time/fit_seconds)
+                seconds = time.perf_counter() - stage_started
+                tracker.log_metrics({f"time/{node['name']}_seconds": seconds}, step=index)
             status = "FINISHED"
             diverged = _non_finite_objective(config, ctx.metrics)
             if diverged:
