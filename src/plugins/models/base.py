@@ -3,7 +3,8 @@
 Metric names are a contract with the engine and the MLflow UI: ``train/loss``,
 ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc`` for classifiers; ``val/mae`` and
 ``test/mae`` (in the data's own units) for regression. All are logged once per epoch (never
-per step: a tracking write per step costs more than a small model's step).
+per step: a tracking write per step costs more than a small model's step), as means of the
+epoch's batches weighted by batch size.
 """
 
 from __future__ import annotations
@@ -91,17 +92,41 @@ class Classifier(L.LightningModule):
         else:
             loss = F.cross_entropy(outputs, targets)
             metric = "acc", (outputs.argmax(dim=1) == targets).float().mean()
-        size = targets.shape[0]
-        for name, value in (("loss", loss), metric):
-            self.log(
-                f"{stage}/{name}",
-                value,
-                on_step=False,
-                on_epoch=True,
-                batch_size=size,
-                prog_bar=stage != "train",
-            )
+        self.accumulate(stage, {"loss": loss, metric[0]: metric[1]}, targets.shape[0])
         return loss
+
+    # -- epoch metrics ------------------------------------------------------------------------
+    # Lightning's ``self.log(on_epoch=True)`` moves its result collection to the device on
+    # every call: measured at about 0.7 ms per call on this CPU, against a 2-3 ms training
+    # step of the book's MNIST dense net. Batch metrics are therefore summed here (detached
+    # tensors: no device sync) and logged once per epoch, as batch-size-weighted means.
+
+    def accumulate(self, stage: str, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Add one batch's metrics (means over the batch) to the epoch's sums for ``stage``."""
+        sums = self.__dict__.setdefault("_epoch_sums", {}).setdefault(stage, {})
+        for name, value in values.items():
+            weighted = torch.as_tensor(value).detach() * batch_size
+            sums[name] = sums[name] + weighted if name in sums else weighted
+        counts = self.__dict__.setdefault("_epoch_counts", {})
+        counts[stage] = counts.get(stage, 0) + batch_size
+
+    def log_epoch_means(self, stage: str) -> None:
+        """Log ``<stage>/<name>`` means of the epoch's batches, then start the next epoch."""
+        sums = self.__dict__.get("_epoch_sums", {}).pop(stage, None)
+        count = self.__dict__.get("_epoch_counts", {}).pop(stage, 0)
+        if not sums or not count:
+            return
+        for name, total in sums.items():
+            self.log(f"{stage}/{name}", total / count, prog_bar=stage != "train")
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_means("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_means("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._evaluate(batch, "train")

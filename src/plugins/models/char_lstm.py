@@ -163,16 +163,10 @@ class CharLSTM(Classifier):
 
     def _evaluate_bpc(self, batch: Any, stage: str) -> None:
         loss = self._evaluate(batch, stage)
-        size = batch[1].shape[0]
-        self.log(f"{stage}/bpc", loss / LN2, on_step=False, on_epoch=True, batch_size=size)
+        values = {"bpc": loss / LN2}
         if stage == "val" and self.unigram_bpc is not None:
-            self.log(
-                "val/unigram_bpc",
-                float(self.unigram_bpc),
-                on_step=False,
-                on_epoch=True,
-                batch_size=size,
-            )
+            values["unigram_bpc"] = torch.as_tensor(float(self.unigram_bpc))
+        self.accumulate(stage, values, batch[1].shape[0])
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate_bpc(batch, "val")

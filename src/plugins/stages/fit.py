@@ -25,7 +25,8 @@ class BestEpochMetrics(Callback):
         self.sign = 1.0 if mode == "min" else -1.0
         self.best: dict[str, float] = {}
 
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        # after the epoch-end hooks, where models log their epoch means
         if trainer.sanity_checking:
             return
         metrics = {
