@@ -62,6 +62,17 @@ def mlflow_runs(uri: str, experiment: str = "pipelines") -> list:
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny networks run fastest on one torch thread, and do not fight a busy machine's cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """An empty working directory, so runs land in a fresh ./mlruns and ./outputs."""
     path = tmp_path / "work"

@@ -21,13 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NIETZSCHE = SHARED_DATA / "nietzsche" / "nietzsche.txt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (and do not fight other jobs for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny networks run fastest on one thread (conftest's fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def corpus(tmp_path: Path, text: str, **settings) -> TextCorpusDataModule:

@@ -23,13 +23,8 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 SMALL_GAN = {"width": 0.125, "latent_dim": 16, "samples": 9, "samples_every_n_epochs": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and do not fight a busy machine's cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny networks run fastest on one thread (conftest's fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_png(path: Path) -> np.ndarray:
