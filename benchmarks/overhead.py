@@ -67,6 +67,11 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> float:
     data = MNISTDataModule(root=str(root), batch_size=batch_size, seed=42)
     data.setup()
     (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
+    # a script that never imports Lightning does not have its NVML-based CUDA check (the
+    # MNIST and model classes used here import it): the same as the pipeline does without GPU
+    from pipelines.trainer import plain_cuda_check_without_gpu
+
+    plain_cuda_check_without_gpu()
     torch.manual_seed(42)
     factory = dense.MLP if model_name == "mlp" else convnet.ConvNet
     model = factory(input_shape=tuple(x_train.shape[1:]), num_classes=10, **settings)

@@ -68,3 +68,17 @@ def test_cpu_ddp_sweep_keeps_one_run_and_one_folder_per_job(workdir: Path) -> No
     assert job_dirs == ["0", "1"]
     for job in job_dirs:
         assert (sweep_dir / job / "ddp_rank_1.log").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="about machines without a GPU")
+def test_without_a_gpu_the_per_step_cuda_check_is_the_plain_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lightning's NVML-based check would run again on every optimizer step."""
+    from pipelines.trainer import plain_cuda_check_without_gpu
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    plain_cuda_check_without_gpu()
+    import os
+
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ

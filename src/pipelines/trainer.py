@@ -46,6 +46,7 @@ def build_trainer(
 
     kwargs = trainer_arguments({**(ctx.config.get("trainer") or {}), **(overrides or {})})
     quiet_lightning()
+    plain_cuda_check_without_gpu()
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = ModelCheckpoint(
@@ -80,6 +81,24 @@ def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
     if kwargs.get("enable_progress_bar") is None:
         kwargs["enable_progress_bar"] = sys.stdout.isatty()
     return check_arguments(Trainer, kwargs, path="trainer", what="lightning.Trainer")
+
+
+def plain_cuda_check_without_gpu() -> None:
+    """Stop every ``optimizer.step()`` from asking NVML for GPUs on a machine that has none.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when imported, so that checking for
+    CUDA never initialises it before DataLoader workers fork. PyTorch's optimizers check for
+    an accelerator on every step, and with that variable the answer is not cached until CUDA
+    initialises -- which, without a GPU, never happens: ~0.16 ms more per step here, 5-10%
+    of the book's MNIST dense net. Once NVML has said there is no GPU, the plain check
+    (cached by PyTorch, and with no GPU there is nothing to initialise) is used instead.
+    """
+    import os
+
+    import torch
+
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 def quiet_lightning() -> None:
