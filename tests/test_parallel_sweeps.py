@@ -80,19 +80,36 @@ def test_optuna_search_with_parallel_jobs_logs_the_best_trial_to_the_parent(
 
 
 def test_a_diverged_job_is_failed_and_the_sweep_goes_on(workdir: Path) -> None:
-    """A NaN/inf objective is a result, not a crash: that job FAILED, the sweep exits 0."""
-    args = ["-m", "model.optimizer=sgd", "model.lr=0.01,1e30", *QUICK]
+    """A NaN/inf loss is a result, not a crash: that job stops, FAILED; the sweep exits 0."""
+    args = ["-m", "model.optimizer=sgd", "model.lr=0.01,1e30", "trainer.max_epochs=3"]
     result = run_cli(args, workdir)
     assert result.returncode == 0, result.output
+    assert "Training diverged" in result.stderr and "Traceback" not in result.stderr
     runs = mlflow_runs(store_uri(workdir))
     by_lr = {r.data.params.get("model.lr"): r for r in runs if "mlflow.parentRunId" in r.data.tags}
     assert by_lr["0.01"].info.status == "FINISHED"
     diverged = by_lr["1e+30"]
     assert diverged.info.status == "FAILED"
-    assert "training diverged" in diverged.data.tags["pipelines.failure"]
+    assert "Training diverged" in diverged.data.tags["pipelines.failure"]
+    # stopped at the end of the first epoch instead of training all three
+    from mlflow import MlflowClient
+
+    history = MlflowClient(store_uri(workdir)).get_metric_history(diverged.info.run_id, "val/loss")
+    assert len(history) <= 1
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
     assert parent.data.tags["best_job.run_id"] == by_lr["0.01"].info.run_id
+    assert parent.data.tags["failed_jobs"] == "0"
     assert math.isfinite(parent.data.metrics["best_job/best/val_loss"])
+
+
+def test_a_diverged_run_says_so_in_one_paragraph(workdir: Path) -> None:
+    result = run_cli(["model.optimizer=sgd", "model.lr=1e30", *QUICK], workdir)
+    assert result.returncode == 2
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith("Error: Training diverged: the training loss of epoch 1 is nan")
+    assert "model.lr=1e+30" in result.stderr and "Traceback" not in result.stderr
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.info.status == "FAILED"
 
 
 def _children_of_the_sweep(workdir: Path) -> list:

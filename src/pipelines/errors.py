@@ -23,6 +23,10 @@ class ConfigValueError(PipelineError):
     """A config value has the wrong type or a key is not accepted by its plugin."""
 
 
+class TrainingDiverged(PipelineError):
+    """The training loss became NaN or infinite: a result of the settings, not a crash."""
+
+
 class DataNotFoundError(PipelineError):
     """Dataset files are missing and cannot be downloaded."""
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipelines import distributed, registry, sweep
 from pipelines.config import flatten
 from pipelines.context import RunContext
-from pipelines.errors import ConfigValueError, PipelineError
+from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
 from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,12 @@ def execute(cfg: DictConfig) -> dict[str, float] | float | None:
         )
         # a sweeper (Optuna) optimises the job's return value: the objective metric
         return objective_value(cfg, metrics) if multirun else metrics
+    except TrainingDiverged as exc:
+        report_error(exc)
+        if not multirun:
+            raise SystemExit(2) from None
+        # a result of the trial's settings: a failed trial for the sweeper, not a crash
+        return math.nan
     except PipelineError as exc:
         report_error(exc)
         if not multirun:
@@ -106,6 +112,9 @@ def run_pipeline(
                 log.warning(diverged)
                 tracker.set_tags({"pipelines.failure": diverged})
                 status = "FAILED"
+        except TrainingDiverged as exc:
+            tracker.set_tags({"pipelines.failure": str(exc)})
+            raise
         except (KeyboardInterrupt, SystemExit):
             # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
             status = "KILLED"

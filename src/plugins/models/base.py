@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError, did_you_mean
+from pipelines.errors import ConfigValueError, TrainingDiverged, did_you_mean
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
@@ -116,6 +116,15 @@ class Classifier(L.LightningModule):
         count = self.__dict__.get("_epoch_counts", {}).pop(stage, 0)
         if not sums or not count:
             return
+        loss = sums.get("loss")
+        if stage == "train" and loss is not None and not bool(torch.isfinite(loss).all()):
+            # checked once per epoch (no per-step device sync); the epochs before it are kept
+            raise TrainingDiverged(
+                f"Training diverged: the training loss of epoch {self.current_epoch + 1} is "
+                f"{float(loss / count)}. The run is marked FAILED; the checkpoint of the best "
+                f"earlier epoch stays in its checkpoints/ folder. Lower the learning rate "
+                f"(model.lr={self.lr}), or clip gradients (trainer.gradient_clip_val=1.0)."
+            )
         for name, total in sums.items():
             self.log(f"{stage}/{name}", total / count, prog_bar=stage != "train")
 
