@@ -151,3 +151,35 @@ def test_submitit_jobs_report_to_the_parent_and_the_slurm_preset_composes(
     )
     assert result.returncode == 0, result.output
     assert "SlurmLauncher" in result.stdout and "timeout_min: 240" in result.stdout
+
+
+def test_a_locked_store_is_retried_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'database is locked' past SQLite's own wait: retried; any other error: raised at once."""
+    from pipelines import tracking
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(tracking.time, "sleep", sleeps.append)
+
+    class FlakyClient:
+        tracking_uri = "sqlite:///x.db"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def log_batch(self, run_id: str) -> str:
+            self.calls += 1
+            if self.calls < 3:
+                raise RuntimeError("(sqlite3.OperationalError) database is locked")
+            return run_id
+
+        def get_run(self, run_id: str) -> None:
+            raise RuntimeError("no such run")
+
+    flaky = FlakyClient()
+    client = tracking._RetryingClient(flaky)
+    assert client.log_batch("abc") == "abc" and flaky.calls == 3
+    assert len(sleeps) == 2 and sleeps[1] > sleeps[0]  # backoff grows
+    assert client.tracking_uri == "sqlite:///x.db"
+    with pytest.raises(RuntimeError, match="no such run"):
+        client.get_run("abc")
+    assert len(sleeps) == 2  # not retried
