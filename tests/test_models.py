@@ -73,3 +73,19 @@ def test_unknown_optimizer_is_named() -> None:
 
     with pytest.raises(ConfigValueError, match="Did you mean 'adam'"):
         build("mlp", (4,), optimizer="adm")
+
+
+def test_epoch_means_are_batch_weighted_per_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two accumulations per batch (as char_lstm's bpc after loss/acc) do not dilute means."""
+    from plugins.models.dense import MLP
+
+    model = MLP((4,), num_classes=2)
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(model, "log", lambda name, value, **_: logged.update({name: float(value)}))
+    for loss, size in ((1.0, 3), (3.0, 1)):
+        model.accumulate("val", {"loss": torch.tensor(loss), "acc": torch.tensor(0.5)}, size)
+        model.accumulate("val", {"bpc": torch.tensor(loss * 2)}, size)
+    model.log_epoch_means("val")
+    assert logged == {"val/loss": 1.5, "val/acc": 0.5, "val/bpc": 3.0}
+    model.log_epoch_means("val")  # the next epoch starts empty: nothing to log twice
+    assert len(logged) == 3

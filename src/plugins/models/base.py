@@ -78,6 +78,8 @@ class Classifier(L.LightningModule):
         self.weight_decay = weight_decay
         self.l1 = l1
         self.l2 = l2
+        #: per stage, per metric: (sum of batch means times batch size, number of samples)
+        self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -102,31 +104,33 @@ class Classifier(L.LightningModule):
     # tensors: no device sync) and logged once per epoch, as batch-size-weighted means.
 
     def accumulate(self, stage: str, values: dict[str, torch.Tensor], batch_size: int) -> None:
-        """Add one batch's metrics (means over the batch) to the epoch's sums for ``stage``."""
-        sums = self.__dict__.setdefault("_epoch_sums", {}).setdefault(stage, {})
+        """Add one batch's metrics (means over the batch) to the epoch's sums for ``stage``.
+
+        Each metric keeps its own sample count, so a model may accumulate several times per
+        batch (char_lstm adds ``bpc`` after the base loss and accuracy).
+        """
+        sums = self._epoch_sums.setdefault(stage, {})
         for name, value in values.items():
             weighted = torch.as_tensor(value).detach() * batch_size
-            sums[name] = sums[name] + weighted if name in sums else weighted
-        counts = self.__dict__.setdefault("_epoch_counts", {})
-        counts[stage] = counts.get(stage, 0) + batch_size
+            total, count = sums.get(name, (0, 0))
+            sums[name] = (total + weighted, count + batch_size)
 
     def log_epoch_means(self, stage: str) -> None:
         """Log ``<stage>/<name>`` means of the epoch's batches, then start the next epoch."""
-        sums = self.__dict__.get("_epoch_sums", {}).pop(stage, None)
-        count = self.__dict__.get("_epoch_counts", {}).pop(stage, 0)
-        if not sums or not count:
-            return
-        loss = sums.get("loss")
+        means = {
+            name: total / count for name, (total, count) in self._epoch_sums.pop(stage, {}).items()
+        }
+        loss = means.get("loss")
         if stage == "train" and loss is not None and not bool(torch.isfinite(loss).all()):
             # checked once per epoch (no per-step device sync); the epochs before it are kept
             raise TrainingDiverged(
                 f"Training diverged: the training loss of epoch {self.current_epoch + 1} is "
-                f"{float(loss / count)}. The run is marked FAILED; the checkpoint of the best "
+                f"{float(loss)}. The run is marked FAILED; the checkpoint of the best "
                 f"earlier epoch stays in its checkpoints/ folder. Lower the learning rate "
                 f"(model.lr={self.lr}), or clip gradients (trainer.gradient_clip_val=1.0)."
             )
-        for name, total in sums.items():
-            self.log(f"{stage}/{name}", total / count, prog_bar=stage != "train")
+        for name, mean in means.items():
+            self.log(f"{stage}/{name}", mean, prog_bar=stage != "train")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_means("train")
