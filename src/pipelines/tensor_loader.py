@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -80,8 +81,32 @@ class TensorBatches:
                 yield tuple(t[index] for t in self.tensors)
 
 
-class TensorSplitLoaders:
-    """Lightning's four dataloader hooks over ``self.splits`` (``name -> (inputs, targets)``).
+class SplitLoaders:
+    """Lightning's four dataloader hooks over ``self._batches(split, shuffle)``.
+
+    Training batches are shuffled, validation and test are not, prediction runs on test.
+    A data module mixes this in (before ``LightningDataModule``) and says how a split
+    becomes batches: tensors sliced by index, windows gathered from a series or a text.
+    """
+
+    def _batches(self, split: str, shuffle: bool) -> Any:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> Any:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> Any:
+        return self._batches("test", shuffle=False)
+
+    def predict_dataloader(self) -> Any:
+        return self._batches("test", shuffle=False)
+
+
+class TensorSplitLoaders(SplitLoaders):
+    """:class:`SplitLoaders` over ``self.splits`` (``name -> (inputs, targets)``).
 
     Mixed into every in-memory data module (images, text, tables), which only fill
     ``splits`` and set ``batch_size`` and ``seed``; training batches are shuffled per epoch.
@@ -94,9 +119,9 @@ class TensorSplitLoaders:
     batch_size: int
     seed: int
 
-    def _batches(self, split: str, shuffle: bool, shard: bool = False) -> TensorBatches:
+    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         inputs, targets = self.splits[split]
-        rank, world_size = distributed_shard() if shard else (0, 1)
+        rank, world_size = distributed_shard() if split == "train" else (0, 1)
         return TensorBatches(
             inputs,
             targets,
@@ -106,18 +131,6 @@ class TensorSplitLoaders:
             rank=rank,
             world_size=world_size,
         )
-
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches("train", shuffle=True, shard=True)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
 
 
 def distributed_shard() -> tuple[int, int]:

@@ -34,6 +34,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.tensor_loader import SplitLoaders
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class CharWindows:
             yield self.gather(starts[begin : begin + self.batch_size])
 
 
-class TextCorpusDataModule(L.LightningDataModule):
+class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
     """Next-character classification on a text corpus, cut chronologically.
 
     ``path``: a text file (UTF-8, else Latin-1); null: the Python documentation topics
@@ -320,15 +321,3 @@ class TextCorpusDataModule(L.LightningDataModule):
             seed=self.seed,
             limit=self.train_windows if split == "train" else None,
         )
-
-    def train_dataloader(self) -> CharWindows:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> CharWindows:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> CharWindows:
-        return self._batches("test", shuffle=False)
-
-    def predict_dataloader(self) -> CharWindows:
-        return self._batches("test", shuffle=False)

@@ -43,6 +43,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.tensor_loader import SplitLoaders
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class WindowBatches:
             yield self.gather(starts[begin : begin + self.batch_size])
 
 
-class TimeseriesDataModule(L.LightningDataModule):
+class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
     """A CSV of a time column and numeric columns (or an embedded series) as windows.
 
     ``path`` null uses the embedded series (statsmodels' weekly Mauna Loa CO2, no download;
@@ -378,18 +379,6 @@ class TimeseriesDataModule(L.LightningDataModule):
             seed=self.seed,
             relative=self.window_relative,
         )
-
-    def train_dataloader(self) -> WindowBatches:
-        return self._batches("train", shuffle=True)
-
-    def val_dataloader(self) -> WindowBatches:
-        return self._batches("val", shuffle=False)
-
-    def test_dataloader(self) -> WindowBatches:
-        return self._batches("test", shuffle=False)
-
-    def predict_dataloader(self) -> WindowBatches:
-        return self._batches("test", shuffle=False)
 
 
 def _safe_std(std: np.ndarray) -> np.ndarray:
