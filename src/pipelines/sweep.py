@@ -9,6 +9,7 @@ the sweep; at the end the parent is marked FAILED and the command exits non-zero
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from datetime import datetime
@@ -114,8 +115,6 @@ def log_best_job(tracker: Any, objective: Any) -> Any:
     Best by ``objective.metric`` in ``objective.direction``, among jobs that finished with a
     finite value; the sweep's answer is then on the parent run, without opening every child.
     """
-    import math
-
     metric = str((objective or {}).get("metric") or "")
     if not metric:
         return None
