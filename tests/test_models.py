@@ -89,3 +89,69 @@ def test_epoch_means_are_batch_weighted_per_metric(monkeypatch: pytest.MonkeyPat
     assert logged == {"val/loss": 1.5, "val/acc": 0.5, "val/bpc": 3.0}
     model.log_epoch_means("val")  # the next epoch starts empty: nothing to log twice
     assert len(logged) == 3
+
+
+def _train_one_epoch(model, **trainer_kwargs):
+    """The trainer and the weights after one seeded epoch (6 batches) on random images."""
+    import lightning as L
+
+    from pipelines.tensor_loader import TensorBatches
+
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = torch.rand(96, 1, 8, 8, generator=generator), torch.arange(96) % 3
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **trainer_kwargs,
+    )
+    batches = TensorBatches(inputs, targets, batch_size=16, shuffle=True, seed=1)
+    trainer.fit(model, train_dataloaders=batches)
+    return trainer, {name: value.clone() for name, value in model.state_dict().items()}
+
+
+def test_own_optimization_step_matches_lightnings_automatic_one() -> None:
+    """The fast path (manual optimization, used when nothing needs Lightning's) takes the
+    same steps as Lightning's automatic optimization, with dropout and an L2 penalty."""
+    from plugins.models.dense import MLP
+
+    class AutomaticMLP(MLP):
+        # overriding the step hands optimization back to Lightning
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx)
+
+    settings = {"hidden_units": [32], "dropout": 0.2, "l2": 0.01, "optimizer": "adam"}
+    torch.manual_seed(3)
+    fast = MLP((1, 8, 8), num_classes=3, **settings)
+    torch.manual_seed(3)
+    automatic = AutomaticMLP((1, 8, 8), num_classes=3, **settings)
+    torch.manual_seed(4)
+    fast_trainer, fast_weights = _train_one_epoch(fast)
+    torch.manual_seed(4)
+    automatic_trainer, automatic_weights = _train_one_epoch(automatic)
+    assert fast.automatic_optimization is False
+    assert automatic.automatic_optimization is True
+    assert fast_trainer.global_step == automatic_trainer.global_step == 6
+    for name, value in fast_weights.items():
+        torch.testing.assert_close(value, automatic_weights[name], msg=name)
+
+
+@pytest.mark.parametrize(
+    ("setting", "steps"), [({"gradient_clip_val": 0.5}, 6), ({"accumulate_grad_batches": 2}, 3)]
+)
+def test_gradient_clipping_and_accumulation_use_lightnings_optimization(
+    setting: dict, steps: int
+) -> None:
+    """Both are automatic-only in Lightning: with them set, the model lets Lightning step."""
+    from plugins.models.dense import MLP
+
+    torch.manual_seed(0)
+    model = MLP((1, 8, 8), num_classes=3, hidden_units=[8])
+    before = model.net[1].weight.clone()
+    trainer, _ = _train_one_epoch(model, **setting)
+    assert model.automatic_optimization is True
+    assert trainer.global_step == steps
+    assert not torch.equal(before, model.net[1].weight)

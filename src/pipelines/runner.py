@@ -18,6 +18,7 @@ from pipelines import distributed, registry, sweep
 from pipelines.config import flatten
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
+from pipelines.speed import SpeedSettings
 from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     for index, node in enumerate(stages):
         registry.check("stage", node, path=f"pipeline.stages[{index}]")
     trainer_arguments(config.get("trainer") or {})
+    SpeedSettings.from_config(config.get("speed"))
 
 
 def _stage_node(node: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback
 
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
+from pipelines.speed import SpeedSettings, apply_speed_settings
 from pipelines.trainer import build_trainer
 
 
@@ -84,6 +85,9 @@ class Fit:
         )
         best_metrics = BestEpochMetrics(self.monitor, self.mode)
         trainer.callbacks.append(best_metrics)
+        speed = SpeedSettings.from_config(ctx.config.get("speed"))
+        applied = apply_speed_settings(speed, model, datamodule, trainer)
+        ctx.tracker.set_tags({"speed": ",".join(applied) or "none"})
         try:
             trainer.fit(model, datamodule=datamodule)
         finally:

@@ -1,0 +1,112 @@
+"""Speed settings beyond ``lightning.Trainer``'s own: data on the device, channels_last, compile.
+
+The ``speed`` config node. Each is about where time goes on an accelerator, and each is
+"auto" where there is a safe default, so ``trainer=gpu`` is fast without more flags:
+
+- ``data_on_device``: an in-memory dataset (MNIST is 180 MB as float32) is copied to the GPU
+  once, so batches are sliced there instead of being copied from host memory every step.
+  auto: on a single GPU, for data modules that hold their splits as tensors.
+- ``channels_last``: the NHWC memory format, which the GPU's tensor-core convolutions use
+  without transposing every layer's input. auto: on GPU, for models with 2D convolutions.
+- ``compile``: ``torch.compile`` of the model, in place (``nn.Module.compile``), so
+  checkpoints keep their keys and load into an uncompiled model. Off by default: compiling
+  takes tens of seconds, which only pays back over long runs.
+
+On CPU every auto setting is off: the tensors already sit in host memory, and oneDNN picks
+its own layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+    from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+
+Auto = Literal["auto"] | bool
+
+
+class SpeedSettings(BaseModel):
+    """The ``speed`` config node (checked like every plugin's arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_on_device: Auto = "auto"
+    channels_last: Auto = "auto"
+    compile: bool = False
+    #: torch.compile's mode: default, reduce-overhead, max-autotune
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any] | None) -> SpeedSettings:
+        """The settings of the ``speed`` node, or an error that names the key to fix."""
+        import pydantic
+
+        from pipelines.errors import ConfigValueError, did_you_mean
+
+        node = dict(node or {})
+        for key in node:
+            if key not in cls.model_fields:
+                raise ConfigValueError(
+                    f"Unknown key 'speed.{key}'.{did_you_mean(key, cls.model_fields)} The "
+                    f"speed keys are: {', '.join(cls.model_fields)}."
+                )
+        try:
+            return cls(**node)
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(part) for part in error["loc"][:1])
+            raise ConfigValueError(
+                f"Wrong value for 'speed.{key}': got {error.get('input')!r}; {error['msg']}. "
+                f"Fix it on the command line (`speed.{key}=...`) or in conf/config.yaml."
+            ) from None
+
+
+def apply_speed_settings(
+    settings: SpeedSettings,
+    model: LightningModule,
+    datamodule: LightningDataModule | None,
+    trainer: Trainer,
+) -> dict[str, bool]:
+    """Apply the settings before ``trainer.fit``; what was applied, as ``speed.<name>`` params."""
+    device = trainer.strategy.root_device
+    on_gpu = device.type == "cuda"
+    applied: dict[str, bool] = {}
+
+    movable = hasattr(datamodule, "move_splits_to")
+    if _decide(settings.data_on_device, on_gpu and movable and trainer.world_size == 1):
+        if not movable:
+            from pipelines.errors import ConfigValueError
+
+            raise ConfigValueError(
+                f"'speed.data_on_device=true' needs a data module that holds its splits in "
+                f"memory; {type(datamodule).__name__} streams its batches. Set "
+                f"speed.data_on_device=auto."
+            )
+        datamodule.move_splits_to(device)  # type: ignore[union-attr]
+        applied["data_on_device"] = True
+
+    if _decide(settings.channels_last, on_gpu and _has_conv2d(model)):
+        import torch
+
+        model.to(memory_format=torch.channels_last)
+        applied["channels_last"] = True
+
+    if settings.compile:
+        model.compile(mode=None if settings.compile_mode == "default" else settings.compile_mode)
+        applied["compile"] = True
+    return applied
+
+
+def _decide(setting: Auto, auto: bool) -> bool:
+    return auto if setting == "auto" else bool(setting)
+
+
+def _has_conv2d(model: torch.nn.Module) -> bool:
+    from torch import nn
+
+    return any(isinstance(module, nn.Conv2d) for module in model.modules())

@@ -1,0 +1,106 @@
+"""The speed node: data on the device, channels_last, compile; checked keys; CPU defaults.
+
+The GPU effects are measured by ``benchmarks/gpu.py`` when a GPU is lent; here the settings
+are checked to apply (or stay off) and to train correctly on CPU, where each also works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import FAST, mlflow_runs, run_cli, store_uri
+from pipelines.errors import ConfigValueError
+from pipelines.speed import SpeedSettings, apply_speed_settings
+
+
+def _trainer(device: str) -> SimpleNamespace:
+    return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1)
+
+
+def _digits(**kwargs):
+    from plugins.data.vision import DigitsDataModule
+
+    data = DigitsDataModule(batch_size=32, **kwargs)
+    data.setup()
+    return data
+
+
+def _convnet():
+    from plugins.models.convnet import ConvNet
+
+    return ConvNet(input_shape=(1, 8, 8), num_classes=10, filters=[4, 8], padding="same")
+
+
+def _first_conv_weight(model) -> torch.Tensor:
+    return next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_auto_settings_stay_off_on_cpu() -> None:
+    data, model = _digits(), _convnet()
+    before = data.splits["train"][0]
+    applied = apply_speed_settings(SpeedSettings(), model, data, _trainer("cpu"))
+    assert applied == {}
+    assert data.splits["train"][0] is before
+    assert _first_conv_weight(model).is_contiguous()
+
+
+def test_explicit_settings_apply_on_cpu_and_the_model_still_trains() -> None:
+    data, model = _digits(), _convnet()
+    settings = SpeedSettings(data_on_device=True, channels_last=True)
+    applied = apply_speed_settings(settings, model, data, _trainer("cpu"))
+    assert applied == {"data_on_device": True, "channels_last": True}
+    assert _first_conv_weight(model).is_contiguous(memory_format=torch.channels_last)
+    inputs, targets = next(iter(data.train_dataloader()))
+    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_data_on_device_needs_in_memory_splits() -> None:
+    streaming = SimpleNamespace()  # a data module without move_splits_to
+    settings = SpeedSettings(data_on_device=True)
+    with pytest.raises(ConfigValueError, match="holds its splits in memory"):
+        apply_speed_settings(settings, _convnet(), streaming, _trainer("cpu"))
+
+
+@pytest.mark.parametrize(
+    ("node", "fragment"),
+    [
+        ({"data_on_devise": True}, "'speed.data_on_devise'. Did you mean 'data_on_device'?"),
+        ({"compile": "maybe"}, "Wrong value for 'speed.compile': got 'maybe'"),
+        ({"compile_mode": "fastest"}, "Wrong value for 'speed.compile_mode'"),
+    ],
+)
+def test_bad_speed_settings_name_the_key(node: dict, fragment: str) -> None:
+    with pytest.raises(ConfigValueError) as caught:
+        SpeedSettings.from_config(node)
+    assert fragment in str(caught.value)
+
+
+def test_cli_reports_what_it_applied_and_rejects_bad_keys(workdir: Path) -> None:
+    result = run_cli(
+        ["model=convnet", "speed.channels_last=true", "speed.data_on_device=true", *FAST], workdir
+    )
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.data.tags["speed"] == "data_on_device,channels_last"
+    assert run.data.params["speed.compile"] == "False"
+    assert run.data.metrics["test/acc"] > 0.5
+    bad = run_cli(["+speed.complie=true"], workdir)  # "+": past Hydra's own key check
+    assert bad.returncode == 2 and "Did you mean 'compile'?" in bad.stderr, bad.output
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(workdir: Path) -> None:
+    """torch.compile in place: the checkpoint keeps plain keys (no ``_orig_mod.``)."""
+    result = run_cli(["speed.compile=true", *FAST], workdir, timeout=900)
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.data.tags["speed"] == "compile"
+    (checkpoint,) = (workdir / "outputs").rglob("best-*.ckpt")
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert all("_orig_mod" not in key for key in state)
