@@ -29,6 +29,8 @@ class RunContext:
     artifacts: dict[str, Path] = field(default_factory=dict)
     #: the config key of the stage now running (``pipeline.stages.2``), for its messages
     stage_key: str = "pipeline.stages"
+    #: continuing a killed run: training stages start from their last checkpoint
+    resuming: bool = False
 
     @property
     def seed(self) -> int:

@@ -9,6 +9,7 @@ so a network trained months ago comes back as it was.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +56,36 @@ def resolve_run_id(reference: str, client: Any) -> str:
     return found.run_id
 
 
-def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
-    """The LightningModule of an earlier run, with the weights of its best checkpoint."""
+@dataclass
+class RecordedRun:
+    """What the tracking store holds of an earlier run: enough to rebuild or continue it."""
+
+    run_id: str
+    run_name: str
+    status: str
+    config: dict[str, Any]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    client: Any
+
+    def download(self, artifact: str, dest: str) -> str:
+        return self.client.download_artifacts(self.run_id, artifact, dest)
+
+
+def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
+    """The record of ``reference`` (a run id, ``runs:/<id>`` or ``models:/...``), with the
+    resolved config it ran with (its ``config.yaml`` artifact)."""
     import os
 
-    import torch
     import yaml
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri=tracking_uri)
-    run_id = resolve_run_id(reference, client)
+    run_id = resolve_run_id(
+        reference if is_run_reference(reference) else f"runs:/{reference}", client
+    )
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -80,21 +99,45 @@ def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
             config_path = client.download_artifacts(run_id, "config.yaml", tmp)
         except (MlflowException, OSError):
             raise PipelineError(
-                f"Run '{run_id}' has no config.yaml artifact, so its model cannot be rebuilt; "
+                f"Run '{run_id}' has no config.yaml artifact, so it cannot be rebuilt; "
                 "use a run made by `python -m pipelines.run`."
             ) from None
         config = yaml.safe_load(Path(config_path).read_text())
-        artifact = run.data.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(client, run_id)
-        if not artifact:
-            raise PipelineError(
-                f"Run '{run_id}' logged no checkpoint (did its fit stage finish an epoch?)."
-            )
-        checkpoint = torch.load(
-            client.download_artifacts(run_id, artifact, tmp),
-            map_location="cpu",
-            weights_only=True,
+    return RecordedRun(
+        run_id=run_id,
+        run_name=run.info.run_name,
+        status=run.info.status,
+        config=config,
+        tags=dict(run.data.tags),
+        metrics=dict(run.data.metrics),
+        client=client,
+    )
+
+
+def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
+    """The LightningModule of an earlier run, with the weights of its best checkpoint."""
+    import torch
+    from mlflow.exceptions import MlflowException
+
+    record = fetch_run(reference, tracking_uri)
+    artifact = record.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(
+        record.client, record.run_id
+    )
+    if not artifact:
+        raise PipelineError(
+            f"Run '{record.run_id}' logged no checkpoint (did its fit stage finish an epoch?)."
         )
-    factory = registry.load("model", config["model"]["name"])
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = record.download(artifact, tmp)
+        except (MlflowException, OSError):
+            raise PipelineError(
+                f"The checkpoint '{artifact}' of run '{record.run_id}' is missing from its "
+                "artifacts (deleted?), so its model cannot be rebuilt."
+            ) from None
+        # weights only: a checkpoint file cannot run code when it is loaded
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    factory = registry.load("model", record.config["model"]["name"])
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if hasattr(factory, "rebuild_arguments"):
         hparams = factory.rebuild_arguments(hparams, tracking_uri=tracking_uri)

@@ -18,10 +18,14 @@ from pipelines import distributed, registry, sweep
 from pipelines.config import flatten
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
+from pipelines.provenance import provenance_tags
 from pipelines.speed import SpeedSettings
 from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
+
+#: run tag holding the run's output folder (its checkpoints), which resume continues in
+OUTPUT_DIR_TAG = "pipelines.output_dir"
 
 
 def execute(cfg: DictConfig) -> dict[str, float] | float | None:
@@ -72,8 +76,14 @@ def run_pipeline(
     output_dir: Path,
     overrides: list[str] | None = None,
     job_num: int | None = None,
+    resume_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Build the context, run every stage of ``pipeline.stages``, track it all; return metrics."""
+    """Build the context, run every stage of ``pipeline.stages``, track it all; return metrics.
+
+    ``resume_run_id`` continues that run (``python -m pipelines.resume``): its MLflow run is
+    reopened and training stages restart from the last checkpoint in ``output_dir``.
+    """
     started = time.perf_counter()
     require_values(cfg)
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -88,11 +98,21 @@ def run_pipeline(
     # Secondary DDP ranks run the same stages but track nothing: rank 0 owns the run.
     secondary = distributed.is_secondary_process()
     distributed.use_job_command_for_ranks()
-    tracker = Tracker() if secondary else _open_tracker(config, subject, overrides or [], job_num)
-    ctx = RunContext(config=config, tracker=tracker, output_dir=output_dir)
+    tracker = (
+        Tracker()
+        if secondary
+        else _open_tracker(config, subject, overrides or [], job_num, resume_run_id)
+    )
+    ctx = RunContext(
+        config=config, tracker=tracker, output_dir=output_dir, resuming=bool(resume_run_id)
+    )
     status = "FAILED"
     with distributed.single_process_afterwards():
         try:
+            # where its checkpoints are (for resume), and what it ran on (for a re-run)
+            tracker.set_tags(
+                {OUTPUT_DIR_TAG: str(output_dir.resolve()), **provenance_tags(), **(tags or {})}
+            )
             tracker.log_params(dict(flatten(config)))
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             for index, node in enumerate(stages):
@@ -241,7 +261,11 @@ def _run_subject(config: dict[str, Any], stages: list[dict[str, Any]]) -> dict[s
 
 
 def _open_tracker(
-    config: dict[str, Any], subject: dict[str, str], overrides: list[str], job_num: int | None
+    config: dict[str, Any],
+    subject: dict[str, str],
+    overrides: list[str],
+    job_num: int | None,
+    resume_run_id: str | None = None,
 ) -> Tracker:
     settings = TrackingSettings.from_config(config.get("tracking"))
     name = "-".join(subject[key] for key in ("model", "data") if key in subject)
@@ -249,7 +273,13 @@ def _open_tracker(
     if job_num is not None:
         run_name += f"-job{job_num}"
     tags = {**subject, "overrides": " ".join(overrides)}
-    return open_tracker(settings, run_name, tags=tags, parent_run_id=sweep.parent_run_id())
+    return open_tracker(
+        settings,
+        run_name,
+        tags=tags,
+        parent_run_id=sweep.parent_run_id(),
+        resume_run_id=resume_run_id,
+    )
 
 
 def _print_summary(ctx: RunContext, subject: dict[str, str], seconds: float) -> None:

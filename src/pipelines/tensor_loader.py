@@ -14,7 +14,27 @@ from typing import Any
 import torch
 
 
-class TensorBatches:
+class FollowsTrainerEpoch:
+    """For batch iterables shuffled by ``seed + epoch``: the epoch is the trainer's.
+
+    Lightning calls ``dataloader.sampler.set_epoch(epoch)`` before every epoch. Being their
+    own sampler, these iterables shuffle as the trainer's epoch says, so a resumed run sees
+    the same order an uninterrupted one would have.
+    """
+
+    epoch: int = 0
+    #: read next to ``sampler`` by Lightning's DataLoader checks: there is none
+    batch_sampler = None
+
+    @property
+    def sampler(self) -> FollowsTrainerEpoch:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class TensorBatches(FollowsTrainerEpoch):
     """An iterable of batches over tensors sharing their first dimension.
 
     Shuffling is seeded and changes every epoch (``seed + epoch``), so runs are repeatable.

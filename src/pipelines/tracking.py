@@ -110,16 +110,28 @@ class MlflowTracker(Tracker):
         run_name: str,
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
     ) -> None:
+        """``resume_run_id`` reopens that run (status RUNNING again) instead of creating one:
+        a resumed training goes on in the run it started in."""
         self.uri = settings.resolved_uri()
         self.client = open_client(self.uri)
-        self.experiment_id = get_or_create_experiment(self.client, self.uri, settings.experiment)
-        all_tags = dict(tags or {})
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
-        self.run_id = run.info.run_id
-        self.run_name = run_name
+        if resume_run_id:
+            run = self.client.get_run(resume_run_id)
+            self.experiment_id = run.info.experiment_id
+            self.client.update_run(resume_run_id, status="RUNNING")
+            self.run_id = resume_run_id
+            self.run_name = run.info.run_name
+        else:
+            self.experiment_id = get_or_create_experiment(
+                self.client, self.uri, settings.experiment
+            )
+            all_tags = dict(tags or {})
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            self.run_id = run.info.run_id
+            self.run_name = run_name
         self.settings = settings
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
@@ -195,11 +207,14 @@ def open_tracker(
     run_name: str,
     tags: Mapping[str, str] | None = None,
     parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
 ) -> Tracker:
     """An MLflow tracker, or the no-op one when tracking is disabled."""
     if not settings.enabled:
         return Tracker()
-    return MlflowTracker(settings, run_name, tags=tags, parent_run_id=parent_run_id)
+    return MlflowTracker(
+        settings, run_name, tags=tags, parent_run_id=parent_run_id, resume_run_id=resume_run_id
+    )
 
 
 def open_client(uri: str) -> Any:

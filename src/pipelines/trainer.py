@@ -113,6 +113,8 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # a resumed run writes its checkpoints into the folder it started in
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* is not empty.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # under DDP every rank evaluates the whole val/test split (pipelines.tensor_loader), so
     # epoch metrics are already the same on every rank: no cross-rank reduction is needed

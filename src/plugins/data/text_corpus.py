@@ -34,7 +34,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import SplitLoaders
+from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def window_starts(size: int, sequence_length: int, step: int) -> np.ndarray:
     return np.arange(0, max(size - sequence_length, 0), step, dtype=np.int64)
 
 
-class CharWindows:
+class CharWindows(FollowsTrainerEpoch):
     """Batches of ``(ids[s : s + L], ids[s + L])`` gathered by index from one id tensor.
 
     ``limit`` caps the windows of one pass (a seeded random subset, a new one every epoch

@@ -43,7 +43,7 @@ import torch
 
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import SplitLoaders
+from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ SPLITS = ("train", "val", "test")
 EMBEDDED_SERIES = "co2"
 
 
-class WindowBatches:
+class WindowBatches(FollowsTrainerEpoch):
     """Batches of forecasting windows gathered on the fly from a (normalised) series.
 
     ``series`` is ``(rows, features)``, ``target`` is ``(rows,)``; window ``i`` starts at row

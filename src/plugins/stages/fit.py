@@ -41,6 +41,13 @@ class BestEpochMetrics(Callback):
         if not self.best or self.sign * score < self.sign * self.best[self.monitor]:
             self.best = metrics
 
+    # saved in every checkpoint, so a resumed run still knows its best epoch's metrics
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.best)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = dict(state_dict.get("best") or {})
+
 
 class Fit:
     """Trains ``ctx.model`` on ``ctx.datamodule``; the best epoch by ``monitor`` is kept.
@@ -88,8 +95,11 @@ class Fit:
         speed = SpeedSettings.from_config(ctx.config.get("speed"))
         applied = apply_speed_settings(speed, model, datamodule, trainer)
         ctx.tracker.set_tags({"speed": ",".join(applied) or "none"})
+        last = Path(ctx.output_dir) / checkpoint_dir / "last.ckpt"
+        resume_from = str(last) if ctx.resuming and last.is_file() else None
         try:
-            trainer.fit(model, datamodule=datamodule)
+            # weights only: a checkpoint file cannot run code when it is loaded
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         finally:
             # Whatever happened, what was saved on disk goes into the tracked run too.
             best = checkpoint.best_model_path if checkpoint else ""

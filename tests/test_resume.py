@@ -1,0 +1,120 @@
+"""Resume after ``kill -9``, re-run from the record, and what every run records for that."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import mlflow_runs, run_cli, store_uri
+
+#: long enough to be killed mid-training (digits, mlp: ~0.2 s an epoch here)
+EPOCHS = 15
+
+
+def _command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
+    """Start a run, and SIGKILL it as soon as its first epoch's checkpoint is on disk."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not any((cwd / "outputs").rglob("last.ckpt")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    from mlflow import MlflowClient
+
+    return [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) -> None:
+    args = [f"trainer.max_epochs={EPOCHS}"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    assert run_cli(args, whole).returncode == 0
+    (reference,) = mlflow_runs(store_uri(whole))
+
+    _kill_after_first_checkpoint(killed, *args)
+    (stopped,) = mlflow_runs(store_uri(killed))
+    assert stopped.info.status == "RUNNING", "kill -9 leaves no chance to mark the run"
+    before = _history(store_uri(killed), stopped.info.run_id, "val/loss")
+    assert 1 <= len(before) < EPOCHS
+
+    resumed = _command("pipelines.resume", stopped.info.run_id, cwd=killed)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = mlflow_runs(store_uri(killed))  # no second run
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["pipelines.resumed"] == "1"
+    history = _history(store_uri(killed), run.info.run_id, "val/loss")
+    steps = [step for step, _ in history]
+    assert steps == sorted(set(steps)) and len(steps) == EPOCHS, "epochs go on, none twice"
+    assert history[: len(before)] == before
+    # the same shuffles, optimizer state and best checkpoint: the same numbers
+    expected = _history(store_uri(whole), reference.info.run_id, "val/loss")
+    assert [v for _, v in history] == pytest.approx([v for _, v in expected], rel=1e-5)
+    for key in ("test/acc", "test/loss", "best/val_loss"):
+        assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], rel=1e-5)
+
+
+def test_resume_explains_what_cannot_be_resumed(workdir: Path) -> None:
+    assert run_cli(["trainer.max_epochs=1"], workdir).returncode == 0
+    (run,) = mlflow_runs(store_uri(workdir))
+    finished = _command("pipelines.resume", run.info.run_id, cwd=workdir)
+    assert finished.returncode == 2
+    assert "finished: there is nothing to resume" in finished.stderr
+    assert f"python -m pipelines.rerun {run.info.run_id}" in finished.stderr
+    unknown = _command("pipelines.resume", "0123abcd", cwd=workdir)
+    assert unknown.returncode == 2 and "No run '0123abcd'" in unknown.stderr
+    assert "Traceback" not in finished.stderr + unknown.stderr
+
+
+def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
+    """The record (config, seed) alone is enough; today's config files play no part."""
+    assert run_cli(["model=convnet", "seed=3", "trainer.max_epochs=2"], workdir).returncode == 0
+    (original,) = mlflow_runs(store_uri(workdir))
+    tags = original.data.tags
+    assert tags["versions.torch"] and tags["versions.lightning"] and tags["versions.python"]
+    assert tags["pipelines.output_dir"].endswith(tags["pipelines.output_dir"].split("/")[-1])
+    if "mlflow.source.git.commit" in tags:  # an editable install in a git checkout
+        assert len(tags["mlflow.source.git.commit"]) == 40
+
+    again = _command("pipelines.rerun", original.info.run_id, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    first, second = mlflow_runs(store_uri(workdir))
+    assert second.data.tags["pipelines.rerun_of"] == original.info.run_id
+    assert second.data.params == first.data.params
+    for key in ("test/acc", "test/loss", "best/val_loss"):
+        assert second.data.metrics[key] == pytest.approx(first.data.metrics[key], rel=1e-6)
+
+    changed = _command("pipelines.rerun", original.info.run_id, "trainer.max_epochs=1", cwd=workdir)
+    assert changed.returncode == 0, changed.stderr
+    third = mlflow_runs(store_uri(workdir))[-1]
+    assert third.data.params["trainer.max_epochs"] == "1"
+    assert third.data.params["model.name"] == "convnet"
