@@ -145,6 +145,12 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
             " (cached)" if loaded is not None else "",
         )
 
+    def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
+        """Text files (one document each) vectorized as the training texts were."""
+        assert self.vectorizer is not None, "setup() first"
+        texts = [Path(path).read_text(encoding="utf-8", errors="replace") for path in paths]
+        return self.vectorizer.transform(texts)
+
     def model_kwargs(self) -> dict[str, Any]:
         """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char);
         ``vocabulary`` (the tokens by id) for word ids (int), for pretrained word vectors."""

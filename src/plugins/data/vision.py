@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -47,6 +48,21 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
         """Model arguments implied by the data."""
         images, _ = self.splits["train"]
         return {"input_shape": tuple(images.shape[1:]), "num_classes": len(self.classes)}
+
+    def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
+        """Image files as the model's inputs (``python -m pipelines.predict``): grey or RGB
+        as the training images, resized to their size, scaled to [0, 1] like them."""
+        from PIL import Image
+
+        channels, height, width = self.splits["train"][0].shape[1:]
+        mode = "L" if channels == 1 else "RGB"
+        batch = []
+        for path in paths:
+            with Image.open(path) as image:
+                resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(resized, dtype=np.float32) / 255.0
+            batch.append(torch.from_numpy(pixels.reshape(height, width, channels)).permute(2, 0, 1))
+        return torch.stack(batch)
 
 
 def stratified_split(

@@ -1,0 +1,87 @@
+"""evaluate / predict: a finished run's model, rebuilt from that run's own record."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import mlflow_runs, run_cli, store_uri
+
+
+def _command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """An mlp on digits with non-default settings, so today's defaults would not fit it."""
+    workdir = tmp_path_factory.mktemp("evaluate")
+    args = [
+        "model.hidden_units=[64]",
+        "model.lr=0.003",
+        "data.val_fraction=0.3",
+        "trainer.max_epochs=12",
+    ]
+    assert run_cli(args, workdir).returncode == 0
+    (run,) = mlflow_runs(store_uri(workdir))
+    return workdir, run
+
+
+def test_evaluate_rebuilds_the_run_and_reproduces_its_test_metrics(finished_run) -> None:
+    workdir, run = finished_run
+    result = _command("pipelines.evaluate", run.info.run_id, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    for key in ("test/acc", "test/loss"):
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(key))
+        assert float(line.split()[1]) == pytest.approx(run.data.metrics[key], abs=1e-4)
+    val = _command("pipelines.evaluate", run.info.run_id, "--split", "val", cwd=workdir)
+    assert val.returncode == 0 and "val/acc" in val.stdout, val.stderr
+
+
+def test_predict_classifies_image_files(finished_run, tmp_path: Path) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    workdir, run = finished_run
+    digits = load_digits()
+    files = []
+    for index in range(6):
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray((digits.images[index] / 16 * 255).astype(np.uint8)).save(path)
+        files.append(str(path))
+    output = tmp_path / "predictions.csv"
+    result = _command(
+        "pipelines.predict", run.info.run_id, *files, "--output", str(output), cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(output.open()))
+    assert [row["file"] for row in rows] == files
+    correct = sum(row["prediction"] == str(digits.target[i]) for i, row in enumerate(rows))
+    assert correct >= 5, rows
+    assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
+    assert result.stdout.startswith("file,prediction,probability")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["pipelines.evaluate", "feedbeef"], "No run 'feedbeef'"),
+        (["pipelines.evaluate", "RUN", "model.lr=1"], "Only the data can be changed here"),
+        (["pipelines.predict", "RUN", "missing.png"], "No such file: missing.png"),
+    ],
+)
+def test_bad_requests_get_one_paragraph(finished_run, args: list[str], fragment: str) -> None:
+    workdir, run = finished_run
+    args = [run.info.run_id if arg == "RUN" else arg for arg in args]
+    result = _command(*args, cwd=workdir)
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr
