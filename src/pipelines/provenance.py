@@ -21,7 +21,12 @@ VERSION_TAG_PREFIX = "versions."
 
 def provenance_tags() -> dict[str, str]:
     """Git commit (and whether the tree had uncommitted changes), Python and package versions."""
-    tags = {f"{VERSION_TAG_PREFIX}python": platform.python_version()}
+    tags = {
+        f"{VERSION_TAG_PREFIX}python": platform.python_version(),
+        # MLflow's own tags: the UI shows them as the run's source
+        "mlflow.source.name": "pipelines",
+        "mlflow.source.type": "LOCAL",
+    }
     for package in PACKAGES:
         try:
             tags[f"{VERSION_TAG_PREFIX}{package}"] = metadata.version(package)

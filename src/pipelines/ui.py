@@ -1,0 +1,82 @@
+"""``python -m pipelines.ui [--port 5000]``: the MLflow UI over this project's runs.
+
+Serves the store the runs went to (``./mlruns/mlflow.db`` unless ``--tracking-uri`` or
+``$MLFLOW_TRACKING_URI`` says otherwise) on 127.0.0.1 only: the UI can delete runs, so it
+is not offered to the network unless ``--host`` asks for it. Artifacts are read where the
+runs wrote them (``./mlruns/artifacts``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pipelines.errors import PipelineError
+
+
+def server_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The ``mlflow server`` command line for ``uri`` (MLflow's ``ui`` is the same server)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def check_store(uri: str) -> None:
+    """A SQLite store must exist: MLflow would create an empty one and show nothing."""
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise PipelineError(
+                f"No runs here yet: {database} does not exist. Start one with "
+                "`python -m pipelines.run`, or pass --tracking-uri (or set "
+                "MLFLOW_TRACKING_URI) to the store that holds your runs."
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from pipelines.runner import report_error
+    from pipelines.tracking import TrackingSettings
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__)
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--host", default="127.0.0.1", help="default: this machine only")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else ./mlruns")
+    options = parser.parse_args(argv)
+    uri = options.tracking_uri or TrackingSettings().resolved_uri()
+    try:
+        check_store(uri)
+    except PipelineError as exc:
+        report_error(exc)
+        raise SystemExit(2) from None
+    print(
+        f"MLflow UI on http://{options.host}:{options.port} over {uri} (Ctrl-C stops it)",
+        flush=True,
+    )
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    server = subprocess.Popen(server_command(uri, options.host, options.port), env=env)
+    # SIGTERM (a test, a process manager) stops the server too, not just this wrapper
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        raise SystemExit(server.wait())
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
