@@ -1,0 +1,243 @@
+"""The ``report`` stage: figures of how training went, and the model as an MLflow model.
+
+Artifacts of the run (``report/``):
+
+* ``learning_curves.png``: training and validation loss and metric per epoch, drawn as the
+  book draws them (training as dots, validation as a line), one panel per metric;
+* ``confusion_matrix.png`` (classifiers): test-split counts, true class by row;
+* ``sample_predictions.png`` (image classifiers): test images titled with the prediction,
+  red where it is wrong.
+
+The model is logged with ``mlflow.pytorch.log_model`` (signature and input example from the
+test split) as the run's ``model``, and registered in MLflow's model registry when
+``register_as`` (or ``tracking.register_as``) names it. Without tracking the stage does
+nothing: there is no run to hold the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from pipelines.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+class Report:
+    """Learning curves, confusion matrix, sample predictions; the model as an MLflow model."""
+
+    def __init__(
+        self,
+        figures: bool = True,
+        log_model: bool = True,
+        register_as: str | None = None,
+        samples: int = 16,
+        artifact_dir: str = "report",
+    ) -> None:
+        self.figures = figures
+        self.log_model = log_model
+        self.register_as = register_as
+        self.samples = samples
+        self.artifact_dir = artifact_dir
+
+    def run(self, ctx: RunContext) -> None:
+        tracker = ctx.tracker
+        if not tracker.run_id:
+            return
+        model = ctx.require("model", "report", "prepare")
+        datamodule = ctx.require("datamodule", "report", "prepare")
+        tracker.flush()
+        test = _test_split(datamodule)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            if self.figures:
+                for path in self._figures(ctx, model, datamodule, test, folder):
+                    tracker.log_artifact(path, self.artifact_dir)
+        if self.log_model and test is not None:
+            register_as = self.register_as or (ctx.config.get("tracking") or {}).get("register_as")
+            log_mlflow_model(ctx, model, test[0][:2], register_as)
+
+    def _figures(
+        self,
+        ctx: RunContext,
+        model: Any,
+        datamodule: Any,
+        test: tuple[torch.Tensor, torch.Tensor] | None,
+        folder: Path,
+    ) -> list[Path]:
+        paths = []
+        curves = learning_curves(ctx.tracker.client, ctx.tracker.run_id)  # type: ignore[attr-defined]
+        if curves:
+            paths.append(_save(plot_learning_curves(curves), folder / "learning_curves.png"))
+        if test is None or getattr(model, "task", "classification") != "classification":
+            return paths
+        inputs, targets = test
+        predicted = predict_classes(model, inputs)
+        classes = list(getattr(datamodule, "classes", []) or []) or [
+            str(c) for c in range(int(targets.max()) + 1)
+        ]
+        matrix = confusion(targets.numpy(), predicted.numpy(), len(classes))
+        paths.append(_save(plot_confusion(matrix, classes), folder / "confusion_matrix.png"))
+        if inputs.ndim == 4 and inputs.shape[1] in (1, 3):
+            shown = min(self.samples, len(inputs))
+            figure = plot_samples(inputs[:shown], targets[:shown], predicted[:shown], classes)
+            paths.append(_save(figure, folder / "sample_predictions.png"))
+        return paths
+
+
+def _test_split(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The test inputs and targets of an in-memory data module (None for streamed data)."""
+    splits = getattr(datamodule, "splits", None)
+    if not isinstance(splits, dict) or "test" not in splits or not len(splits["test"][0]):
+        return None
+    inputs, targets = splits["test"]
+    return inputs.cpu(), targets.cpu()
+
+
+def learning_curves(client: Any, run_id: str) -> dict[str, dict[str, list[float]]]:
+    """``{"<prefix>loss": {"train": [...], "val": [...]}, ...}``: per-epoch values by step."""
+    metrics = client.get_run(run_id).data.metrics
+    curves: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for key in sorted(metrics, key=lambda key: (not key.endswith("loss"), key)):
+        for split in ("train", "val"):
+            prefix, marker, name = key.rpartition(f"{split}/")
+            # train/loss, fine_tuning/val/acc; not best/val_acc or a nested name
+            if marker and name and "/" not in name and prefix.rstrip("/") not in ("best", "test"):
+                history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+                curves[f"{prefix}{name}"][split] = [m.value for m in history]
+    return {name: splits for name, splits in curves.items() if any(splits.values())}
+
+
+def plot_learning_curves(curves: dict[str, dict[str, list[float]]]) -> Figure:
+    figure = Figure(figsize=(5 * len(curves), 4), layout="constrained")
+    panels = figure.subplots(1, len(curves), squeeze=False)[0]
+    for axes, (name, splits) in zip(panels, curves.items(), strict=True):
+        if "train" in splits:
+            epochs = range(1, len(splits["train"]) + 1)
+            axes.plot(epochs, splits["train"], "bo", label=f"Training {name}")
+        if "val" in splits:
+            epochs = range(1, len(splits["val"]) + 1)
+            axes.plot(epochs, splits["val"], "b", label=f"Validation {name}")
+        axes.set_title(f"Training and validation {name}")
+        axes.set_xlabel("Epochs")
+        axes.set_ylabel(name)
+        axes.legend()
+    return figure
+
+
+@torch.no_grad()
+def predict_classes(model: Any, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [
+            model(inputs[start : start + batch_size].to(device)).argmax(dim=1).cpu()
+            for start in range(0, len(inputs), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(batches)
+
+
+def confusion(targets: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts, true class by row and predicted class by column."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (targets, predicted), 1)
+    return matrix
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str]) -> Figure:
+    size = max(4.0, 0.45 * len(classes) + 2)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    ticks = range(len(classes))
+    axes.set_xticks(ticks, classes, rotation=90 if len(classes) > 10 else 0)
+    axes.set_yticks(ticks, classes)
+    axes.set_xlabel("Predicted")
+    axes.set_ylabel("True")
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    axes.set_title(f"Confusion matrix (test, accuracy {accuracy:.3f})")
+    if len(classes) <= 20:
+        threshold = matrix.max() / 2
+        for (row, column), count in np.ndenumerate(matrix):
+            color = "white" if count > threshold else "black"
+            axes.text(column, row, str(count), ha="center", va="center", color=color, fontsize=8)
+    return figure
+
+
+def plot_samples(
+    images: torch.Tensor, targets: torch.Tensor, predicted: torch.Tensor, classes: list[str]
+) -> Figure:
+    columns = min(8, len(images))
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(1.6 * columns, 1.9 * rows), layout="constrained")
+    for index, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        axes.axis("off")
+        if index >= len(images):
+            continue
+        image = images[index].float().permute(1, 2, 0).numpy().clip(0, 1)
+        axes.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        truth, guess = classes[int(targets[index])], classes[int(predicted[index])]
+        axes.set_title(
+            guess if guess == truth else f"{guess} ({truth})",
+            color="black" if guess == truth else "red",
+            fontsize=9,
+        )
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def log_mlflow_model(
+    ctx: RunContext, model: Any, example: torch.Tensor, register_as: str | None
+) -> None:
+    """The model as the run's MLflow ``model`` (pytorch flavor), with signature and example.
+
+    Requirements are named, not inferred: MLflow's inference imports and scans every module
+    loaded, which took longer than training a small model.
+    """
+    from importlib import metadata
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        output = model(example.to(device)).float().cpu().numpy()
+    example_array = example.numpy()
+    requirements = [
+        f"{package}=={metadata.version(package)}" for package in ("torch", "lightning", "pipelines")
+    ]
+    mlflow.set_tracking_uri(ctx.tracker.uri)
+    mlflow.start_run(run_id=ctx.tracker.run_id)
+    try:
+        mlflow.pytorch.log_model(
+            model.cpu(),
+            name="model",
+            signature=infer_signature(example_array, output),
+            input_example=example_array,
+            pip_requirements=requirements,
+            registered_model_name=register_as,
+        )
+    except Exception as exc:  # an unpicklable third-party model must not fail the run
+        log.warning("The model could not be logged as an MLflow model: %s", exc)
+        ctx.tracker.set_tags({"pipelines.log_model_error": str(exc)[:500]})
+    finally:
+        # hand the run back without ending it: the engine sets its final status
+        mlflow.end_run(status="RUNNING")
+        model.to(device)

@@ -1,0 +1,66 @@
+"""The report stage: learning curves, confusion matrix, sample predictions, the MLflow model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import mlflow_runs, run_cli, store_uri
+from plugins.stages.report import confusion, learning_curves
+
+
+@pytest.fixture(scope="module")
+def reported_run(tmp_path_factory: pytest.TempPathFactory):
+    workdir = tmp_path_factory.mktemp("report")
+    args = ["trainer.max_epochs=3", "tracking.register_as=digits-mlp"]
+    result = run_cli(args, workdir)
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    return workdir, run
+
+
+def test_figures_are_artifacts_of_the_run(reported_run) -> None:
+    from mlflow import MlflowClient
+
+    workdir, run = reported_run
+    client = MlflowClient(store_uri(workdir))
+    names = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "report")}
+    assert names == {"learning_curves.png", "confusion_matrix.png", "sample_predictions.png"}
+    assert run.info.status == "FINISHED", "logging the model does not end the run early"
+    curves = learning_curves(client, run.info.run_id)
+    assert list(curves) == ["loss", "acc"]
+    assert all(len(values) == 3 for split in curves.values() for values in split.values())
+
+
+def test_model_is_logged_with_signature_and_registered(reported_run) -> None:
+    import mlflow
+
+    workdir, run = reported_run
+    mlflow.set_tracking_uri(store_uri(workdir))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert info.signature is not None and info.saved_input_example_info is not None
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+    (version,) = mlflow.MlflowClient().search_model_versions("name='digits-mlp'")
+    assert version.run_id == run.info.run_id
+    # and our own loader takes the registry's name, to rebuild the Lightning module
+    from pipelines.run_loader import load_run_model
+
+    rebuilt = load_run_model("models:/digits-mlp/1", store_uri(workdir))
+    assert type(rebuilt).__name__ == "MLP"
+
+
+def test_confusion_counts_true_class_by_row() -> None:
+    matrix = confusion(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+
+
+def test_untracked_runs_skip_the_report(workdir: Path) -> None:
+    result = run_cli(["tracking=none", "trainer.max_epochs=1"], workdir)
+    assert result.returncode == 0, result.output
+    assert not (workdir / "mlruns").exists()
