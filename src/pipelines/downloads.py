@@ -7,6 +7,7 @@ or corrupt download never masquerades as data; the next run fetches it again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.request
@@ -16,6 +17,7 @@ from pathlib import Path
 from pipelines.errors import DataNotFoundError
 
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,17 @@ def download(remote: RemoteFile, dest_dir: Path, timeout: float = 30.0) -> Path:
         f"Could not download {remote.filename} ({'; '.join(failures)}). Check the network, "
         f"or download the file by hand and place it in {dest_dir}."
     )
+
+
+def ensure_file(remote: RemoteFile, dest_dir: Path, timeout: float = 30.0) -> Path:
+    """The cached ``remote`` in ``dest_dir`` if its checksum holds, else a fresh download.
+
+    A file cut short by a killed download (or damaged since) fails the checksum and is
+    fetched again instead of failing later, deep inside a decompressor.
+    """
+    target = dest_dir / remote.filename
+    if target.is_file():
+        if checksum_ok(target, remote):
+            return target
+        log.warning("%s fails its checksum (a cut-short download?): fetching it again", target)
+    return download(remote, dest_dir, timeout=timeout)

@@ -116,7 +116,6 @@ def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
 
 def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
     """The LightningModule of an earlier run, with the weights of its best checkpoint."""
-    import torch
     from mlflow.exceptions import MlflowException
 
     record = fetch_run(reference, tracking_uri)
@@ -135,8 +134,7 @@ def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
                 f"The checkpoint '{artifact}' of run '{record.run_id}' is missing from its "
                 "artifacts (deleted?), so its model cannot be rebuilt."
             ) from None
-        # weights only: a checkpoint file cannot run code when it is loaded
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_checkpoint(path)
     factory = registry.load("model", record.config["model"]["name"])
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if hasattr(factory, "rebuild_arguments"):
@@ -144,6 +142,27 @@ def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
     model = factory(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's tensors and plain values, never its code.
+
+    ``weights_only=True``: unpickling may only build tensors and plain containers, so a
+    checkpoint from an untrusted run cannot execute anything when loaded.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PipelineError(
+            f"Refusing to load {path}: it is not plain weights (it holds Python objects that "
+            f"would run code when unpickled: {first_line}). Only load checkpoints you trust, "
+            "and re-save them as a state_dict of tensors."
+        ) from None
 
 
 def _first_checkpoint(client: Any, run_id: str) -> str | None:

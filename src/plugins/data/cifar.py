@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, download
+from pipelines.downloads import RemoteFile, ensure_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
@@ -231,17 +231,18 @@ class CIFAR10DataModule(InMemoryImageData):
             if len(missing) < len(required):
                 lacks += f" {folder}/ lacks {', '.join(missing)}."
         tarball = self.root / self.archive.filename
-        if not tarball.is_file():
-            if not self.download:
-                looked = ", ".join(f"{folder}/" for folder in self.folders())
-                raise DataNotFoundError(
-                    f"CIFAR-10 is missing: no folder with {', '.join(required)} (looked in "
-                    f"{looked}) and no {tarball}.{lacks} Either set `data.download=true` to fetch "
-                    f"{tarball.name} into {self.root}, or put that file (or its extracted "
-                    f"{FOLDER}/ folder) there, or point `data.root=` at the folder that "
-                    "holds them."
-                )
-            tarball = download(self.archive, self.root)
+        if self.download:
+            # checked: a tarball cut short by an interrupted download is fetched again
+            tarball = ensure_file(self.archive, self.root)
+        elif not tarball.is_file():
+            looked = ", ".join(f"{folder}/" for folder in self.folders())
+            raise DataNotFoundError(
+                f"CIFAR-10 is missing: no folder with {', '.join(required)} (looked in "
+                f"{looked}) and no {tarball}.{lacks} Either set `data.download=true` to fetch "
+                f"{tarball.name} into {self.root}, or put that file (or its extracted "
+                f"{FOLDER}/ folder) there, or point `data.root=` at the folder that "
+                "holds them."
+            )
         folder = extract(tarball, self.root)
         missing = [name for name in required if not (folder / name).is_file()]
         if missing:

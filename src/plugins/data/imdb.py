@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, download
+from pipelines.downloads import RemoteFile, ensure_file
 from pipelines.errors import DataNotFoundError
 from plugins.data.text import TextDataModule, Texts
 from plugins.data.vectorize import VectorizeSettings
@@ -155,17 +155,18 @@ class IMDBDataModule(TextDataModule):
                 self._folder = folder
                 return folder
         tarball = self.root / self.archive.filename
-        if not tarball.is_file():
-            if not self.download:
-                looked = ", ".join(f"{folder}/" for folder in self.folders())
-                raise DataNotFoundError(
-                    f"The IMDB reviews are missing: no folder with {', '.join(needed)} (looked "
-                    f"in {looked}) and no {tarball}. Either set `data.download=true` to fetch "
-                    f"{tarball.name} (84 MB) into {self.root}, or put that file (or its "
-                    f"extracted {FOLDER}/ folder) there, or point `data.root=` at the folder "
-                    "that holds them."
-                )
-            tarball = download(self.archive, self.root, timeout=120.0)
+        if self.download:
+            # checked: a tarball cut short by an interrupted download is fetched again
+            tarball = ensure_file(self.archive, self.root, timeout=120.0)
+        elif not tarball.is_file():
+            looked = ", ".join(f"{folder}/" for folder in self.folders())
+            raise DataNotFoundError(
+                f"The IMDB reviews are missing: no folder with {', '.join(needed)} (looked "
+                f"in {looked}) and no {tarball}. Either set `data.download=true` to fetch "
+                f"{tarball.name} (84 MB) into {self.root}, or put that file (or its "
+                f"extracted {FOLDER}/ folder) there, or point `data.root=` at the folder "
+                "that holds them."
+            )
         folder = extract(tarball, self.root)
         missing = [sub for sub in needed if not (folder / sub).is_dir()]
         if missing:

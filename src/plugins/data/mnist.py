@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, download
+from pipelines.downloads import RemoteFile, download, ensure_file
 from pipelines.errors import DataNotFoundError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
@@ -115,12 +115,16 @@ class MNISTDataModule(InMemoryImageData):
         return [folder / f"{stem}{ext}" for folder in folders for ext in ("", ".gz")]
 
     def locate(self, stem: str, md5: str) -> Path:
+        urls = tuple(f"{mirror}{stem}.gz" for mirror in self.mirrors)
+        remote = RemoteFile(f"{stem}.gz", urls, md5=md5)
         for path in self.candidates(stem):
             if path.is_file():
+                # the file this module downloads is checked: one cut short is fetched again
+                if self.download and path == self.root / remote.filename:
+                    return ensure_file(remote, self.root)
                 return path
         if self.download:
-            urls = tuple(f"{mirror}{stem}.gz" for mirror in self.mirrors)
-            return download(RemoteFile(f"{stem}.gz", urls, md5=md5), self.root)
+            return download(remote, self.root)
         looked = ", ".join(str(p) for p in self.candidates(stem))
         raise DataNotFoundError(
             f"The {self.folder} file '{stem}' is missing (looked for {looked}). Either set "

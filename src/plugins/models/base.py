@@ -117,20 +117,34 @@ class Classifier(L.LightningModule):
 
     def log_epoch_means(self, stage: str) -> None:
         """Log ``<stage>/<name>`` means of the epoch's batches, then start the next epoch."""
+        if stage == "train":
+            self.check_training_loss()
         means = {
             name: total / count for name, (total, count) in self._epoch_sums.pop(stage, {}).items()
         }
-        loss = means.get("loss")
-        if stage == "train" and loss is not None and not bool(torch.isfinite(loss).all()):
-            # checked once per epoch (no per-step device sync); the epochs before it are kept
-            raise TrainingDiverged(
-                f"Training diverged: the training loss of epoch {self.current_epoch + 1} is "
-                f"{float(loss)}. The run is marked FAILED; the checkpoint of the best "
-                f"earlier epoch stays in its checkpoints/ folder. Lower the learning rate "
-                f"(model.lr={self.lr}), or clip gradients (trainer.gradient_clip_val=1.0)."
-            )
         for name, mean in means.items():
             self.log(f"{stage}/{name}", mean, prog_bar=stage != "train")
+
+    def check_training_loss(self) -> None:
+        """Stop with :class:`TrainingDiverged` if this epoch's training loss is NaN or inf.
+
+        Checked once per epoch, from the epoch's sums (no per-step device sync), and before
+        validation: the diverged weights are never validated or checkpointed, so both the
+        best checkpoint and ``last.ckpt`` (what a resume starts from) stay good.
+        """
+        total, _ = self._epoch_sums.get("train", {}).get("loss", (None, 0))
+        if total is None or bool(torch.isfinite(torch.as_tensor(total)).all()):
+            return
+        raise TrainingDiverged(
+            f"Training diverged: the training loss of epoch {self.current_epoch + 1} is "
+            f"{float(total)}. The run is marked FAILED; the checkpoints of the earlier epochs "
+            f"(best and last) stay in its checkpoints/ folder. Lower the learning rate "
+            f"(model.lr={self.lr}), or clip gradients (trainer.gradient_clip_val=1.0)."
+        )
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == "fit":  # not a standalone trainer.validate()
+            self.check_training_loss()
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_means("train")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from pipelines.context import RunContext
+from pipelines.run_loader import load_checkpoint
 from pipelines.trainer import build_trainer
 
 
@@ -24,8 +23,7 @@ class Test:
         trainer, _ = build_trainer(ctx, checkpoint_dir=None, metric_prefix=self.metric_prefix)
         best = ctx.artifacts.get("best_checkpoint")
         if best:
-            # weights only: a checkpoint file cannot run code when it is loaded
-            state = torch.load(best, map_location="cpu", weights_only=True)
+            state = load_checkpoint(best)
             model.load_state_dict(state["state_dict"])
         results = trainer.test(model, datamodule=datamodule, verbose=False)
         for metrics in results:
