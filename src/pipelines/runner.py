@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines import distributed, registry, sweep
 from pipelines.config import flatten
+from pipelines.console import interactive, print_config_tree
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
 from pipelines.provenance import provenance_tags
@@ -89,6 +90,8 @@ def run_pipeline(
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
     check_config(config, stages)
+    if interactive() and not distributed.is_secondary_process():
+        print_config_tree(config)
 
     import lightning
 

@@ -7,11 +7,11 @@ tracker's logger and a checkpoint callback that keeps the best and the last epoc
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.console import interactive
 from pipelines.errors import ConfigValueError
 from pipelines.validation import check_arguments
 
@@ -58,9 +58,14 @@ def build_trainer(
             save_last=True,
             auto_insert_metric_name=False,
         )
+    callbacks: list[Any] = [checkpoint] if checkpoint else []
+    if kwargs["enable_progress_bar"] and interactive():
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())  # a person is watching: the rich bar
     trainer = Trainer(
         logger=TrackerLogger(ctx.tracker, prefix=metric_prefix),
-        callbacks=[checkpoint] if checkpoint else [],
+        callbacks=callbacks,
         enable_checkpointing=checkpoint is not None,
         default_root_dir=str(ctx.output_dir),
         **kwargs,
@@ -79,7 +84,7 @@ def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
                 f"'trainer.{key}' is set by the engine and cannot be configured; remove it."
             )
     if kwargs.get("enable_progress_bar") is None:
-        kwargs["enable_progress_bar"] = sys.stdout.isatty()
+        kwargs["enable_progress_bar"] = interactive()
     return check_arguments(Trainer, kwargs, path="trainer", what="lightning.Trainer")
 
 
