@@ -12,7 +12,7 @@ from conftest import FAST, mlflow_runs, run_cli, store_uri
 def test_default_run_trains_to_95_percent_and_tracks_everything(workdir: Path) -> None:
     result = run_cli([], cwd=workdir)
     assert result.returncode == 0, result.output
-    assert "test/acc" in result.stdout and "mlflow ui" in result.stdout
+    assert "test/acc" in result.stdout and "python -m pipelines.ui" in result.stdout
 
     uri = store_uri(workdir)
     (run,) = mlflow_runs(uri)

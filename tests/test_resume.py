@@ -97,7 +97,10 @@ def test_resume_explains_what_cannot_be_resumed(workdir: Path) -> None:
 
 def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
     """The record (config, seed) alone is enough; today's config files play no part."""
-    assert run_cli(["model=convnet", "seed=3", "trainer.max_epochs=2"], workdir).returncode == 0
+    assert (
+        run_cli(["model.hidden_units=[32]", "seed=3", "trainer.max_epochs=3"], workdir).returncode
+        == 0
+    )
     (original,) = mlflow_runs(store_uri(workdir))
     tags = original.data.tags
     assert tags["versions.torch"] and tags["versions.lightning"] and tags["versions.python"]
@@ -113,8 +116,13 @@ def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
     for key in ("test/acc", "test/loss", "best/val_loss"):
         assert second.data.metrics[key] == pytest.approx(first.data.metrics[key], rel=1e-6)
 
+
+@pytest.mark.slow
+def test_rerun_takes_overrides(workdir: Path) -> None:
+    assert run_cli(["model=convnet", "trainer.max_epochs=2"], workdir).returncode == 0
+    (original,) = mlflow_runs(store_uri(workdir))
     changed = _command("pipelines.rerun", original.info.run_id, "trainer.max_epochs=1", cwd=workdir)
     assert changed.returncode == 0, changed.stderr
-    third = mlflow_runs(store_uri(workdir))[-1]
-    assert third.data.params["trainer.max_epochs"] == "1"
-    assert third.data.params["model.name"] == "convnet"
+    again = mlflow_runs(store_uri(workdir))[-1]
+    assert again.data.params["trainer.max_epochs"] == "1"
+    assert again.data.params["model.name"] == "convnet"

@@ -279,7 +279,9 @@ def ui_command(uri: str | None) -> str:
     """The command that opens the MLflow UI on a store."""
     if not uri:
         return ""
-    return f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}"
+    if uri == default_store_uri():
+        return "python -m pipelines.ui"
+    return f"python -m pipelines.ui --tracking-uri {uri}"
 
 
 def _param_value(value: Any) -> str:
