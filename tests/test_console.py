@@ -1,4 +1,4 @@
-"""People at a terminal get a config tree and the rich progress bar; pipes and CI get plain lines."""
+"""A terminal gets a config tree and the rich progress bar; pipes and CI get plain lines."""
 
 from __future__ import annotations
 

@@ -47,8 +47,9 @@ def help_text() -> str:
         "",
         *textwrap.wrap(
             "Runs a pipeline of stages (prepare, fit, test, ...) on a data and a model plugin, "
-            "tracked in MLflow (./mlruns; browse with `python -m pipelines.ui`). Every key of the composed "
-            "config can be overridden as KEY=VALUE; -m sweeps over comma-separated values.",
+            "tracked in MLflow (./mlruns; browse with `python -m pipelines.ui`). Every key of "
+            "the composed config can be overridden as KEY=VALUE; -m sweeps over "
+            "comma-separated values.",
             width=92,
         ),
         "",
