@@ -82,12 +82,11 @@ def test_bad_speed_settings_name_the_key(node: dict, fragment: str) -> None:
 
 
 def test_cli_reports_what_it_applied_and_rejects_bad_keys(workdir: Path) -> None:
-    result = run_cli(
-        ["model=convnet", "speed.channels_last=true", "speed.data_on_device=true", *FAST], workdir
-    )
+    speed = ["speed.channels_last=true", "speed.data_on_device=true", "speed.steps_per_call=4"]
+    result = run_cli(["model=convnet", *speed, *FAST], workdir)
     assert result.returncode == 0, result.output
     (run,) = mlflow_runs(store_uri(workdir))
-    assert run.data.tags["speed"] == "data_on_device,channels_last"
+    assert run.data.tags["speed"] == "data_on_device,channels_last,steps_per_call=4"
     assert run.data.params["speed.compile"] == "False"
     assert run.data.metrics["test/acc"] > 0.5
     bad = run_cli(["+speed.complie=true"], workdir)  # "+": past Hydra's own key check
@@ -104,3 +103,41 @@ def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(workdir: Path
     (checkpoint,) = (workdir / "outputs").rglob("best-*.ckpt")
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert all("_orig_mod" not in key for key in state)
+
+
+def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict[str, torch.Tensor]]:
+    import lightning as L
+
+    from plugins.models.dense import MLP
+
+    torch.manual_seed(0)
+    data = _digits()
+    model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[32], optimizer="adam")
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **trainer_kwargs,
+    )
+    apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
+    trainer.fit(model, datamodule=data)
+    return trainer.global_step, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_several_steps_per_call_take_the_same_steps(one_thread) -> None:
+    """speed.steps_per_call=5: the same batches in the same order, so the same weights."""
+    steps, weights = _fit_digits(1)
+    fused_steps, fused_weights = _fit_digits(5)
+    assert fused_steps == steps  # optimizer steps, not Lightning calls
+    for name, value in weights.items():
+        torch.testing.assert_close(fused_weights[name], value, msg=name)
+
+
+def test_steps_per_call_says_what_rules_it_out() -> None:
+    with pytest.raises(ConfigValueError, match="gradient clipping"):
+        _fit_digits(2, gradient_clip_val=1.0)
+    with pytest.raises(ConfigValueError, match="speed.steps_per_call"):
+        SpeedSettings.from_config({"steps_per_call": 0})

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +40,9 @@ class SpeedSettings(BaseModel):
     compile: bool = False
     #: torch.compile's mode: default, reduce-overhead, max-autotune
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    #: optimizer steps per Lightning step (Keras' steps_per_execution): Lightning's per-step
+    #: bookkeeping is paid once for this many steps; the same batches, in the same order
+    steps_per_call: PositiveInt = 1
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> SpeedSettings:
@@ -71,11 +74,11 @@ def apply_speed_settings(
     model: LightningModule,
     datamodule: LightningDataModule | None,
     trainer: Trainer,
-) -> dict[str, bool]:
-    """Apply the settings before ``trainer.fit``; what was applied, as ``speed.<name>`` params."""
+) -> dict[str, Any]:
+    """Apply the settings before ``trainer.fit``; what was applied (for the run's tags)."""
     device = trainer.strategy.root_device
     on_gpu = device.type == "cuda"
-    applied: dict[str, bool] = {}
+    applied: dict[str, Any] = {}
 
     movable = hasattr(datamodule, "move_splits_to")
     if _decide(settings.data_on_device, on_gpu and movable and trainer.world_size == 1):
@@ -95,6 +98,20 @@ def apply_speed_settings(
 
         model.to(memory_format=torch.channels_last)
         applied["channels_last"] = True
+
+    if settings.steps_per_call > 1:
+        fuse = getattr(model, "fuse_steps", None)
+        if fuse is None or not hasattr(datamodule, "steps_per_call"):
+            from pipelines.errors import ConfigValueError
+
+            raise ConfigValueError(
+                f"'speed.steps_per_call' works with the built-in classifiers and regressors "
+                f"on in-memory data; {type(model).__name__} on {type(datamodule).__name__} "
+                "takes one step per batch. Set speed.steps_per_call=1."
+            )
+        fuse(settings.steps_per_call, datamodule.batch_size, trainer)  # type: ignore[union-attr]
+        datamodule.steps_per_call = settings.steps_per_call  # type: ignore[union-attr]
+        applied["steps_per_call"] = settings.steps_per_call
 
     if settings.compile:
         model.compile(mode=None if settings.compile_mode == "default" else settings.compile_mode)

@@ -138,6 +138,8 @@ class TensorSplitLoaders(SplitLoaders):
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     batch_size: int
     seed: int
+    #: training batches handed over at once (speed.steps_per_call; the model cuts them apart)
+    steps_per_call: int = 1
 
     def move_splits_to(self, device: torch.device) -> None:
         """Keep every split on ``device`` (the GPU): batches are then sliced there, with no
@@ -155,7 +157,7 @@ class TensorSplitLoaders(SplitLoaders):
         return TensorBatches(
             inputs,
             targets,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size * (self.steps_per_call if split == "train" else 1),
             shuffle=shuffle,
             seed=self.seed,
             rank=rank,

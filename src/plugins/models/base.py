@@ -156,16 +156,27 @@ class Classifier(L.LightningModule):
         self.log_epoch_means("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.automatic_optimization:
+            return self._training_loss(batch)
+        optimizer = self.optimizers()
+        for part in self._micro_batches(batch):
+            loss = self._training_loss(part)
+            optimizer.zero_grad()
+            self.manual_backward(loss)  # through the precision plugin: AMP scaling applies
+            optimizer.step()
+        return loss.detach()
+
+    def _training_loss(self, batch: Any) -> torch.Tensor:
         loss = self._evaluate(batch, "train")
         if self.l1 or self.l2:
             loss = loss + self.weight_penalty()
-        if self.automatic_optimization:
-            return loss
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)  # through the precision plugin: AMP scaling still applies
-        optimizer.step()
-        return loss.detach()
+        return loss
+
+    def _micro_batches(self, batch: Any) -> Any:
+        """The batch as it came, or (``speed.steps_per_call``) cut into that many batches."""
+        if self.steps_per_call == 1:
+            return (batch,)
+        return zip(*(part.split(self.micro_batch_size) for part in batch), strict=True)
 
     # -- the optimization step ----------------------------------------------------------------
     # Lightning's automatic optimization wraps every step in a closure and a chain of hooks
@@ -176,22 +187,47 @@ class Classifier(L.LightningModule):
     # and optimizers are this class's, and the trainer neither clips gradients nor
     # accumulates them (both automatic-only in Lightning); otherwise Lightning optimizes.
 
-    @property
-    def automatic_optimization(self) -> bool:
-        if not self._automatic_optimization:
-            return False  # a subclass that optimizes by hand said so
+    #: optimizer steps per Lightning training step (speed.steps_per_call), and their batch size
+    steps_per_call: int = 1
+    micro_batch_size: int = 0
+
+    def own_step_possible(self, trainer: Any) -> bool:
+        """True when the step above changes nothing against Lightning's automatic loop."""
         own_step = (
             type(self).training_step is Classifier.training_step
             and type(self).configure_optimizers is Classifier.configure_optimizers
             and type(self).optimizer_step is L.LightningModule.optimizer_step
         )
-        trainer = self._trainer
-        return not (
+        return (
             own_step
             and trainer is not None
             and not trainer.gradient_clip_val
             and trainer.accumulate_grad_batches == 1
         )
+
+    @property
+    def automatic_optimization(self) -> bool:
+        if not self._automatic_optimization:
+            return False  # a subclass that optimizes by hand said so
+        return not self.own_step_possible(self._trainer)
+
+    def fuse_steps(self, steps: int, batch_size: int, trainer: Any) -> None:
+        """Take ``steps`` optimizer steps of ``batch_size`` samples per Lightning step.
+
+        Keras' ``steps_per_execution``: Lightning's per-step bookkeeping (~0.2 ms here) is
+        paid once for several steps. The data hands over ``steps`` batches at once and they
+        are cut apart here, in order, so the optimizer sees exactly the batches it would
+        have seen one by one.
+        """
+        if not self.own_step_possible(trainer):
+            raise ConfigValueError(
+                f"'speed.steps_per_call={steps}' needs {type(self).__name__} to take its own "
+                "optimizer steps, which gradient clipping, gradient accumulation, or an "
+                "overridden training_step or configure_optimizers rule out. Remove those, or "
+                "set speed.steps_per_call=1."
+            )
+        self.steps_per_call = steps
+        self.micro_batch_size = batch_size
 
     @automatic_optimization.setter
     def automatic_optimization(self, automatic: bool) -> None:

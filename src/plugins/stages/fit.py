@@ -94,7 +94,8 @@ class Fit:
         trainer.callbacks.append(best_metrics)
         speed = SpeedSettings.from_config(ctx.config.get("speed"))
         applied = apply_speed_settings(speed, model, datamodule, trainer)
-        ctx.tracker.set_tags({"speed": ",".join(applied) or "none"})
+        shown = [name if value is True else f"{name}={value}" for name, value in applied.items()]
+        ctx.tracker.set_tags({"speed": ",".join(shown) or "none"})
         last = Path(ctx.output_dir) / checkpoint_dir / "last.ckpt"
         resume_from = str(last) if ctx.resuming and last.is_file() else None
         try:
