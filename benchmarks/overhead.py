@@ -114,7 +114,9 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> float:
     return time.perf_counter() - started
 
 
-def pipeline_fit_metrics(root: Path, experiment: str, epochs: int, cwd: Path) -> dict[str, float]:
+def pipeline_fit_metrics(
+    root: Path, experiment: str, epochs: int, cwd: Path, extra: tuple[str, ...] = ()
+) -> dict[str, float]:
     """Run a book preset on the MNIST files in ``root``; the metrics its MLflow run holds.
 
     ``time/fit_seconds`` among them: the fit stage's wall time, which the benchmarks compare.
@@ -126,6 +128,7 @@ def pipeline_fit_metrics(root: Path, experiment: str, epochs: int, cwd: Path) ->
         f"data.root={root}",
         f"trainer.max_epochs={epochs}",
         "tracking.experiment=benchmarks",
+        *extra,
     ]
     result = run(args, cwd)
     client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
@@ -147,6 +150,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+    parser.add_argument(
+        "--steps-per-call",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="pipeline variants: speed.steps_per_call values, each timed in every repeat",
+    )
     parser.add_argument("--hand-loop", nargs=2, metavar=("ROOT", "MODEL"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.hand_loop:
@@ -158,24 +168,33 @@ def main() -> None:
         root, source = prepare_mnist(work, options.real, options.shared)
         print(f"{source}, {options.epochs} epochs", flush=True)
         for model_name in options.models:
-            loops, fits = [], []
+            loops: list[float] = []
+            fits: dict[int, list[float]] = {n: [] for n in options.steps_per_call}
             for _ in range(options.repeats):
                 command = [sys.executable, __file__, "--epochs", str(options.epochs),
                            "--hand-loop", str(root), model_name]  # fmt: skip
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 loops.append(float(done.stdout.strip().splitlines()[-1]))
-                metrics = pipeline_fit_metrics(root, EXPERIMENTS[model_name], options.epochs, work)
-                fits.append(metrics["time/fit_seconds"])
-                print(f"  {model_name}: hand loop {loops[-1]:.2f} s, pipeline fit {fits[-1]:.2f} s",
-                      flush=True)  # fmt: skip
-            loop, fit = statistics.median(loops), statistics.median(fits)
-            # each pair ran back to back: the median of their ratios cancels the slow and
-            # fast spells of a shared machine better than the ratio of the two medians
-            paired = statistics.median(f / h for f, h in zip(fits, loops, strict=True))
-            print(f"{model_name:8s} median hand loop {loop:.2f} s, pipeline fit {fit:.2f} s: "
-                  f"ratio of medians {fit / loop:.3f}, median of paired ratios {paired:.3f}  "
-                  f"(python -m pipelines.run experiment={EXPERIMENTS[model_name]} "
-                  f"data.root=DIR)", flush=True)  # fmt: skip
+                line = f"  {model_name}: hand loop {loops[-1]:.2f} s"
+                for steps in options.steps_per_call:
+                    extra = (f"speed.steps_per_call={steps}",) if steps > 1 else ()
+                    metrics = pipeline_fit_metrics(
+                        root, EXPERIMENTS[model_name], options.epochs, work, extra
+                    )
+                    fits[steps].append(metrics["time/fit_seconds"])
+                    line += f", pipeline fit (steps_per_call={steps}) {fits[steps][-1]:.2f} s"
+                print(line, flush=True)
+            loop = statistics.median(loops)
+            for steps, times in fits.items():
+                fit = statistics.median(times)
+                # each repeat ran back to back: the median of their ratios cancels the slow
+                # and fast spells of a shared machine better than the ratio of two medians
+                paired = statistics.median(f / h for f, h in zip(times, loops, strict=True))
+                option = f" speed.steps_per_call={steps}" if steps > 1 else ""
+                print(f"{model_name:8s} median hand loop {loop:.2f} s, pipeline fit {fit:.2f} s: "
+                      f"ratio of medians {fit / loop:.3f}, median of paired ratios "
+                      f"{paired:.3f}  (python -m pipelines.run experiment="
+                      f"{EXPERIMENTS[model_name]} data.root=DIR{option})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

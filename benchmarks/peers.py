@@ -20,6 +20,7 @@ threading, alternating, ``--repeats`` times; per side, the medians and the ratio
 pipeline are printed (above 1: the pipeline is faster).
 
     python benchmarks/peers.py [--backends jax torch] [--epochs 5] [--repeats 3] [--real]
+                               [--steps-per-call 8]
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: Keras 3 and JAX).
 """
@@ -141,9 +142,10 @@ def keras_side(root: Path, backend: str, epochs: int) -> Fit:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def pipeline_side(root: Path, epochs: int, cwd: Path) -> Fit:
+def pipeline_side(root: Path, epochs: int, cwd: Path, steps_per_call: int = 1) -> Fit:
     """The pipeline's fit seconds and last validation accuracy, read from its MLflow run."""
-    metrics = pipeline_fit_metrics(root, EXPERIMENT, epochs, cwd)
+    extra = (f"speed.steps_per_call={steps_per_call}",) if steps_per_call > 1 else ()
+    metrics = pipeline_fit_metrics(root, EXPERIMENT, epochs, cwd, extra)
     return {"seconds": metrics["time/fit_seconds"], "val_acc": metrics.get("val/acc", float("nan"))}
 
 
@@ -154,6 +156,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+    parser.add_argument(
+        "--steps-per-call", type=int, default=1, help="the pipeline's speed.steps_per_call"
+    )
     parser.add_argument("--keras-fit", type=Path, metavar="ROOT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.keras_fit:
@@ -169,7 +174,7 @@ def main() -> None:
         for repeat in range(1, options.repeats + 1):
             for side in sides:
                 if side == "pipeline":
-                    result = pipeline_side(root, options.epochs, work)
+                    result = pipeline_side(root, options.epochs, work, options.steps_per_call)
                 else:
                     result = keras_side(root, side.removeprefix("keras-"), options.epochs)
                 seconds[side].append(result["seconds"])
@@ -177,6 +182,8 @@ def main() -> None:
                       f"val acc {result['val_acc']:.4f}", flush=True)  # fmt: skip
         ours = statistics.median(seconds["pipeline"])
         command = f"experiment={EXPERIMENT} data.root=DIR trainer.max_epochs={options.epochs}"
+        if options.steps_per_call > 1:
+            command += f" speed.steps_per_call={options.steps_per_call}"
         print(f"pipeline     median fit {ours:7.2f} s  (python -m pipelines.run {command})")
         for side in sides[:-1]:
             theirs = statistics.median(seconds[side])

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# The suite runs in two workers (pyproject: -n 2) on tiny networks: one intra-op thread per
+# process keeps them from fighting over the cores (OpenMP threads spin while they wait).
+# Every CLI subprocess inherits it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 #: keeps CLI tests fast: two epochs are enough to check wiring, not accuracy
 FAST = ["trainer.max_epochs=2"]
 

@@ -139,5 +139,5 @@ def test_several_steps_per_call_take_the_same_steps(one_thread) -> None:
 def test_steps_per_call_says_what_rules_it_out() -> None:
     with pytest.raises(ConfigValueError, match="gradient clipping"):
         _fit_digits(2, gradient_clip_val=1.0)
-    with pytest.raises(ConfigValueError, match="speed.steps_per_call"):
+    with pytest.raises(ConfigValueError, match=r"speed\.steps_per_call"):
         SpeedSettings.from_config({"steps_per_call": 0})
