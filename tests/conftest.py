@@ -36,13 +36,15 @@ def run_cli(
     cwd: Path,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    module: str = "pipelines.run",
 ) -> CliResult:
-    """``python -m pipelines.run ARGS`` in ``cwd``, with a clean tracking environment."""
+    """``python -m pipelines.run ARGS`` (or another ``module``) in ``cwd``, with a clean
+    tracking environment."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -83,3 +85,18 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+def quiet_trainer(**kwargs):
+    """A Lightning ``Trainer`` on CPU that logs, saves and prints nothing (unit tests)."""
+    import lightning as L
+
+    settings = {
+        "max_epochs": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "accelerator": "cpu",
+    }
+    return L.Trainer(**{**settings, **kwargs})

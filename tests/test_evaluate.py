@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import mlflow_runs, run_cli, store_uri
-
-
-def _command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +28,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object
 
 def test_evaluate_rebuilds_the_run_and_reproduces_its_test_metrics(finished_run) -> None:
     workdir, run = finished_run
-    result = _command("pipelines.evaluate", run.info.run_id, cwd=workdir)
+    result = run_cli(module="pipelines.evaluate", args=[run.info.run_id], cwd=workdir)
     assert result.returncode == 0, result.stderr
     for key in ("test/acc", "test/loss"):
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(key))
         assert float(line.split()[1]) == pytest.approx(run.data.metrics[key], abs=1e-4)
-    val = _command("pipelines.evaluate", run.info.run_id, "--split", "val", cwd=workdir)
+    val = run_cli(
+        module="pipelines.evaluate", args=[run.info.run_id, "--split", "val"], cwd=workdir
+    )
     assert val.returncode == 0 and "val/acc" in val.stdout, val.stderr
 
 
@@ -59,9 +51,8 @@ def test_predict_classifies_image_files(finished_run, tmp_path: Path) -> None:
         Image.fromarray((digits.images[index] / 16 * 255).astype(np.uint8)).save(path)
         files.append(str(path))
     output = tmp_path / "predictions.csv"
-    result = _command(
-        "pipelines.predict", run.info.run_id, *files, "--output", str(output), cwd=workdir
-    )
+    args = [run.info.run_id, *files, "--output", str(output)]
+    result = run_cli(module="pipelines.predict", args=args, cwd=workdir)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(output.open()))
     assert [row["file"] for row in rows] == files
@@ -82,6 +73,6 @@ def test_predict_classifies_image_files(finished_run, tmp_path: Path) -> None:
 def test_bad_requests_get_one_paragraph(finished_run, args: list[str], fragment: str) -> None:
     workdir, run = finished_run
     args = [run.info.run_id if arg == "RUN" else arg for arg in args]
-    result = _command(*args, cwd=workdir)
+    result = run_cli(module=args[0], args=args[1:], cwd=workdir)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr

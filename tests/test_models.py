@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import quiet_trainer
 from pipelines import registry
 
 
@@ -93,21 +94,11 @@ def test_epoch_means_are_batch_weighted_per_metric(monkeypatch: pytest.MonkeyPat
 
 def _train_one_epoch(model, **trainer_kwargs):
     """The trainer and the weights after one seeded epoch (6 batches) on random images."""
-    import lightning as L
-
     from pipelines.tensor_loader import TensorBatches
 
     generator = torch.Generator().manual_seed(0)
     inputs, targets = torch.rand(96, 1, 8, 8, generator=generator), torch.arange(96) % 3
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        **trainer_kwargs,
-    )
+    trainer = quiet_trainer(**trainer_kwargs)
     batches = TensorBatches(inputs, targets, batch_size=16, shuffle=True, seed=1)
     trainer.fit(model, train_dataloaders=batches)
     return trainer, {name: value.clone() for name, value in model.state_dict().items()}

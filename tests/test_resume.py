@@ -17,18 +17,6 @@ from conftest import mlflow_runs, run_cli, store_uri
 EPOCHS = 15
 
 
-def _command(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
     """Start a run, and SIGKILL it as soon as its first epoch's checkpoint is on disk."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -67,7 +55,7 @@ def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) 
     before = _history(store_uri(killed), stopped.info.run_id, "val/loss")
     assert 1 <= len(before) < EPOCHS
 
-    resumed = _command("pipelines.resume", stopped.info.run_id, cwd=killed)
+    resumed = run_cli(module="pipelines.resume", args=[stopped.info.run_id], cwd=killed)
     assert resumed.returncode == 0, resumed.stderr
     (run,) = mlflow_runs(store_uri(killed))  # no second run
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
@@ -86,11 +74,11 @@ def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) 
 def test_resume_explains_what_cannot_be_resumed(workdir: Path) -> None:
     assert run_cli(["trainer.max_epochs=1"], workdir).returncode == 0
     (run,) = mlflow_runs(store_uri(workdir))
-    finished = _command("pipelines.resume", run.info.run_id, cwd=workdir)
+    finished = run_cli(module="pipelines.resume", args=[run.info.run_id], cwd=workdir)
     assert finished.returncode == 2
     assert "finished: there is nothing to resume" in finished.stderr
     assert f"python -m pipelines.rerun {run.info.run_id}" in finished.stderr
-    unknown = _command("pipelines.resume", "0123abcd", cwd=workdir)
+    unknown = run_cli(module="pipelines.resume", args=["0123abcd"], cwd=workdir)
     assert unknown.returncode == 2 and "No run '0123abcd'" in unknown.stderr
     assert "Traceback" not in finished.stderr + unknown.stderr
 
@@ -108,7 +96,7 @@ def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
     if "mlflow.source.git.commit" in tags:  # an editable install in a git checkout
         assert len(tags["mlflow.source.git.commit"]) == 40
 
-    again = _command("pipelines.rerun", original.info.run_id, cwd=workdir)
+    again = run_cli(module="pipelines.rerun", args=[original.info.run_id], cwd=workdir)
     assert again.returncode == 0, again.stderr
     first, second = mlflow_runs(store_uri(workdir))
     assert second.data.tags["pipelines.rerun_of"] == original.info.run_id
@@ -121,7 +109,8 @@ def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
 def test_rerun_takes_overrides(workdir: Path) -> None:
     assert run_cli(["model=convnet", "trainer.max_epochs=2"], workdir).returncode == 0
     (original,) = mlflow_runs(store_uri(workdir))
-    changed = _command("pipelines.rerun", original.info.run_id, "trainer.max_epochs=1", cwd=workdir)
+    args = [original.info.run_id, "trainer.max_epochs=1"]
+    changed = run_cli(module="pipelines.rerun", args=args, cwd=workdir)
     assert changed.returncode == 0, changed.stderr
     again = mlflow_runs(store_uri(workdir))[-1]
     assert again.data.params["trainer.max_epochs"] == "1"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import run_cli
+from conftest import quiet_trainer, run_cli
 from pipelines import registry
 from pipelines.errors import ConfigValueError
 
@@ -164,15 +163,7 @@ def test_regression_outputs_one_value_and_logs_mae() -> None:
     x, y = torch.randn(16, 12, 2), torch.randn(16)
     assert model(x).shape == (16, 1)
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(num_sanity_val_steps=0)
     trainer.fit(model, loader, loader)
     metrics = trainer.callback_metrics
     assert {"train/loss", "val/loss", "val/mae"} <= set(metrics)

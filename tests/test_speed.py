@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import FAST, mlflow_runs, run_cli, store_uri
+from conftest import FAST, mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines.errors import ConfigValueError
 from pipelines.speed import SpeedSettings, apply_speed_settings
 
@@ -106,22 +106,12 @@ def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(workdir: Path
 
 
 def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict[str, torch.Tensor]]:
-    import lightning as L
-
     from plugins.models.dense import MLP
 
     torch.manual_seed(0)
     data = _digits()
     model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[32], optimizer="adam")
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        **trainer_kwargs,
-    )
+    trainer = quiet_trainer(max_epochs=2, **trainer_kwargs)
     apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
     trainer.fit(model, datamodule=data)
     return trainer.global_step, {k: v.clone() for k, v in model.state_dict().items()}
