@@ -28,6 +28,16 @@ examples:
 """
 
 
+_AFTERWARDS = """
+after a run (RUN_ID is printed at the end, and shown in the UI):
+  python -m pipelines.ui [--port 5000]          the MLflow UI over ./mlruns
+  python -m pipelines.evaluate RUN_ID           its model on its test split again
+  python -m pipelines.predict RUN_ID FILE ...   its model on new images or text files
+  python -m pipelines.rerun RUN_ID [KEY=VALUE]  the same run again, from its record
+  python -m pipelines.resume RUN_ID             continue a killed run where it stopped
+"""
+
+
 def _defaults() -> dict[str, str | None]:
     """The option each group takes when the command line does not choose one."""
     primary = yaml.safe_load((config_dir() / "config.yaml").read_text()) or {}
@@ -70,5 +80,12 @@ def help_text() -> str:
     lines += ["", "installed plugins (entry points; add your own with a package):"]
     for kind in ("data", "model", "stage"):
         lines.append(f"  {kind + ':':<{width}} {', '.join(registry.names(kind))}")
-    lines += ["", _EXAMPLES.rstrip(), "", f"configs: {Path(config_dir())}"]
+    lines += [
+        "",
+        _EXAMPLES.rstrip(),
+        "",
+        _AFTERWARDS.rstrip(),
+        "",
+        f"configs: {Path(config_dir())}",
+    ]
     return "\n".join(lines)
