@@ -68,6 +68,8 @@ def test_ui_shows_a_finished_run_with_its_metrics_in_a_browser(workdir: Path) ->
             page.get_by_text(run.info.run_name).first.click(timeout=60_000)
             page.get_by_text("test/acc", exact=True).first.wait_for(timeout=60_000)
             page.screenshot(path=str(workdir / "run_page.png"), full_page=True)
+            if os.environ.get("PIPELINES_UI_SCREENSHOT"):  # to look at it by hand
+                page.screenshot(path=os.environ["PIPELINES_UI_SCREENSHOT"], full_page=True)
             body = page.inner_text("body")
             browser.close()
         assert run.info.run_id in body

@@ -193,7 +193,10 @@ def get_or_create_experiment(client: Any, uri: str, name: str) -> str:
         return experiment.experiment_id
     try:
         return client.create_experiment(
-            name, artifact_location=_default_artifact_location(uri, name)
+            name,
+            artifact_location=_default_artifact_location(uri, name),
+            # the UI's "model training" layout (runs, metrics, charts), not its GenAI one
+            tags={"mlflow.experimentKind": "custom_model_development"},
         )
     except MlflowException:  # created concurrently by a parallel job
         experiment = client.get_experiment_by_name(name)
