@@ -181,10 +181,10 @@ class Classifier(L.LightningModule):
     # -- the optimization step ----------------------------------------------------------------
     # Lightning's automatic optimization wraps every step in a closure and a chain of hooks
     # (optimizer_step, zero_grad, backward, each through the strategy and the precision
-    # plugin): about 0.3 ms per step on this CPU, a tenth of the book's MNIST dense net's
-    # step. The step above is the same zero_grad/backward/step through Lightning's own
-    # manual-optimization API. It is used only where it changes nothing: the training step
-    # and optimizers are this class's, and the trainer neither clips gradients nor
+    # plugin): about 0.12 ms more per step than this path on this CPU
+    # (benchmarks/step_cost.py). The step above is the same zero_grad/backward/step through
+    # Lightning's own manual-optimization API. It is used only where it changes nothing: the
+    # training step and optimizers are this class's, and the trainer neither clips gradients nor
     # accumulates them (both automatic-only in Lightning); otherwise Lightning optimizes.
 
     #: optimizer steps per Lightning training step (speed.steps_per_call), and their batch size
