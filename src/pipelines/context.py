@@ -66,3 +66,13 @@ class RunContext:
                 f"Put '{provider}' before '{stage}' in pipeline.stages."
             )
         return value
+
+
+def set_up_datamodule(datamodule: Any, model_class: type) -> Any:
+    """Load and split ``datamodule``'s data for ``model_class`` (the ``prepare`` stage's and
+    ``evaluate``'s one way to do it): text data first learns how the model takes tokens."""
+    if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
+        datamodule.adapt_to_model(model_class)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule

@@ -29,28 +29,19 @@ def rebuild(run_id: str, overrides: list[str], tracking_uri: str | None) -> tupl
     from omegaconf import OmegaConf
 
     from pipelines import registry
-    from pipelines.run_loader import fetch_run, load_run_model
-    from pipelines.tracking import TrackingSettings
+    from pipelines.context import set_up_datamodule
+    from pipelines.run_loader import fetch_run, model_of
 
-    uri = tracking_uri or TrackingSettings().resolved_uri()
-    record = fetch_run(run_id, uri)
-    config = OmegaConf.create(record.config)
-    try:
-        config.merge_with_dotlist(overrides)
-    except Exception as exc:  # omegaconf's grammar errors
-        raise PipelineError(f"Bad override in {overrides}: {exc}. Write KEY=VALUE.") from None
+    record = fetch_run(run_id, tracking_uri)
+    config = record.config_with(overrides)
     if any(not item.startswith("data.") for item in overrides):
         raise PipelineError(
             f"Only the data can be changed here ({overrides}); the model is the run's own. "
             "Write data.KEY=VALUE, or re-run with other settings: python -m pipelines.rerun."
         )
-    model = load_run_model(record.run_id, uri)
+    model = model_of(record)
     data_node = OmegaConf.to_container(config.data, resolve=True)
-    datamodule = registry.build("data", data_node, path="data")
-    if hasattr(datamodule, "adapt_to_model"):
-        datamodule.adapt_to_model(type(model))
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = set_up_datamodule(registry.build("data", data_node, path="data"), type(model))
     return record, model, datamodule
 
 

@@ -31,7 +31,7 @@ def resume(run_id: str, tracking_uri: str | None) -> dict[str, float]:
     from pipelines.run_loader import fetch_run
     from pipelines.runner import OUTPUT_DIR_TAG, run_pipeline
 
-    record = fetch_run(run_id, _store(tracking_uri))
+    record = fetch_run(run_id, tracking_uri)
     if record.status == "FINISHED":
         raise PipelineError(
             f"Run '{record.run_id}' ({record.run_name}) finished: there is nothing to resume. "
@@ -63,13 +63,11 @@ def resume(run_id: str, tracking_uri: str | None) -> dict[str, float]:
 
 def rerun(run_id: str, overrides: list[str], tracking_uri: str | None) -> dict[str, float]:
     """Run ``run_id``'s recorded config again (with ``overrides``) as a new run."""
-    from omegaconf import OmegaConf
-
     from pipelines.provenance import differences, provenance_tags
     from pipelines.run_loader import fetch_run
     from pipelines.runner import run_pipeline
 
-    record = fetch_run(run_id, _store(tracking_uri))
+    record = fetch_run(run_id, tracking_uri)
     changed = differences(record.tags, provenance_tags())
     if changed:
         print(
@@ -78,12 +76,9 @@ def rerun(run_id: str, overrides: list[str], tracking_uri: str | None) -> dict[s
             file=sys.stderr,
         )
     _track_into(record.client.tracking_uri)
-    config = OmegaConf.create(record.config)
-    try:
-        config.merge_with_dotlist(overrides)
-    except Exception as exc:  # omegaconf's grammar errors
-        raise PipelineError(f"Bad override in {overrides}: {exc}. Write KEY=VALUE.") from None
-    output_dir = Path("outputs/runs") / f"{datetime.now():%Y-%m-%d}" / f"{datetime.now():%H-%M-%S}"
+    config = record.config_with(overrides)
+    # the folder a run made by `python -m pipelines.run` would get (conf/config.yaml)
+    output_dir = Path("outputs/runs") / f"{datetime.now():%Y-%m-%d/%H-%M-%S}"
     output_dir.mkdir(parents=True, exist_ok=True)
     return run_pipeline(
         config,
@@ -91,12 +86,6 @@ def rerun(run_id: str, overrides: list[str], tracking_uri: str | None) -> dict[s
         overrides=[f"rerun_of={record.run_id}", *overrides],
         tags={RERUN_OF_TAG: record.run_id},
     )
-
-
-def _store(tracking_uri: str | None) -> str:
-    from pipelines.tracking import TrackingSettings
-
-    return tracking_uri or TrackingSettings().resolved_uri()
 
 
 def _track_into(uri: str) -> None:

@@ -71,18 +71,32 @@ class RecordedRun:
     def download(self, artifact: str, dest: str) -> str:
         return self.client.download_artifacts(self.run_id, artifact, dest)
 
+    def config_with(self, overrides: list[str]) -> Any:
+        """The recorded config (an OmegaConf node) with ``KEY=VALUE`` overrides applied."""
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.create(self.config)
+        try:
+            config.merge_with_dotlist(overrides)
+        except Exception as exc:  # omegaconf's grammar errors
+            raise PipelineError(f"Bad override in {overrides}: {exc}. Write KEY=VALUE.") from None
+        return config
+
 
 def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
     """The record of ``reference`` (a run id, ``runs:/<id>`` or ``models:/...``), with the
-    resolved config it ran with (its ``config.yaml`` artifact)."""
+    resolved config it ran with (its ``config.yaml`` artifact). ``tracking_uri`` defaults
+    to where runs go: ``$MLFLOW_TRACKING_URI``, else ``./mlruns``."""
     import os
 
     import yaml
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from pipelines.tracking import TrackingSettings
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri or TrackingSettings().resolved_uri())
     run_id = resolve_run_id(
         reference if is_run_reference(reference) else f"runs:/{reference}", client
     )
@@ -116,9 +130,13 @@ def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
 
 def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
     """The LightningModule of an earlier run, with the weights of its best checkpoint."""
+    return model_of(fetch_run(reference, tracking_uri))
+
+
+def model_of(record: RecordedRun) -> Any:
+    """The LightningModule of a fetched run, with the weights of its best checkpoint."""
     from mlflow.exceptions import MlflowException
 
-    record = fetch_run(reference, tracking_uri)
     artifact = record.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(
         record.client, record.run_id
     )
@@ -137,8 +155,8 @@ def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
         checkpoint = load_checkpoint(path)
     factory = registry.load("model", record.config["model"]["name"])
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    if hasattr(factory, "rebuild_arguments"):
-        hparams = factory.rebuild_arguments(hparams, tracking_uri=tracking_uri)
+    if hasattr(factory, "rebuild_arguments"):  # e.g. a backbone from another run
+        hparams = factory.rebuild_arguments(hparams, tracking_uri=record.client.tracking_uri)
     model = factory(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from pipelines import registry
-from pipelines.context import RunContext
+from pipelines.context import RunContext, set_up_datamodule
 
 
 class Prepare:
     """Builds ``ctx.datamodule`` (downloads/loads and splits) and ``ctx.model``."""
 
     def run(self, ctx: RunContext) -> None:
-        datamodule = ctx.build_datamodule()
-        if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
-            datamodule.adapt_to_model(
-                registry.load("model", ctx.config["model"]["name"], path="model.name")
-            )
-        datamodule.prepare_data()
-        datamodule.setup("fit")
+        model_class = registry.load("model", ctx.config["model"]["name"], path="model.name")
+        datamodule = set_up_datamodule(ctx.build_datamodule(), model_class)
         ctx.datamodule = datamodule
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         # Models that load an earlier run's network (runs:/...) read it from this store.
