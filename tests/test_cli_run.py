@@ -117,9 +117,64 @@ def test_terminated_run_is_marked_killed(workdir: Path) -> None:
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0, output
     (run,) = mlflow_runs(f"sqlite:///{db}")
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED", output
     checkpoints = [
         a.path
         for a in MlflowClient(f"sqlite:///{db}").list_artifacts(run.info.run_id, "checkpoints")
     ]
     assert checkpoints, "the best checkpoint so far is kept in the run"
+
+
+# A run whose process sends itself SIGTERM from inside ModelCheckpoint, after it has named
+# its new best checkpoint and before that file is written: the riskiest moment to stop.
+_SIGTERM_DURING_CHECKPOINT_SAVE = """
+import os, signal, sys
+from lightning.pytorch import Trainer
+
+save_checkpoint = Trainer.save_checkpoint
+best_saves = []
+
+def save_and_be_killed_midway(self, filepath, *args, **kwargs):
+    if os.path.basename(filepath).startswith("best"):
+        best_saves.append(filepath)
+        if len(best_saves) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return save_checkpoint(self, filepath, *args, **kwargs)
+
+Trainer.save_checkpoint = save_and_be_killed_midway
+sys.argv = ["pipelines.run", "trainer.max_epochs=1000"]
+from pipelines.run import main
+main()
+"""
+
+
+def test_sigterm_while_a_checkpoint_is_saved_still_ends_killed_with_it_saved(
+    workdir: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_DURING_CHECKPOINT_SAVE],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output, output
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.info.status == "KILLED", output
+    client = MlflowClient(store_uri(workdir))
+    logged = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
+    # the checkpoint being written when the signal came was finished and is the one kept
+    (name,) = logged
+    assert name.startswith("checkpoints/best-")
+    (saved,) = (workdir / "outputs").rglob(Path(name).name)
+    import torch
+
+    assert "state_dict" in torch.load(saved, weights_only=True)

@@ -102,3 +102,37 @@ def test_checkpoints_that_carry_code_are_refused(tmp_path: Path) -> None:
     good = tmp_path / "good.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, good)
     assert load_checkpoint(good)["epoch"] == 3
+
+
+def test_a_best_checkpoint_named_but_never_written_falls_back_to_the_one_on_disk(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C between ModelCheckpoint naming its new best and writing it: the run keeps the
+    previous best, which is still on disk, rather than failing on a missing file."""
+    import os
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from plugins.stages.fit import _best_saved_checkpoint
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_top_k=1)
+    previous, newest_last = tmp_path / "best-002.ckpt", tmp_path / "last.ckpt"
+    previous.write_bytes(b"x")
+    newest_last.write_bytes(b"x")
+    os.utime(previous, (1, 1))  # older than last.ckpt, which must still not be chosen
+    checkpoint.best_model_path = str(tmp_path / "best-003.ckpt")  # named, not written
+    checkpoint.best_k_models = {checkpoint.best_model_path: torch.tensor(0.1)}
+    assert _best_saved_checkpoint(checkpoint) == str(previous)
+
+    top_two = ModelCheckpoint(dirpath=tmp_path, monitor="val/acc", mode="max", save_top_k=2)
+    (tmp_path / "best-001.ckpt").write_bytes(b"x")
+    top_two.best_model_path = str(tmp_path / "best-003.ckpt")
+    top_two.best_k_models = {
+        top_two.best_model_path: torch.tensor(0.99),
+        str(tmp_path / "best-001.ckpt"): torch.tensor(0.90),
+        str(previous): torch.tensor(0.95),
+    }
+    assert _best_saved_checkpoint(top_two) == str(previous)
+
+    empty = ModelCheckpoint(dirpath=tmp_path / "none", monitor="val/loss")
+    assert _best_saved_checkpoint(empty) == ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipelines import distributed, registry, sweep
+from pipelines import distributed, registry, sweep, termination
 from pipelines.config import flatten
 from pipelines.console import interactive, print_config_tree
 from pipelines.context import RunContext
@@ -95,7 +95,7 @@ def run_pipeline(
 
     import lightning
 
-    _exit_on_sigterm()
+    termination.install()
     lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
     subject = _run_subject(config, stages)
     # Secondary DDP ranks run the same stages but track nothing: rank 0 owns the run.
@@ -128,6 +128,7 @@ def run_pipeline(
                 # where a run's time goes, per stage (benchmarks read time/fit_seconds)
                 seconds = time.perf_counter() - stage_started
                 tracker.log_metrics({f"time/{node['name']}_seconds": seconds}, step=index)
+                termination.stop_if_requested()
             status = "FINISHED"
             diverged = _non_finite_objective(config, ctx.metrics)
             if diverged:
@@ -142,8 +143,11 @@ def run_pipeline(
         except (KeyboardInterrupt, SystemExit):
             # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
             status = "KILLED"
+            termination.stop_if_requested()  # with 143: Lightning's own SIGTERM exit is 0
             raise
         finally:
+            if status == "FAILED" and termination.requested():
+                status = "KILLED"  # whatever the signal interrupted failed on its way out
             tracker.finish(status)
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)
@@ -188,25 +192,6 @@ def _select(config: DictConfig | dict[str, Any], key: str) -> Any:
             return None
         node = node.get(part)
     return node
-
-
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM (``kill``, a scheduler's pre-emption) into ``SystemExit``.
-
-    The default action ends the process on the spot, leaving the MLflow run RUNNING forever;
-    as an exception it unwinds through the runner, which marks the run KILLED.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-
-        def _terminate(signum: int, frame: object) -> None:
-            raise SystemExit(128 + signum)
-
-        signal.signal(signal.SIGTERM, _terminate)
 
 
 def require_values(cfg: DictConfig) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
@@ -103,7 +103,7 @@ class Fit:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         finally:
             # Whatever happened, what was saved on disk goes into the tracked run too.
-            best = checkpoint.best_model_path if checkpoint else ""
+            best = _best_saved_checkpoint(checkpoint)
             if best:
                 ctx.artifacts["best_checkpoint"] = best
                 ctx.tracker.log_artifact(best, checkpoint_dir)
@@ -120,3 +120,28 @@ class Fit:
         if best:
             ctx.metrics.update(best)
             ctx.tracker.log_metrics(best, step=trainer.global_step)
+
+
+def _best_saved_checkpoint(checkpoint: ModelCheckpoint | None) -> str:
+    """The best checkpoint that is on disk ("" if none).
+
+    ``ModelCheckpoint`` names its new best (and forgets the old one) before writing it, so a
+    run stopped in between (Ctrl-C, a full disk) has a ``best_model_path`` with no file.
+    The best one still on disk stands in: the best of the top-k kept, else the newest
+    non-"last" checkpoint, which with ``save_top_k=1`` is the previous best.
+    """
+    if checkpoint is None or not checkpoint.best_model_path:
+        return ""
+    if Path(checkpoint.best_model_path).is_file():
+        return checkpoint.best_model_path
+    kept = {path: score for path, score in checkpoint.best_k_models.items() if Path(path).is_file()}
+    if kept:
+        choose = min if checkpoint.mode == "min" else max
+        return choose(kept, key=lambda path: float(kept[path]))
+    last = checkpoint.CHECKPOINT_NAME_LAST or "last"
+    saved = [
+        path
+        for path in Path(checkpoint.dirpath or ".").glob(f"*{checkpoint.FILE_EXTENSION}")
+        if not path.stem.startswith(last)
+    ]
+    return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else ""
