@@ -1,28 +1,35 @@
-"""Framework overhead: ``python -m pipelines.run`` vs a hand-written PyTorch loop.
+"""Framework overhead: the pipeline's fit stage vs a hand-written PyTorch loop.
 
 Both train the book's MNIST networks (the dense net of ch. 2, the convnet of ch. 5) on the
 same tensors -- by default random images in MNIST's idx format at the book's size (60,000
-training images: timing does not depend on the pixels, and fixed start-up costs weigh as
-they do for a user), with ``--real`` the real MNIST images of ../shared split 8,000 / 2,000
-as in ``real_mnist.py`` -- with the same model class, optimizer, batch size and epochs, and
-both evaluate the validation split after every epoch and keep per-epoch loss and accuracy,
-as Keras' ``fit`` does.
+training images: timing does not depend on the pixels, and fixed costs weigh as they do for
+a user), with ``--real`` the real MNIST images of ../shared split 8,000 / 2,000 as in
+``real_mnist.py`` -- with the same model class, optimizer, batch size and epochs, and both
+evaluate the validation split after every epoch and keep per-epoch loss and accuracy, as
+Keras' ``fit`` does. The loop is written as well as a person would write it: batches by
+index from in-memory tensors, metrics summed on detached tensors (no per-step ``.item()``).
 
-The pipeline's time is its ``fit`` stage (``time/fit_seconds`` in the run: Trainer set-up,
-training, validation, checkpoints, MLflow logging); the loop's is its own training and
-validation. Each side runs in a fresh process, alternating, ``--repeats`` times; printed are
-the ratio of the medians and the median of the ratios of back-to-back pairs.
+The pipeline runs exactly what ``python -m pipelines.run experiment=book_mnist_dense
+data.root=DIR`` runs (Hydra's composed config, ``run_pipeline``, MLflow tracking into a
+store in a temporary folder); its time is the fit stage (``time/fit_seconds`` in its run:
+Trainer set-up, training, validation, checkpoints, MLflow logging). Process start-up is
+``startup.py``'s business.
 
-    python benchmarks/overhead.py [--models mlp convnet] [--epochs 5] [--repeats 3] [--real]
+Both sides run in this one process, alternating, after one untimed warm-up round: on a
+shared machine whose speed drifts by +-30% within minutes, only back-to-back pairs compare
+like with like. Printed: each pair, and per variant the median of the pairs' ratios.
+
+    python benchmarks/overhead.py [--models mlp convnet] [--epochs 5] [--repeats 7] [--real]
+                                  [--steps-per-call auto 1 8] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
+import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,11 +74,6 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> float:
     data = MNISTDataModule(root=str(root), batch_size=batch_size, seed=42)
     data.setup()
     (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
-    # a script that never imports Lightning does not have its NVML-based CUDA check (the
-    # MNIST and model classes used here import it): the same as the pipeline does without GPU
-    from pipelines.trainer import plain_cuda_check_without_gpu
-
-    plain_cuda_check_without_gpu()
     torch.manual_seed(42)
     factory = dense.MLP if model_name == "mlp" else convnet.ConvNet
     model = factory(input_shape=tuple(x_train.shape[1:]), num_classes=10, **settings)
@@ -82,7 +84,7 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> float:
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
-        loss_sum = correct = 0.0
+        loss_sum, correct = torch.zeros(()), torch.zeros(())
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             inputs, targets = x_train[index], y_train[index]
@@ -91,26 +93,24 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(index)
-            correct += float((outputs.argmax(dim=1) == targets).sum())
+            loss_sum += loss.detach() * len(index)
+            correct += (outputs.detach().argmax(dim=1) == targets).sum()
         model.eval()
         with torch.no_grad():
-            val_loss = val_correct = 0.0
+            val_loss, val_correct = torch.zeros(()), torch.zeros(())
             for start in range(0, len(x_val), batch_size):
-                inputs, targets = (
-                    x_val[start : start + batch_size],
-                    y_val[start : start + batch_size],
-                )
+                inputs = x_val[start : start + batch_size]
+                targets = y_val[start : start + batch_size]
                 outputs = model(inputs)
-                val_loss += float(F.cross_entropy(outputs, targets, reduction="sum"))
-                val_correct += float((outputs.argmax(dim=1) == targets).sum())
-        history = {
-            "loss": loss_sum / len(order),
-            "acc": correct / len(order),
-            "val_loss": val_loss / len(x_val),
-            "val_acc": val_correct / len(x_val),
+                val_loss += F.cross_entropy(outputs, targets, reduction="sum")
+                val_correct += (outputs.argmax(dim=1) == targets).sum()
+        history = {  # what Keras' fit keeps per epoch
+            "loss": float(loss_sum) / len(order),
+            "acc": float(correct) / len(order),
+            "val_loss": float(val_loss) / len(x_val),
+            "val_acc": float(val_correct) / len(x_val),
         }
-    print(json.dumps(history), file=sys.stderr)
+    assert all(value == value for value in history.values()), history  # it trained: no NaN
     return time.perf_counter() - started
 
 
@@ -135,6 +135,35 @@ def pipeline_fit_metrics(
     return client.get_run(result.run_id).data.metrics
 
 
+def pipeline_fit_seconds(root: Path, experiment: str, epochs: int, extra: list[str]) -> float:
+    """Run a book preset in this process as ``python -m pipelines.run`` would (its composed
+    config, ``run_pipeline``, MLflow into ./mlruns); the fit stage's recorded seconds."""
+    from hydra import compose, initialize_config_dir
+    from mlflow import MlflowClient
+
+    from pipelines.runner import run_pipeline
+    from pipelines.tracking import TrackingSettings
+
+    overrides = [
+        f"experiment={experiment}",
+        f"data.root={root}",
+        f"trainer.max_epochs={epochs}",
+        "tracking.experiment=benchmarks",
+        "pipeline.stages=[prepare,fit]",  # the timed part; test and report are not
+        *extra,
+    ]
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        cfg = compose("config", overrides=overrides)
+    output = Path(tempfile.mkdtemp(prefix="overhead-", dir="."))
+    with contextlib.redirect_stdout(io.StringIO()):  # the run summary
+        run_pipeline(cfg, output_dir=output)
+    client = MlflowClient(TrackingSettings(experiment="benchmarks").resolved_uri())
+    experiment_id = client.get_experiment_by_name("benchmarks").experiment_id
+    (latest,) = client.search_runs([experiment_id], order_by=["start_time DESC"], max_results=1)
+    return latest.data.metrics["time/fit_seconds"]
+
+
 def prepare_mnist(work: Path, real: bool, shared: Path) -> tuple[Path, str]:
     """MNIST idx files in ``work/mnist`` (random at the book's size, or the real ones)."""
     (work / "mnist").mkdir()
@@ -147,54 +176,59 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--real", action="store_true", help="the real images of ../shared")
     parser.add_argument(
         "--steps-per-call",
         nargs="+",
-        type=int,
-        default=[1],
+        default=["auto"],
         help="pipeline variants: speed.steps_per_call values, each timed in every repeat",
     )
-    parser.add_argument("--hand-loop", nargs=2, metavar=("ROOT", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's own choice, all cores)"
+    )
     options = parser.parse_args()
-    if options.hand_loop:
-        root, model_name = options.hand_loop
-        print(hand_loop(Path(root), model_name, options.epochs))
-        return
+    import logging
+
+    import torch
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+
+    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+
+    quiet_lightning()
+    plain_cuda_check_without_gpu()  # as the pipeline does: both sides alike from the start
+    logging.getLogger("pipelines").setLevel(logging.WARNING)
+    print(f"{torch.get_num_threads()} torch threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root, source = prepare_mnist(work, options.real, options.shared)
         print(f"{source}, {options.epochs} epochs", flush=True)
+        os.chdir(work)
         for model_name in options.models:
-            loops: list[float] = []
-            fits: dict[int, list[float]] = {n: [] for n in options.steps_per_call}
+            experiment = EXPERIMENTS[model_name]
+            variants = {
+                steps: [f"speed.steps_per_call={steps}"] for steps in options.steps_per_call
+            }
+            hand_loop(root, model_name, 1)  # warm-up round: first-call costs of either side
+            pipeline_fit_seconds(root, experiment, 1, variants[options.steps_per_call[0]])
+            ratios: dict[str, list[float]] = {steps: [] for steps in variants}
             for _ in range(options.repeats):
-                command = [sys.executable, __file__, "--epochs", str(options.epochs),
-                           "--hand-loop", str(root), model_name]  # fmt: skip
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
-                loops.append(float(done.stdout.strip().splitlines()[-1]))
-                line = f"  {model_name}: hand loop {loops[-1]:.2f} s"
-                for steps in options.steps_per_call:
-                    extra = (f"speed.steps_per_call={steps}",) if steps > 1 else ()
-                    metrics = pipeline_fit_metrics(
-                        root, EXPERIMENTS[model_name], options.epochs, work, extra
-                    )
-                    fits[steps].append(metrics["time/fit_seconds"])
-                    line += f", pipeline fit (steps_per_call={steps}) {fits[steps][-1]:.2f} s"
+                loop = hand_loop(root, model_name, options.epochs)
+                line = f"  {model_name}: hand loop {loop:.2f} s"
+                for steps, extra in variants.items():
+                    fit = pipeline_fit_seconds(root, experiment, options.epochs, extra)
+                    ratios[steps].append(fit / loop)
+                    line += f", pipeline (steps_per_call={steps}) {fit:.2f} s ({fit / loop:.3f}x)"
                 print(line, flush=True)
-            loop = statistics.median(loops)
-            for steps, times in fits.items():
-                fit = statistics.median(times)
-                # each repeat ran back to back: the median of their ratios cancels the slow
-                # and fast spells of a shared machine better than the ratio of two medians
-                paired = statistics.median(f / h for f, h in zip(times, loops, strict=True))
-                option = f" speed.steps_per_call={steps}" if steps > 1 else ""
-                print(f"{model_name:8s} median hand loop {loop:.2f} s, pipeline fit {fit:.2f} s: "
-                      f"ratio of medians {fit / loop:.3f}, median of paired ratios "
-                      f"{paired:.3f}  (python -m pipelines.run experiment="
-                      f"{EXPERIMENTS[model_name]} data.root=DIR{option})", flush=True)  # fmt: skip
+            for steps, values in ratios.items():
+                option = "" if steps == "auto" else f" speed.steps_per_call={steps}"
+                print(f"{model_name:8s} steps_per_call={steps}: median of {len(values)} paired "
+                      f"ratios {statistics.median(values):.3f} (min {min(values):.3f}, max "
+                      f"{max(values):.3f})  (python -m pipelines.run experiment={experiment} "
+                      f"data.root=DIR{option})", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

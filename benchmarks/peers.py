@@ -20,7 +20,7 @@ threading, alternating, ``--repeats`` times; per side, the medians and the ratio
 pipeline are printed (above 1: the pipeline is faster).
 
     python benchmarks/peers.py [--backends jax torch] [--epochs 5] [--repeats 3] [--real]
-                               [--steps-per-call 8]
+                               [--steps-per-call auto]
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: Keras 3 and JAX).
 """
@@ -142,9 +142,9 @@ def keras_side(root: Path, backend: str, epochs: int) -> Fit:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def pipeline_side(root: Path, epochs: int, cwd: Path, steps_per_call: int = 1) -> Fit:
+def pipeline_side(root: Path, epochs: int, cwd: Path, steps_per_call: str = "auto") -> Fit:
     """The pipeline's fit seconds and last validation accuracy, read from its MLflow run."""
-    extra = (f"speed.steps_per_call={steps_per_call}",) if steps_per_call > 1 else ()
+    extra = (f"speed.steps_per_call={steps_per_call}",) if steps_per_call != "auto" else ()
     metrics = pipeline_fit_metrics(root, EXPERIMENT, epochs, cwd, extra)
     return {"seconds": metrics["time/fit_seconds"], "val_acc": metrics.get("val/acc", float("nan"))}
 
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--real", action="store_true", help="the real images of ../shared")
     parser.add_argument(
-        "--steps-per-call", type=int, default=1, help="the pipeline's speed.steps_per_call"
+        "--steps-per-call", default="auto", help="the pipeline's speed.steps_per_call"
     )
     parser.add_argument("--keras-fit", type=Path, metavar="ROOT", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -182,7 +182,7 @@ def main() -> None:
                       f"val acc {result['val_acc']:.4f}", flush=True)  # fmt: skip
         ours = statistics.median(seconds["pipeline"])
         command = f"experiment={EXPERIMENT} data.root=DIR trainer.max_epochs={options.epochs}"
-        if options.steps_per_call > 1:
+        if options.steps_per_call != "auto":
             command += f" speed.steps_per_call={options.steps_per_call}"
         print(f"pipeline     median fit {ours:7.2f} s  (python -m pipelines.run {command})")
         for side in sides[:-1]:

@@ -125,9 +125,41 @@ def test_own_optimization_step_matches_lightnings_automatic_one() -> None:
     automatic_trainer, automatic_weights = _train_one_epoch(automatic)
     assert fast.automatic_optimization is False
     assert automatic.automatic_optimization is True
+    assert fast._lean_step is True  # no hook to dispatch: plain backward and step
     assert fast_trainer.global_step == automatic_trainer.global_step == 6
     for name, value in fast_weights.items():
         torch.testing.assert_close(value, automatic_weights[name], msg=name)
+
+
+def test_a_callback_that_inspects_gradients_still_gets_its_hooks() -> None:
+    """A callback overriding a backward/step hook turns the lean step off: it is called
+    every step, and the weights are the lean step's."""
+    import lightning as L
+
+    from plugins.models.dense import MLP
+
+    class GradientNorms(L.Callback):
+        def __init__(self) -> None:
+            self.norms: list[float] = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            grads = [p.grad.norm() for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(float(torch.stack(grads).norm()))
+
+    settings = {"hidden_units": [16], "optimizer": "adam"}
+    torch.manual_seed(5)
+    lean = MLP((1, 8, 8), num_classes=3, **settings)
+    torch.manual_seed(5)
+    hooked = MLP((1, 8, 8), num_classes=3, **settings)
+    norms = GradientNorms()
+    torch.manual_seed(6)
+    _, lean_weights = _train_one_epoch(lean)
+    torch.manual_seed(6)
+    trainer, hooked_weights = _train_one_epoch(hooked, callbacks=[norms])
+    assert lean._lean_step is True and hooked._lean_step is False
+    assert len(norms.norms) == trainer.global_step == 6 and all(n > 0 for n in norms.norms)
+    for name, value in lean_weights.items():
+        torch.testing.assert_close(value, hooked_weights[name], msg=name)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ QUICK = ["trainer.max_epochs=1"]
 
 
 def _log_a_run(args: tuple[str, int]) -> None:
-    """One job's worth of tracking: a run, 150 params, 30 flushes of 20 metrics, a tag."""
+    """One job's worth of tracking: a run, 150 params, 30 flushes of 20 metrics (written in
+    the background, as training writes them), a tag."""
     uri, index = args
     from pipelines.tracking import MlflowTracker, TrackingSettings
 
@@ -29,7 +30,7 @@ def _log_a_run(args: tuple[str, int]) -> None:
     tracker.log_params({f"param{k}": k for k in range(150)})
     for step in range(30):
         tracker.log_metrics({f"metric{k}": step * k for k in range(20)}, step=step)
-        tracker.flush()
+        tracker.flush(wait=False)
     tracker.set_tags({"job": str(index)})
     tracker.finish("FINISHED")
 

@@ -11,14 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mlflow import MlflowClient
 
 from conftest import FAST, mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines.errors import ConfigValueError
-from pipelines.speed import SpeedSettings, apply_speed_settings
-
-
-def _trainer(device: str) -> SimpleNamespace:
-    return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1)
+from pipelines.speed import AUTO_STEPS_PER_CALL, SpeedSettings, apply_speed_settings
 
 
 def _digits(**kwargs):
@@ -39,11 +36,11 @@ def _first_conv_weight(model) -> torch.Tensor:
     return next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def test_auto_settings_stay_off_on_cpu() -> None:
+def test_auto_device_settings_stay_off_on_cpu() -> None:
     data, model = _digits(), _convnet()
     before = data.splits["train"][0]
-    applied = apply_speed_settings(SpeedSettings(), model, data, _trainer("cpu"))
-    assert applied == {}
+    applied = apply_speed_settings(SpeedSettings(), model, data, quiet_trainer())
+    assert applied == {"steps_per_call": AUTO_STEPS_PER_CALL}  # the one auto that is on
     assert data.splits["train"][0] is before
     assert _first_conv_weight(model).is_contiguous()
 
@@ -51,8 +48,12 @@ def test_auto_settings_stay_off_on_cpu() -> None:
 def test_explicit_settings_apply_on_cpu_and_the_model_still_trains() -> None:
     data, model = _digits(), _convnet()
     settings = SpeedSettings(data_on_device=True, channels_last=True)
-    applied = apply_speed_settings(settings, model, data, _trainer("cpu"))
-    assert applied == {"data_on_device": True, "channels_last": True}
+    applied = apply_speed_settings(settings, model, data, quiet_trainer())
+    assert applied == {
+        "data_on_device": True,
+        "channels_last": True,
+        "steps_per_call": AUTO_STEPS_PER_CALL,
+    }
     assert _first_conv_weight(model).is_contiguous(memory_format=torch.channels_last)
     inputs, targets = next(iter(data.train_dataloader()))
     loss = torch.nn.functional.cross_entropy(model(inputs), targets)
@@ -64,7 +65,7 @@ def test_data_on_device_needs_in_memory_splits() -> None:
     streaming = SimpleNamespace()  # a data module without move_splits_to
     settings = SpeedSettings(data_on_device=True)
     with pytest.raises(ConfigValueError, match="holds its splits in memory"):
-        apply_speed_settings(settings, _convnet(), streaming, _trainer("cpu"))
+        apply_speed_settings(settings, _convnet(), streaming, quiet_trainer())
 
 
 @pytest.mark.parametrize(
@@ -131,3 +132,56 @@ def test_steps_per_call_says_what_rules_it_out() -> None:
         _fit_digits(2, gradient_clip_val=1.0)
     with pytest.raises(ConfigValueError, match=r"speed\.steps_per_call"):
         SpeedSettings.from_config({"steps_per_call": 0})
+
+
+@pytest.mark.parametrize(
+    "trainer_settings",
+    [
+        {"max_steps": 100},
+        {"limit_train_batches": 10},
+        {"limit_train_batches": 0.5},
+        {"val_check_interval": 20},
+        {"gradient_clip_val": 1.0},
+        {"accumulate_grad_batches": 2},
+    ],
+    ids=lambda settings: next(iter(settings)),
+)
+def test_auto_steps_per_call_is_one_where_lightning_counts_batches(trainer_settings) -> None:
+    """Each of these counts training batches (or needs Lightning's own step): fused calls
+    would change its meaning, so auto keeps one step per call."""
+    data, model = _digits(), _convnet()
+    applied = apply_speed_settings(SpeedSettings(), model, data, quiet_trainer(**trainer_settings))
+    assert "steps_per_call" not in applied
+    assert data.train_dataloader().batch_size == data.batch_size
+
+
+def test_auto_steps_per_call_is_one_for_models_with_their_own_training_step() -> None:
+    from plugins.models.vae import VAE
+
+    data = _digits()
+    model = VAE(input_shape=(1, 8, 8), latent_dim=2)
+    assert "steps_per_call" not in apply_speed_settings(
+        SpeedSettings(), model, data, quiet_trainer()
+    )
+
+
+def test_default_run_fuses_steps_and_records_it(workdir: Path) -> None:
+    """The default pipeline takes 32 optimizer steps per Lightning call, and says so."""
+    result = run_cli([*FAST], cwd=workdir)
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.data.tags["speed"] == f"steps_per_call={AUTO_STEPS_PER_CALL}"
+    result = run_cli([*FAST, "+trainer.max_steps=40"], cwd=workdir)
+    assert result.returncode == 0, result.output
+    latest = max(mlflow_runs(store_uri(workdir)), key=lambda run: run.info.start_time)
+    assert latest.data.tags["speed"] == "none"
+    # max_steps counts optimizer steps: exactly 40, not rounded up to a whole call
+    assert (
+        max(
+            m.step
+            for m in MlflowClient(store_uri(workdir)).get_metric_history(
+                latest.info.run_id, "train/loss"
+            )
+        )
+        <= 40
+    )

@@ -52,8 +52,8 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        self._tracker.flush()
+        self._tracker.flush(wait=False)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        self._tracker.flush()
+        self._tracker.flush(wait=False)

@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,9 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store text (e.g. the resolved config) as an artifact file."""
 
-    def flush(self) -> None:
-        """Send buffered metrics now."""
+    def flush(self, wait: bool = True) -> None:
+        """Send buffered metrics now; ``wait=False`` hands them to a background writer
+        (training goes on while they are written; :meth:`finish` waits for them)."""
 
     def finish(self, status: str) -> None:
         """End the run with an MLflow status: FINISHED, FAILED or KILLED."""
@@ -135,6 +137,14 @@ class MlflowTracker(Tracker):
         self.settings = settings
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
+        # one background writer, so metric batches land in order; created on first use
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[None]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # launchers pickle the sweep callback's tracker: the writer thread stays behind
+        self.flush()
+        return {**self.__dict__, "_writer": None, "_writes": []}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -153,13 +163,25 @@ class MlflowTracker(Tracker):
             len(self._pending) >= _MAX_BATCH_METRICS
             or time.monotonic() - self._last_flush > _FLUSH_SECONDS
         ):
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
+        # A log_batch into SQLite takes ~7 ms here (a commit per batch), paid once or twice
+        # an epoch; in the background it overlaps training instead of adding to it.
         pending, self._pending = self._pending, []
-        for chunk in _chunks(pending, _MAX_BATCH_METRICS):
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
         self._last_flush = time.monotonic()
+        if pending:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="mlflow-metrics")
+            self._writes.append(self._writer.submit(self._write_metrics, pending))
+        finished = [write for write in self._writes if wait or write.done()]
+        self._writes = [write for write in self._writes if write not in finished]
+        for write in finished:
+            write.result()  # a failed write is reported by the next flush, never lost
+
+    def _write_metrics(self, metrics: list[Any]) -> None:
+        for chunk in _chunks(metrics, _MAX_BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -178,6 +200,9 @@ class MlflowTracker(Tracker):
         try:
             self.flush()
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
             self.client.set_terminated(self.run_id, status=status)
 
     def child(self, run_name: str, tags: Mapping[str, str] | None = None) -> Tracker:

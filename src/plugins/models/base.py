@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipelines.errors import ConfigValueError, TrainingDiverged, did_you_mean
+from plugins.models.lean_step import lean_step_possible
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
@@ -159,12 +160,26 @@ class Classifier(L.LightningModule):
         if self.automatic_optimization:
             return self._training_loss(batch)
         optimizer = self.optimizers()
+        if self._lean_step is None:  # decided once per fit (on_train_start resets it)
+            self._lean_step = lean_step_possible(self, self._trainer)
         for part in self._micro_batches(batch):
             loss = self._training_loss(part)
             optimizer.zero_grad()
-            self.manual_backward(loss)  # through the precision plugin: AMP scaling applies
-            optimizer.step()
+            if self._lean_step:  # the same computation, without hooks nobody implements
+                loss.backward()
+                optimizer._on_before_step()  # the manual loop's step counter
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                self.manual_backward(loss)  # through the precision plugin: AMP scaling applies
+                optimizer.step()
         return loss.detach()
+
+    #: whether the own step skips Lightning's backward/step wrappers (see lean_step.py)
+    _lean_step: bool | None = None
+
+    def on_train_start(self) -> None:
+        self._lean_step = None
 
     def _training_loss(self, batch: Any) -> torch.Tensor:
         loss = self._evaluate(batch, "train")
