@@ -30,6 +30,9 @@ def test_default_run_trains_to_95_percent_and_tracks_everything(workdir: Path) -
     metrics = run.data.metrics
     assert metrics["test/acc"] >= 0.95
     assert "test/loss" in metrics
+    for stage in ("prepare", "fit", "test", "report"):  # where the run's time went
+        assert metrics[f"time/{stage}_seconds"] > 0, stage
+        assert metrics[f"time/{stage}_cpu_seconds"] > 0, stage
 
     client = MlflowClient(tracking_uri=uri)
     for name in ("train/loss", "val/loss", "val/acc"):

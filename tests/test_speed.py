@@ -155,6 +155,17 @@ def test_auto_steps_per_call_is_one_where_lightning_counts_batches(trainer_setti
     assert data.train_dataloader().batch_size == data.batch_size
 
 
+def test_auto_steps_per_call_is_one_for_data_augmented_per_batch() -> None:
+    """Augmentation draws its random numbers per batch: fused, they would come in another
+    order, so auto keeps one step per call (an explicit N still fuses)."""
+    data, model = _digits(augment={"rotation": 0.1}), _convnet()
+    assert "steps_per_call" not in apply_speed_settings(
+        SpeedSettings(), model, data, quiet_trainer()
+    )
+    explicit = SpeedSettings(steps_per_call=4)
+    assert apply_speed_settings(explicit, model, data, quiet_trainer())["steps_per_call"] == 4
+
+
 def test_auto_steps_per_call_is_one_for_models_with_their_own_training_step() -> None:
     from plugins.models.vae import VAE
 

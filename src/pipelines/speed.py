@@ -137,7 +137,8 @@ def auto_steps_per_call(
     """AUTO_STEPS_PER_CALL where fusing steps changes no result and no setting's meaning.
 
     That is: the model takes its own optimizer steps (a built-in model, no gradient
-    clipping or accumulation), the data is in memory, one process trains, and nothing counts
+    clipping or accumulation), the data is in memory and not augmented per batch (its
+    random draws would come in another order), one process trains, and nothing counts
     training batches (``max_steps``, an integer or fractional ``limit_train_batches`` or
     ``val_check_interval``), since Lightning would count calls instead. The weights are
     the same as one step per call (tests/test_speed.py); only the progress bar moves once
@@ -147,7 +148,7 @@ def auto_steps_per_call(
     fusable = (
         own_step_possible is not None
         and own_step_possible(trainer)
-        and hasattr(datamodule, "steps_per_call")
+        and getattr(datamodule, "fused_batches_are_exact", False)
         and trainer.world_size == 1
         and trainer.max_steps == -1
         and _whole(trainer.limit_train_batches)

@@ -141,6 +141,13 @@ class TensorSplitLoaders(SplitLoaders):
     #: training batches handed over at once (speed.steps_per_call; the model cuts them apart)
     steps_per_call: int = 1
 
+    @property
+    def fused_batches_are_exact(self) -> bool:
+        """Whether N batches handed over at once reach the model exactly as N single ones
+        would: true unless the data transforms each batch at random (augmentation draws
+        its random numbers per batch, so fused batches would draw them in another order)."""
+        return True
+
     def move_splits_to(self, device: torch.device) -> None:
         """Keep every split on ``device`` (the GPU): batches are then sliced there, with no
         host-to-device copy per step. Images go channels_last on a GPU, as the models do."""

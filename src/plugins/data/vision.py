@@ -37,6 +37,10 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
 
+    @property
+    def fused_batches_are_exact(self) -> bool:
+        return self.augmentation is None
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
         if self.augmentation is None or trainer is None or not trainer.training:
