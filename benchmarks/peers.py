@@ -20,7 +20,7 @@ threading, alternating, ``--repeats`` times; per side, the medians and the ratio
 pipeline are printed (above 1: the pipeline is faster).
 
     python benchmarks/peers.py [--backends jax torch] [--epochs 5] [--repeats 3] [--real]
-                               [--steps-per-call auto]
+                               [--steps-per-call auto] [--keras-steps-per-execution 32]
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: Keras 3 and JAX).
 """
@@ -91,7 +91,7 @@ def book_arrays(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     )
 
 
-def keras_fit(root: Path, epochs: int) -> Fit:
+def keras_fit(root: Path, epochs: int, steps_per_execution: int = 1) -> Fit:
     """The book's Keras code in this process's backend (``KERAS_BACKEND``): fit seconds.
 
     Run only in a fresh process: Keras fixes its backend at import, and a fresh process keeps
@@ -116,6 +116,7 @@ def keras_fit(root: Path, epochs: int) -> Fit:
         optimizer=keras.optimizers.RMSprop(1e-3),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,  # the book leaves it at 1
     )
     started = time.perf_counter()
     history = model.fit(
@@ -132,9 +133,10 @@ def keras_fit(root: Path, epochs: int) -> Fit:
     return {"seconds": seconds, "val_acc": last["val_accuracy"]}
 
 
-def keras_side(root: Path, backend: str, epochs: int) -> Fit:
+def keras_side(root: Path, backend: str, epochs: int, steps_per_execution: int = 1) -> Fit:
     """Run :func:`keras_fit` in a fresh process with ``KERAS_BACKEND=backend``."""
-    command = [sys.executable, __file__, "--epochs", str(epochs), "--keras-fit", str(root)]
+    command = [sys.executable, __file__, "--epochs", str(epochs), "--keras-fit", str(root),
+               "--keras-steps-per-execution", str(steps_per_execution)]  # fmt: skip
     env = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -159,10 +161,17 @@ def main() -> None:
     parser.add_argument(
         "--steps-per-call", default="auto", help="the pipeline's speed.steps_per_call"
     )
+    parser.add_argument(
+        "--keras-steps-per-execution",
+        type=int,
+        default=1,
+        help="Keras' compile(steps_per_execution=): 1 as the book writes it",
+    )
     parser.add_argument("--keras-fit", type=Path, metavar="ROOT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.keras_fit:
-        print(json.dumps(keras_fit(options.keras_fit, options.epochs)))
+        fit = keras_fit(options.keras_fit, options.epochs, options.keras_steps_per_execution)
+        print(json.dumps(fit))
         return
     check_preset()
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +185,12 @@ def main() -> None:
                 if side == "pipeline":
                     result = pipeline_side(root, options.epochs, work, options.steps_per_call)
                 else:
-                    result = keras_side(root, side.removeprefix("keras-"), options.epochs)
+                    result = keras_side(
+                        root,
+                        side.removeprefix("keras-"),
+                        options.epochs,
+                        options.keras_steps_per_execution,
+                    )
                 seconds[side].append(result["seconds"])
                 print(f"  repeat {repeat}: {side:12s} fit {result['seconds']:7.2f} s, "
                       f"val acc {result['val_acc']:.4f}", flush=True)  # fmt: skip
