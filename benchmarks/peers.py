@@ -174,6 +174,10 @@ def main() -> None:
         print(json.dumps(fit))
         return
     check_preset()
+    if options.keras_steps_per_execution > 1 and "torch" in options.backends:
+        # Keras 3.15: "`steps_per_execution` must be 1 with the PyTorch backend"
+        print("Keras on torch takes one step per execution only: measuring JAX alone")
+        options.backends = [backend for backend in options.backends if backend != "torch"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root, source = prepare_mnist(work, options.real, options.shared)
