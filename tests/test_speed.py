@@ -182,6 +182,14 @@ def test_default_run_fuses_steps_and_records_it(workdir: Path) -> None:
     assert result.returncode == 0, result.output
     (run,) = mlflow_runs(store_uri(workdir))
     assert run.data.tags["speed"] == f"steps_per_call={AUTO_STEPS_PER_CALL}"
+    # metrics are recorded at optimizer steps, as with one step per call: one x-axis
+    client = MlflowClient(store_uri(workdir))
+    fused_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    result = run_cli([*FAST, "speed.steps_per_call=1"], cwd=workdir)
+    assert result.returncode == 0, result.output
+    single = max(mlflow_runs(store_uri(workdir)), key=lambda run: run.info.start_time)
+    single_steps = [m.step for m in client.get_metric_history(single.info.run_id, "val/loss")]
+    assert fused_steps == single_steps and fused_steps[-1] > len(fused_steps)
     result = run_cli([*FAST, "+trainer.max_steps=40"], cwd=workdir)
     assert result.returncode == 0, result.output
     latest = max(mlflow_runs(store_uri(workdir)), key=lambda run: run.info.start_time)

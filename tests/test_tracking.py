@@ -65,3 +65,14 @@ def test_a_failed_background_write_is_raised_not_lost(tmp_path: Path) -> None:
     tracker.finish("FAILED")  # the run is still ended
     client = MlflowClient(store_uri(tmp_path))
     assert client.get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_a_run_whose_last_metrics_were_not_written_is_not_finished(tmp_path: Path) -> None:
+    tracker, gated = _tracker(tmp_path, fail=True)
+    tracker.log_metrics({"val/loss": 1.0}, step=0)
+    tracker.flush(wait=False)  # the last epoch's metrics, handed over at the end of fit
+    gated.gate.set()
+    with pytest.raises(RuntimeError, match="the store went away"):
+        tracker.finish("FINISHED")
+    client = MlflowClient(store_uri(tmp_path))
+    assert client.get_run(tracker.run_id).info.status == "FAILED"

@@ -39,8 +39,18 @@ class TrackerLogger(Logger):
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """No-op: the engine logs the whole resolved config as params itself."""
 
+    def follow(self, trainer: Any) -> None:
+        """Record metrics at ``trainer.global_step`` (optimizer steps). Lightning passes the
+        count of training calls, which ``speed.steps_per_call`` makes 32x smaller than the
+        optimizer steps; the two are equal otherwise, so every run shares one x-axis."""
+        self._trainer = trainer
+
+    _trainer: Any = None
+
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._trainer is not None:
+            step = self._trainer.global_step
         if self._prefix:
             metrics = {f"{self._prefix}{key}": value for key, value in metrics.items()}
         self._tracker.log_metrics(metrics, step=step)

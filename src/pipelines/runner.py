@@ -144,17 +144,18 @@ def run_pipeline(
                 log.warning(diverged)
                 tracker.set_tags({"pipelines.failure": diverged})
                 status = "FAILED"
-        except TrainingDiverged as exc:
-            tracker.set_tags({"pipelines.failure": str(exc)})
-            raise
-        except (KeyboardInterrupt, SystemExit):
-            # Ctrl-C (Lightning turns it into SystemExit after a graceful stop) or SIGTERM.
-            status = "KILLED"
-            termination.stop_if_requested()  # with 143: Lightning's own SIGTERM exit is 0
+        except BaseException as exc:
+            if isinstance(exc, TrainingDiverged):
+                tracker.set_tags({"pipelines.failure": str(exc)})
+            # Ctrl-C (Lightning turns it into SystemExit after a graceful stop), or SIGTERM,
+            # whatever the signal interrupted failed with on its way out
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or termination.requested():
+                status = "KILLED"
+                # exit 143, also where Lightning's own SIGTERM exit is 0, and never a failed
+                # job that a sweep would follow with the next one
+                termination.stop_if_requested()
             raise
         finally:
-            if status == "FAILED" and termination.requested():
-                status = "KILLED"  # whatever the signal interrupted failed on its way out
             tracker.finish(status)
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)

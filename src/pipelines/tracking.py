@@ -176,8 +176,9 @@ class MlflowTracker(Tracker):
             self._writes.append(self._writer.submit(self._write_metrics, pending))
         finished = [write for write in self._writes if wait or write.done()]
         self._writes = [write for write in self._writes if write not in finished]
-        for write in finished:
-            write.result()  # a failed write is reported by the next flush, never lost
+        errors = [write.exception() for write in finished if write.exception() is not None]
+        if errors:  # a failed write is reported by the next flush, never lost
+            raise errors[0]
 
     def _write_metrics(self, metrics: list[Any]) -> None:
         for chunk in _chunks(metrics, _MAX_BATCH_METRICS):
@@ -199,6 +200,10 @@ class MlflowTracker(Tracker):
     def finish(self, status: str) -> None:
         try:
             self.flush()
+        except BaseException:
+            if status == "FINISHED":
+                status = "FAILED"  # metrics were lost: the run must not look complete
+            raise
         finally:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)

@@ -63,13 +63,15 @@ def build_trainer(
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())  # a person is watching: the rich bar
+    logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     trainer = Trainer(
-        logger=TrackerLogger(ctx.tracker, prefix=metric_prefix),
+        logger=logger,
         callbacks=callbacks,
         enable_checkpointing=checkpoint is not None,
         default_root_dir=str(ctx.output_dir),
         **kwargs,
     )
+    logger.follow(trainer)
     return trainer, checkpoint
 
 

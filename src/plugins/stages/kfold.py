@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch import Callback
 
+from pipelines import termination
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
 from pipelines.trainer import build_trainer
@@ -139,6 +140,7 @@ class KFold:
             history = _History(self.metric)
             trainer.callbacks.append(history)
             trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
+            termination.stop_if_requested()  # a SIGTERM during the fold's last hooks
             status = "FINISHED"
             return history.values
         except (KeyboardInterrupt, SystemExit):
