@@ -15,12 +15,16 @@ store in a temporary folder); its time is the fit stage (``time/fit_seconds`` in
 Trainer set-up, training, validation, checkpoints, MLflow logging). Process start-up is
 ``startup.py``'s business.
 
-Both sides run in this one process, alternating, after one untimed warm-up round: on a
-shared machine whose speed drifts by +-30% within minutes, only back-to-back pairs compare
-like with like. Printed: each pair, and per variant the median of the pairs' ratios, in
-wall time (what a user waits) and in CPU time (the work both sides do, summed over threads;
-it leaves out the time the virtual machine was not running us, so it is the steadier of
-the two here: the framework's overhead is CPU work).
+Both sides run in this one process after one untimed warm-up round, in counterbalanced
+blocks: hand loop, pipeline, pipeline, hand loop (ABBA). This shared machine's speed drifts
+by +-30% within minutes, and mostly one way under sustained load (a plain training loop run
+7 times in a row took 1.8 s, then 2.3 s, then 4.7 s of CPU): whichever side always ran
+second was always the slower-looking one. A block's ratio is its two pipeline runs over its
+two hand loops, which cancels a drift that is linear over the block. Printed: each block,
+and per variant the median of the blocks' ratios, in wall time (what a user waits) and in
+CPU time (the work both sides do, summed over threads; it leaves out the time the virtual
+machine was not running us, so it is the steadier of the two here: the framework's overhead
+is CPU work).
 
     python benchmarks/overhead.py [--models mlp convnet] [--epochs 5] [--repeats 7] [--real]
                                   [--steps-per-call auto 1 8] [--threads 1]
@@ -225,22 +229,30 @@ def main() -> None:
             wall: dict[str, list[float]] = {steps: [] for steps in variants}
             cpu: dict[str, list[float]] = {steps: [] for steps in variants}
             for _ in range(options.repeats):
-                loop_wall, loop_cpu = hand_loop(root, model_name, options.epochs)
-                line = f"  {model_name}: hand loop {loop_wall:.2f} s (CPU {loop_cpu:.2f} s)"
-                for steps, extra in variants.items():
-                    fit_wall, fit_cpu = pipeline_fit_seconds(
-                        root, experiment, options.epochs, extra
+                # ABBA: hand, each variant, each variant in reverse order, hand
+                hand = [hand_loop(root, model_name, options.epochs)]
+                fits: dict[str, list[tuple[float, float]]] = {steps: [] for steps in variants}
+                for steps in [*variants, *reversed(variants)]:
+                    fits[steps].append(
+                        pipeline_fit_seconds(root, experiment, options.epochs, variants[steps])
                     )
+                hand.append(hand_loop(root, model_name, options.epochs))
+                loop_wall, loop_cpu = (sum(times) for times in zip(*hand, strict=True))
+                line = (f"  {model_name}: hand loop {hand[0][0]:.2f} + {hand[1][0]:.2f} s "
+                        f"(CPU {loop_cpu:.2f} s)")  # fmt: skip
+                for steps, times in fits.items():
+                    fit_wall, fit_cpu = (sum(values) for values in zip(*times, strict=True))
                     wall[steps].append(fit_wall / loop_wall)
                     cpu[steps].append(fit_cpu / loop_cpu)
-                    line += (f", pipeline (steps_per_call={steps}) {fit_wall:.2f} s "
-                             f"(CPU {fit_cpu:.2f} s): {fit_wall / loop_wall:.3f}x wall, "
+                    line += (f", pipeline (steps_per_call={steps}) {times[0][0]:.2f} + "
+                             f"{times[1][0]:.2f} s (CPU {fit_cpu:.2f} s): "
+                             f"{fit_wall / loop_wall:.3f}x wall, "
                              f"{fit_cpu / loop_cpu:.3f}x CPU")  # fmt: skip
                 print(line, flush=True)
             for steps in variants:
                 option = "" if steps == "auto" else f" speed.steps_per_call={steps}"
                 print(f"{model_name:8s} steps_per_call={steps}: median of {options.repeats} "
-                      f"paired ratios {statistics.median(wall[steps]):.3f} wall (min "
+                      f"ABBA blocks' ratios {statistics.median(wall[steps]):.3f} wall (min "
                       f"{min(wall[steps]):.3f}, max {max(wall[steps]):.3f}), "
                       f"{statistics.median(cpu[steps]):.3f} CPU (min {min(cpu[steps]):.3f}, "
                       f"max {max(cpu[steps]):.3f})  (python -m pipelines.run "

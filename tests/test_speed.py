@@ -106,7 +106,8 @@ def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(workdir: Path
     assert all("_orig_mod" not in key for key in state)
 
 
-def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict[str, torch.Tensor]]:
+def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict, dict[str, float]]:
+    """Optimizer steps, final weights and last validation metrics of 2 epochs on digits."""
     from plugins.models.dense import MLP
 
     torch.manual_seed(0)
@@ -114,17 +115,47 @@ def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict[str, t
     model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[32], optimizer="adam")
     trainer = quiet_trainer(max_epochs=2, **trainer_kwargs)
     apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
+    assert data.val_dataloader().batch_size == steps_per_call * data.batch_size
     trainer.fit(model, datamodule=data)
-    return trainer.global_step, {k: v.clone() for k, v in model.state_dict().items()}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    return trainer.global_step, {k: v.clone() for k, v in model.state_dict().items()}, metrics
 
 
 def test_several_steps_per_call_take_the_same_steps(one_thread) -> None:
-    """speed.steps_per_call=5: the same batches in the same order, so the same weights."""
-    steps, weights = _fit_digits(1)
-    fused_steps, fused_weights = _fit_digits(5)
+    """speed.steps_per_call=5: the same batches in the same order, so the same weights;
+    validation batches come 5 at a time too, and are summed in the same order."""
+    steps, weights, metrics = _fit_digits(1)
+    fused_steps, fused_weights, fused_metrics = _fit_digits(5)
     assert fused_steps == steps  # optimizer steps, not Lightning calls
     for name, value in weights.items():
         torch.testing.assert_close(fused_weights[name], value, msg=name)
+    assert {"val/loss", "val/acc"} <= metrics.keys()
+    assert fused_metrics == metrics  # not close: equal
+
+
+def test_validation_batches_are_fused_only_where_nothing_counts_them() -> None:
+    """limit_val_batches counts validation batches, and a validation_step written for one
+    batch cannot take several: both keep them single. Steps=1 undoes an earlier fusing."""
+    from plugins.models.dense import MLP
+
+    class OwnValidation(MLP):
+        def validation_step(self, batch, batch_idx):
+            return super().validation_step(batch, batch_idx)
+
+    data = _digits()
+    for model, trainer in (
+        (_convnet(), quiet_trainer(limit_val_batches=3)),
+        (OwnValidation(input_shape=(1, 8, 8), num_classes=10), quiet_trainer()),
+    ):
+        apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
+        assert data.train_dataloader().batch_size == 4 * data.batch_size
+        assert data.val_dataloader().batch_size == data.batch_size
+    model = _convnet()
+    apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, quiet_trainer())
+    assert data.val_dataloader().batch_size == 4 * data.batch_size
+    apply_speed_settings(SpeedSettings(steps_per_call=1), model, data, quiet_trainer())
+    assert data.train_dataloader().batch_size == data.val_dataloader().batch_size == 32
+    assert model.steps_per_call == 1
 
 
 def test_steps_per_call_says_what_rules_it_out() -> None:

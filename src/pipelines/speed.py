@@ -110,25 +110,45 @@ def apply_speed_settings(
     steps_per_call = settings.steps_per_call
     if steps_per_call == "auto":
         steps_per_call = auto_steps_per_call(model, datamodule, trainer)
-    if steps_per_call > 1:
-        fuse = getattr(model, "fuse_steps", None)
-        if fuse is None or not hasattr(datamodule, "steps_per_call"):
-            from pipelines.errors import ConfigValueError
-
-            raise ConfigValueError(
-                f"'speed.steps_per_call={steps_per_call}' works with the built-in classifiers "
-                f"and regressors on in-memory data; {type(model).__name__} on "
-                f"{type(datamodule).__name__} takes one step per batch. Set "
-                "speed.steps_per_call=1 (or auto)."
-            )
-        fuse(steps_per_call, datamodule.batch_size, trainer)  # type: ignore[union-attr]
-        datamodule.steps_per_call = steps_per_call  # type: ignore[union-attr]
-        applied["steps_per_call"] = steps_per_call
+    applied.update(fuse_batches(steps_per_call, model, datamodule, trainer))
 
     if settings.compile:
         model.compile(mode=None if settings.compile_mode == "default" else settings.compile_mode)
         applied["compile"] = True
     return applied
+
+
+def fuse_batches(
+    steps: int, model: LightningModule, datamodule: LightningDataModule | None, trainer: Trainer
+) -> dict[str, Any]:
+    """Hand the model ``steps`` training batches per call, and as many validation batches
+    where its ``validation_step`` cuts them apart and no limit counts them; 1 undoes what an
+    earlier stage fused. What was applied (for the run's tags)."""
+    if steps == 1:
+        if getattr(model, "steps_per_call", 1) != 1:
+            model.steps_per_call = 1
+        for name in ("steps_per_call", "val_steps_per_call"):
+            if hasattr(datamodule, name):
+                setattr(datamodule, name, 1)
+        return {}
+    fuse = getattr(model, "fuse_steps", None)
+    if fuse is None or not hasattr(datamodule, "steps_per_call"):
+        from pipelines.errors import ConfigValueError
+
+        raise ConfigValueError(
+            f"'speed.steps_per_call={steps}' works with the built-in classifiers and "
+            f"regressors on in-memory data; {type(model).__name__} on "
+            f"{type(datamodule).__name__} takes one step per batch. Set "
+            "speed.steps_per_call=1 (or auto)."
+        )
+    fuse(steps, datamodule.batch_size, trainer)  # type: ignore[union-attr]
+    datamodule.steps_per_call = steps  # type: ignore[union-attr]
+    if hasattr(datamodule, "val_steps_per_call"):
+        fuse_validation = getattr(model, "cuts_fused_validation_batches", False) and _whole(
+            trainer.limit_val_batches
+        )
+        datamodule.val_steps_per_call = steps if fuse_validation else 1
+    return {"steps_per_call": steps}
 
 
 def auto_steps_per_call(

@@ -137,7 +137,7 @@ class MlflowTracker(Tracker):
         self.settings = settings
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
-        # one background writer, so metric batches land in order; created on first use
+        # one background writer, so metric batches and tags land in order; made on first use
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future[None]] = []
 
@@ -171,25 +171,33 @@ class MlflowTracker(Tracker):
         pending, self._pending = self._pending, []
         self._last_flush = time.monotonic()
         if pending:
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="mlflow-metrics")
-            self._writes.append(self._writer.submit(self._write_metrics, pending))
+            self._in_background(self._write_metrics, pending)
         finished = [write for write in self._writes if wait or write.done()]
         self._writes = [write for write in self._writes if write not in finished]
         errors = [write.exception() for write in finished if write.exception() is not None]
         if errors:  # a failed write is reported by the next flush, never lost
             raise errors[0]
 
+    def _in_background(self, write: Any, *args: Any) -> None:
+        """Queue a write for the one background writer, which keeps their order."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="mlflow-writer")
+        self._writes.append(self._writer.submit(write, *args))
+
     def _write_metrics(self, metrics: list[Any]) -> None:
         for chunk in _chunks(metrics, _MAX_BATCH_METRICS):
             self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        # ~7 ms each into SQLite, and stages set them while training waits: in the
+        # background too, after the metrics queued before them; finish() waits for all
         from mlflow.entities import RunTag
 
-        self.client.log_batch(
-            self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
-        )
+        self._in_background(self._write_tags, [RunTag(k, str(v)) for k, v in tags.items()])
+        self.flush(wait=False)  # reports a write that failed meanwhile
+
+    def _write_tags(self, tags: list[Any]) -> None:
+        self.client.log_batch(self.run_id, tags=tags, synchronous=True)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

@@ -2,7 +2,8 @@
 
 The node's keys are ``lightning.Trainer`` arguments, checked against its signature so a
 typo or a wrong type names the key. The engine owns logging and checkpointing: it adds the
-tracker's logger and a checkpoint callback that keeps the best and the last epoch on disk.
+tracker's logger and a checkpoint callback that keeps the best and the last epoch on disk
+(:mod:`pipelines.checkpoint`).
 """
 
 from __future__ import annotations
@@ -40,25 +41,19 @@ def build_trainer(
     ``metric_prefix`` is put before every metric name this trainer logs.
     """
     from lightning.pytorch import Trainer
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from pipelines.checkpoint import engine_checkpoints
     from pipelines.lightning_logger import TrackerLogger
 
     kwargs = trainer_arguments({**(ctx.config.get("trainer") or {}), **(overrides or {})})
     quiet_lightning()
     plain_cuda_check_without_gpu()
-    checkpoint = None
-    if checkpoint_dir is not None:
-        checkpoint = ModelCheckpoint(
-            dirpath=Path(ctx.output_dir) / checkpoint_dir,
-            filename="best-{epoch:03d}",
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            save_last=True,
-            auto_insert_metric_name=False,
-        )
-    callbacks: list[Any] = [checkpoint] if checkpoint else []
+    checkpoints = (
+        engine_checkpoints(Path(ctx.output_dir) / checkpoint_dir, monitor, mode)
+        if checkpoint_dir is not None
+        else []
+    )
+    callbacks: list[Any] = list(checkpoints)
     if kwargs["enable_progress_bar"] and interactive():
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -67,12 +62,12 @@ def build_trainer(
     trainer = Trainer(
         logger=logger,
         callbacks=callbacks,
-        enable_checkpointing=checkpoint is not None,
+        enable_checkpointing=bool(checkpoints),
         default_root_dir=str(ctx.output_dir),
         **kwargs,
     )
     logger.follow(trainer)
-    return trainer, checkpoint
+    return trainer, checkpoints[0] if checkpoints else None
 
 
 def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:

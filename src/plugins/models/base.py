@@ -188,7 +188,8 @@ class Classifier(L.LightningModule):
         return loss
 
     def _micro_batches(self, batch: Any) -> Any:
-        """The batch as it came, or (``speed.steps_per_call``) cut into that many batches."""
+        """The batch as it came, or (``speed.steps_per_call``) cut into batches of
+        ``micro_batch_size`` (a batch no bigger than that stays whole)."""
         if self.steps_per_call == 1:
             return (batch,)
         return zip(*(part.split(self.micro_batch_size) for part in batch), strict=True)
@@ -269,7 +270,16 @@ class Classifier(L.LightningModule):
         return penalty
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        # under speed.steps_per_call, validation batches come fused too, and are cut apart
+        # the same way: every metric sums the same batches in the same order
+        for part in self._micro_batches(batch):
+            self._evaluate(part, "val")
+
+    @property
+    def cuts_fused_validation_batches(self) -> bool:
+        """Whether validation batches may come ``steps_per_call`` at a time (this class's
+        ``validation_step`` cuts them apart; one a subclass wrote may not)."""
+        return type(self).validation_step is Classifier.validation_step
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -1,0 +1,100 @@
+"""The engine's checkpoints: the best epoch by the monitored metric, and the newest epoch.
+
+Two callbacks, because ``ModelCheckpoint(save_top_k=1, save_last=True)`` no longer does
+what resuming needs: since Lightning 2.6 it writes ``last.ckpt`` only at a step where it
+also wrote a top-k checkpoint, so after an epoch that did not improve, ``last.ckpt`` still
+holds the best epoch, and a run resumed from it silently goes back in time. Here
+:class:`LastCheckpoint` writes ``last.ckpt`` after every epoch, whatever the metric did.
+
+Written once, not twice: in an epoch that improved, the best file and ``last.ckpt`` hold
+the same training state, and serialising it twice costs ~7 ms an epoch for the book's MNIST
+dense net on this CPU, seconds for a fine-tuned Xception (~170 MB with its optimizer
+state). There ``last.ckpt`` becomes a hard link to the best file. A hard link, not
+Lightning's ``save_last="link"`` symlink, because it is a file in its own right: when a
+better epoch deletes the old best file, ``last.ckpt`` keeps its bytes (a symlink would
+dangle). That is safe because Lightning's ``TorchCheckpointIO`` writes a checkpoint to a
+temporary file and renames it into place, which replaces ``last.ckpt``'s name and leaves the
+best file's bytes alone. With any other checkpoint writer (one might write in place through
+the shared inode), under several processes, or where the filesystem has no hard links,
+``last.ckpt`` is written in full.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from weakref import proxy
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def engine_checkpoints(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """The best checkpoint (``best-NNN.ckpt``, first: it is the one ``fit`` reports) and
+    ``last.ckpt`` (what a resume starts from)."""
+    best = ModelCheckpoint(
+        dirpath=dirpath,
+        filename="best-{epoch:03d}",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    return [best, LastCheckpoint(dirpath, best)]
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every epoch; a hard link to ``best``'s file when that was saved
+    at the same step (see the module docstring)."""
+
+    def __init__(self, dirpath: Path, best: ModelCheckpoint) -> None:
+        # no monitor: Lightning saves after every epoch and replaces the previous file
+        super().__init__(
+            dirpath=dirpath,
+            filename=self.CHECKPOINT_NAME_LAST,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+        self.best = best
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        if self._best_has_this_step(trainer) and _hard_link(self.best.best_model_path, filepath):
+            # what ModelCheckpoint._save_checkpoint records after it saves
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.after_save_checkpoint(proxy(self))
+            return
+        super()._save_checkpoint(trainer, filepath)
+
+    def _best_has_this_step(self, trainer: Any) -> bool:
+        """Whether the best file was written at this step by the rename-writing checkpoint
+        IO, in the only process."""
+        from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        best = self.best
+        return (
+            trainer.world_size == 1
+            and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO
+            and bool(best.best_model_path)
+            and best._last_checkpoint_saved == best.best_model_path
+            and best._last_global_step_saved == trainer.global_step
+            and Path(best.best_model_path).is_file()
+        )
+
+
+def _hard_link(source: str, target: str) -> bool:
+    """Make ``target`` a hard link to ``source``, replacing ``target`` atomically (a crash
+    leaves the old ``target`` or the new one, never none); False where links are refused."""
+    temporary = f"{target}.link-{os.getpid()}"
+    try:
+        os.link(source, temporary)
+    except OSError:  # no hard links on this filesystem
+        return False
+    try:
+        os.replace(temporary, target)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        return False
+    return True

@@ -1,0 +1,92 @@
+"""The engine's checkpoints: ``last.ckpt`` holds every epoch, also one that did not improve
+(Lightning 2.6's ``save_last`` leaves the best epoch there), and shares the best file's bytes
+when both hold the same step."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from pipelines.checkpoint import _hard_link, engine_checkpoints
+
+#: val/loss per epoch: better, better, worse, better
+SCRIPTED_VAL_LOSS = (3.0, 2.0, 2.5, 1.0)
+
+
+class ScriptedValLoss(L.LightningModule):
+    """Trains a linear layer; reports the scripted val/loss of each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        (inputs,) = batch
+        return self.layer(inputs).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", SCRIPTED_VAL_LOSS[self.current_epoch])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class RecordsCheckpointFiles(L.Callback):
+    """After every epoch's checkpoints (checked when the next epoch starts, and after fit):
+    which epoch last.ckpt holds, and whether it is the best file itself."""
+
+    def __init__(self, best: ModelCheckpoint) -> None:
+        self.best = best
+        self.seen: list[tuple[int, bool]] = []
+
+    def record(self) -> None:
+        last = Path(self.best.dirpath) / "last.ckpt"
+        best = Path(self.best.best_model_path)
+        epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
+        self.seen.append((epoch, os.stat(last).st_ino == os.stat(best).st_ino))
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            self.record()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.record()
+
+
+def test_last_checkpoint_is_every_epoch_and_the_best_file_when_it_improved(tmp_path: Path) -> None:
+    checkpoints = engine_checkpoints(tmp_path, monitor="val/loss", mode="min")
+    recorder = RecordsCheckpointFiles(best=checkpoints[0])
+    data = DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=len(SCRIPTED_VAL_LOSS),
+        callbacks=[*checkpoints, recorder],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ScriptedValLoss(), train_dataloaders=data, val_dataloaders=data)
+
+    # epoch 2 did not improve: last.ckpt is its own file of epoch 2, not a link to epoch 1
+    assert recorder.seen == [(0, True), (1, True), (2, False), (3, True)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["best-003.ckpt", "last.ckpt"]
+    state = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
+    weights = ScriptedValLoss().state_dict().keys()
+    assert state["state_dict"].keys() == weights and "optimizer_states" in state
+
+
+def test_a_hard_link_outlives_the_file_it_was_made_from(tmp_path: Path) -> None:
+    """What keeps last.ckpt whole when a better epoch deletes the best file it shares."""
+    best, last = tmp_path / "best-001.ckpt", tmp_path / "last.ckpt"
+    best.write_bytes(b"epoch 1")
+    last.write_bytes(b"epoch 0")
+    assert _hard_link(str(best), str(last))
+    best.unlink()
+    assert last.read_bytes() == b"epoch 1"
+    assert [path.name for path in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left
