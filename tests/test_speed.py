@@ -235,3 +235,38 @@ def test_default_run_fuses_steps_and_records_it(workdir: Path) -> None:
         )
         <= 40
     )
+
+
+def test_progress_bar_counts_batches_not_fused_calls() -> None:
+    """A person watching sees the batches the model steps on (digits: 37 training batches
+    of 32), not the 10 calls that hand them over 4 at a time."""
+    import lightning as L
+
+    from pipelines.progress import BatchProgressBar
+    from plugins.models.dense import MLP
+
+    bar = BatchProgressBar()
+    shown: dict[str, tuple[float, float | None]] = {}
+
+    def task(task_id) -> tuple[float, float | None]:
+        (found,) = [t for t in bar.progress.tasks if t.id == task_id]
+        return found.completed, found.total
+
+    class ReadsTheBar(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            shown["val"] = task(bar.val_progress_bar_id)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            shown["train"] = task(bar.train_progress_bar_id)
+
+    data = _digits()
+    model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[8])
+    trainer = quiet_trainer(
+        enable_progress_bar=True, callbacks=[bar, ReadsTheBar()], num_sanity_val_steps=0
+    )
+    apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
+    trainer.fit(model, datamodule=data)
+    train_batches = -(-len(data.splits["train"][1]) // data.batch_size)
+    val_batches = -(-len(data.splits["val"][1]) // data.batch_size)
+    assert trainer.num_training_batches == -(-train_batches // 4)  # Lightning's calls
+    assert shown == {"train": (train_batches, train_batches), "val": (val_batches, val_batches)}

@@ -50,7 +50,10 @@ class TensorBatches(FollowsTrainerEpoch):
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        batches_per_call: int = 1,
     ) -> None:
+        """``batches_per_call`` > 1: each batch of ``batch_size`` is that many batches handed
+        over at once (``speed.steps_per_call``), which the model cuts apart."""
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
         size = tensors[0].shape[0]
@@ -65,6 +68,7 @@ class TensorBatches(FollowsTrainerEpoch):
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = max(1, world_size)
+        self.batches_per_call = batches_per_call
         self.epoch = 0
 
     def _shard_size(self) -> int:
@@ -72,10 +76,18 @@ class TensorBatches(FollowsTrainerEpoch):
         return math.ceil(self.tensors[0].shape[0] / self.world_size)
 
     def __len__(self) -> int:
+        return self._count(self.batch_size)
+
+    @property
+    def unfused_batches(self) -> int:
+        """How many batches the model sees (``len`` counts the calls that hand them over)."""
+        return self._count(self.batch_size // self.batches_per_call)
+
+    def _count(self, batch_size: int) -> int:
         size = self._shard_size()
         if self.drop_last:
-            return size // self.batch_size
-        return math.ceil(size / self.batch_size)
+            return size // batch_size
+        return math.ceil(size / batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         total = self.tensors[0].shape[0]
@@ -164,14 +176,16 @@ class TensorSplitLoaders(SplitLoaders):
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         inputs, targets = self.splits[split]
         rank, world_size = distributed_shard() if split == "train" else (0, 1)
+        per_call = self._batches_per_call(split)
         return TensorBatches(
             inputs,
             targets,
-            batch_size=self.batch_size * self._batches_per_call(split),
+            batch_size=self.batch_size * per_call,
             shuffle=shuffle,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
+            batches_per_call=per_call,
         )
 
     def _batches_per_call(self, split: str) -> int:

@@ -55,9 +55,9 @@ def build_trainer(
     )
     callbacks: list[Any] = list(checkpoints)
     if kwargs["enable_progress_bar"] and interactive():
-        from lightning.pytorch.callbacks import RichProgressBar
+        from pipelines.progress import BatchProgressBar
 
-        callbacks.append(RichProgressBar())  # a person is watching: the rich bar
+        callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
     logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     trainer = Trainer(
         logger=logger,

@@ -1,0 +1,72 @@
+"""The progress bar a person watching a run sees: Lightning's rich bar, counting batches.
+
+Under ``speed.steps_per_call`` Lightning's loop runs once per 32 batches, and its bar would
+count those calls: 14 per epoch for the book's MNIST dense net instead of the 422 batches a
+person expects from the batch size, and the same for validation. This bar counts the
+batches the model steps on, from the batch iterables that say how many they hand over per
+call (``TensorBatches.batches_per_call``); any other iterable is counted as Lightning counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class BatchProgressBar(RichProgressBar):
+    """``RichProgressBar`` whose training and validation bars count unfused batches."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return _unfused_total(self.trainer.train_dataloader, super().total_train_batches)
+
+    @property
+    def total_val_batches_current_dataloader(self) -> int | float:
+        calls = super().total_val_batches_current_dataloader
+        return _unfused_total(self._current_val_loader(), calls)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Lightning's bar shows batch_idx + 1 batches done
+        done = _batches_done(trainer.train_dataloader, batch_idx, self.total_train_batches)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
+
+    def on_validation_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        total = self.total_val_batches_current_dataloader
+        done = _batches_done(self._current_val_loader(), batch_idx, total)
+        super().on_validation_batch_end(
+            trainer, pl_module, outputs, batch, done - 1, dataloader_idx
+        )
+
+    def _current_val_loader(self) -> Any:
+        loaders = self.trainer.val_dataloaders
+        if isinstance(loaders, (list, tuple)):
+            index = self._current_eval_dataloader_idx or 0
+            return loaders[index] if index < len(loaders) else None
+        return loaders
+
+
+def _per_call(loader: Any) -> int:
+    return int(getattr(loader, "batches_per_call", 1) or 1)
+
+
+def _unfused_total(loader: Any, calls: int | float) -> int | float:
+    """The batches behind ``calls`` calls of ``loader`` (``calls`` where it fuses none)."""
+    if _per_call(loader) == 1:
+        return calls
+    return min(calls * _per_call(loader), loader.unfused_batches)
+
+
+def _batches_done(loader: Any, batch_idx: int, total: int | float) -> int:
+    """Batches done after call ``batch_idx`` (the last call may hand over fewer)."""
+    return int(min((batch_idx + 1) * _per_call(loader), total))
