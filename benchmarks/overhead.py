@@ -39,6 +39,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cli import run
@@ -176,6 +177,37 @@ def pipeline_fit_seconds(
     return metrics["time/fit_seconds"], metrics["time/fit_cpu_seconds"]
 
 
+def add_mnist_options(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """The options the MNIST benchmarks share: epochs, repeats, and which images."""
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+
+
+@contextlib.contextmanager
+def mnist_workdir(options: argparse.Namespace) -> Iterator[Path]:
+    """Quiet Lightning as the pipeline does, put the MNIST files of ``options`` in a
+    temporary working folder, work in it; yields where the files are."""
+    import logging
+
+    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+
+    quiet_lightning()
+    plain_cuda_check_without_gpu()  # as the pipeline does: both sides alike from the start
+    logging.getLogger("pipelines").setLevel(logging.WARNING)
+    started_in = Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        root, source = prepare_mnist(work, options.real, options.shared)
+        print(f"{source}, {options.epochs} epochs", flush=True)
+        os.chdir(work)
+        try:
+            yield root
+        finally:
+            os.chdir(started_in)
+
+
 def prepare_mnist(work: Path, real: bool, shared: Path) -> tuple[Path, str]:
     """MNIST idx files in ``work/mnist`` (random at the book's size, or the real ones)."""
     (work / "mnist").mkdir()
@@ -187,10 +219,7 @@ def prepare_mnist(work: Path, real: bool, shared: Path) -> tuple[Path, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--shared", type=Path, default=SHARED)
-    parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+    add_mnist_options(parser, repeats=7)
     parser.add_argument(
         "--steps-per-call",
         nargs="+",
@@ -201,24 +230,14 @@ def main() -> None:
         "--threads", type=int, help="torch threads (default: torch's own choice, all cores)"
     )
     options = parser.parse_args()
-    import logging
 
     import torch
 
     if options.threads:
         torch.set_num_threads(options.threads)
 
-    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
-
-    quiet_lightning()
-    plain_cuda_check_without_gpu()  # as the pipeline does: both sides alike from the start
-    logging.getLogger("pipelines").setLevel(logging.WARNING)
     print(f"{torch.get_num_threads()} torch threads", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        root, source = prepare_mnist(work, options.real, options.shared)
-        print(f"{source}, {options.epochs} epochs", flush=True)
-        os.chdir(work)
+    with mnist_workdir(options) as root:
         for model_name in options.models:
             experiment = EXPERIMENTS[model_name]
             variants = {

@@ -38,8 +38,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
-from overhead import pipeline_fit_metrics, prepare_mnist
-from real_mnist import SHARED
+from overhead import add_mnist_options, pipeline_fit_metrics, prepare_mnist
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,10 +153,7 @@ def pipeline_side(root: Path, epochs: int, cwd: Path, steps_per_call: str = "aut
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--shared", type=Path, default=SHARED)
-    parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+    add_mnist_options(parser, repeats=3)
     parser.add_argument(
         "--steps-per-call", default="auto", help="the pipeline's speed.steps_per_call"
     )
