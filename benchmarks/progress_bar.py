@@ -3,7 +3,8 @@
 The bar only shows when a person runs the pipeline in a terminal, so this draws it on a
 terminal that writes to /dev/null. The fit is a small net on the bundled digits at one
 step per call (the most bar updates per second of computation, as with augmented data);
-CPU seconds, one torch thread, the three variants interleaved in every repeat.
+CPU seconds, one torch thread, the three variants interleaved in every repeat, in turns
+forwards and backwards (this machine slows down under load: no side always runs last).
 
     python benchmarks/progress_bar.py [--repeats 5] [--epochs 5]
 """
@@ -68,8 +69,9 @@ def main() -> None:
         for make in variants.values():  # warm-up: first-call costs
             fit_cpu_seconds(make(), 1)
         seconds: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(options.repeats):
-            for name, make in variants.items():
+        for repeat in range(options.repeats):
+            order = list(variants.items())
+            for name, make in order if repeat % 2 == 0 else reversed(order):  # no side last
                 seconds[name].append(fit_cpu_seconds(make(), options.epochs))
     baseline = seconds["no bar"]
     for name, values in seconds.items():

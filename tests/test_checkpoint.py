@@ -5,9 +5,11 @@ when both hold the same step."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
@@ -48,7 +50,8 @@ class RecordsCheckpointFiles(L.Callback):
         last = Path(self.best.dirpath) / "last.ckpt"
         best = Path(self.best.best_model_path)
         epoch = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
-        self.seen.append((epoch, os.stat(last).st_ino == os.stat(best).st_ino))
+        best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"]
+        self.seen.append((epoch, os.stat(last).st_ino == os.stat(best).st_ino, best_epoch))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch > 0:
@@ -58,7 +61,27 @@ class RecordsCheckpointFiles(L.Callback):
         self.record()
 
 
-def test_last_checkpoint_is_every_epoch_and_the_best_file_when_it_improved(tmp_path: Path) -> None:
+def _another_filesystem(than: Path) -> str | None:
+    """A writable folder on another filesystem than ``than`` (a tmpfs), if there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != than.stat().st_dev:
+        return str(shm)
+    return None
+
+
+@pytest.mark.parametrize("system_temp", ["beside", "another filesystem"])
+def test_last_checkpoint_is_every_epoch_and_the_best_file_when_it_improved(
+    tmp_path: Path, system_temp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also where Lightning's writer stages files on another filesystem (a tmpfs /tmp), so
+    that moving one into place is a copy: rewriting last.ckpt never touches the best file."""
+    if system_temp == "another filesystem":
+        elsewhere = _another_filesystem(tmp_path)
+        if elsewhere is None:
+            pytest.skip("no writable folder on another filesystem (/dev/shm)")
+        monkeypatch.setattr(tempfile, "tempdir", elsewhere)
+    for leftover in ("last.ckpt.link-99", "last.ckpt.saving-99"):  # from a killed process
+        (tmp_path / leftover).write_bytes(b"old")
     checkpoints = engine_checkpoints(tmp_path, monitor="val/loss", mode="min")
     recorder = RecordsCheckpointFiles(best=checkpoints[0])
     data = DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4)
@@ -73,8 +96,9 @@ def test_last_checkpoint_is_every_epoch_and_the_best_file_when_it_improved(tmp_p
     )
     trainer.fit(ScriptedValLoss(), train_dataloaders=data, val_dataloaders=data)
 
-    # epoch 2 did not improve: last.ckpt is its own file of epoch 2, not a link to epoch 1
-    assert recorder.seen == [(0, True), (1, True), (2, False), (3, True)]
+    # epoch 2 did not improve: last.ckpt is its own file of epoch 2, not a link to epoch 1,
+    # and the best file still holds epoch 1
+    assert recorder.seen == [(0, True, 0), (1, True, 1), (2, False, 1), (3, True, 3)]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["best-003.ckpt", "last.ckpt"]
     state = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
     weights = ScriptedValLoss().state_dict().keys()

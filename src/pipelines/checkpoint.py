@@ -12,11 +12,11 @@ dense net on this CPU, seconds for a fine-tuned Xception (~170 MB with its optim
 state). There ``last.ckpt`` becomes a hard link to the best file. A hard link, not
 Lightning's ``save_last="link"`` symlink, because it is a file in its own right: when a
 better epoch deletes the old best file, ``last.ckpt`` keeps its bytes (a symlink would
-dangle). That is safe because Lightning's ``TorchCheckpointIO`` writes a checkpoint to a
-temporary file and renames it into place, which replaces ``last.ckpt``'s name and leaves the
-best file's bytes alone. With any other checkpoint writer (one might write in place through
-the shared inode), under several processes, or where the filesystem has no hard links,
-``last.ckpt`` is written in full.
+dangle). Rewriting ``last.ckpt`` must then never write into the shared file: a full save
+is written to a new file beside it and renamed over it. (Lightning's own writer is not
+enough: it moves a file from the system's temporary folder into place, which is a copy, in
+place, where that folder is on another filesystem.) With another checkpoint IO plugin,
+under several processes, or where the filesystem has no hard links, nothing is linked.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any
 from weakref import proxy
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+#: suffixes of last.ckpt's temporary names while it is linked or written
+_LINKING, _SAVING = ".link-", ".saving-"
 
 
 def engine_checkpoints(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
@@ -66,7 +69,25 @@ class LastCheckpoint(ModelCheckpoint):
                 for logger in trainer.loggers:
                     logger.after_save_checkpoint(proxy(self))
             return
-        super()._save_checkpoint(trainer, filepath)
+        # Written beside last.ckpt, then renamed over it. Lightning's writer (fsspec) writes
+        # into the system's temporary folder and moves the file into place; where that folder
+        # is on another filesystem (a tmpfs /tmp, a container's), the move is a copy into
+        # last.ckpt, in place, which would write through a hard link into the best file.
+        staged = f"{filepath}{_SAVING}{os.getpid()}"
+        super()._save_checkpoint(trainer, staged)
+        if trainer.is_global_zero:
+            os.replace(staged, filepath)
+        self._last_checkpoint_saved = filepath
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # what a process killed between writing and renaming left behind: a leftover link
+        # would keep an old best checkpoint's bytes on disk for good
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            last = f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+            for suffix in (_LINKING, _SAVING):
+                for leftover in Path(self.dirpath).glob(f"{last}{suffix}*"):
+                    leftover.unlink(missing_ok=True)
 
     def _best_has_this_step(self, trainer: Any) -> bool:
         """Whether the best file was written at this step by the rename-writing checkpoint
@@ -87,7 +108,7 @@ class LastCheckpoint(ModelCheckpoint):
 def _hard_link(source: str, target: str) -> bool:
     """Make ``target`` a hard link to ``source``, replacing ``target`` atomically (a crash
     leaves the old ``target`` or the new one, never none); False where links are refused."""
-    temporary = f"{target}.link-{os.getpid()}"
+    temporary = f"{target}{_LINKING}{os.getpid()}"
     try:
         os.link(source, temporary)
     except OSError:  # no hard links on this filesystem

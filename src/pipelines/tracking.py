@@ -190,11 +190,11 @@ class MlflowTracker(Tracker):
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         # ~7 ms each into SQLite, and stages set them while training waits: in the
-        # background too, after the metrics queued before them; finish() waits for all
+        # background too. A failed write is raised by the next flush or by finish(), not
+        # here: tags are set on the way out of failures, whose own error must stay the one
         from mlflow.entities import RunTag
 
         self._in_background(self._write_tags, [RunTag(k, str(v)) for k, v in tags.items()])
-        self.flush(wait=False)  # reports a write that failed meanwhile
 
     def _write_tags(self, tags: list[Any]) -> None:
         self.client.log_batch(self.run_id, tags=tags, synchronous=True)
