@@ -22,6 +22,7 @@ under several processes, or where the filesystem has no hard links, nothing is l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from weakref import proxy
@@ -32,9 +33,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 _LINKING, _SAVING = ".link-", ".saving-"
 
 
-def engine_checkpoints(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
+def engine_checkpoints(
+    dirpath: Path, monitor: str, mode: str, before_publishing: Callable[[], None] | None = None
+) -> list[ModelCheckpoint]:
     """The best checkpoint (``best-NNN.ckpt``, first: it is the one ``fit`` reports) and
-    ``last.ckpt`` (what a resume starts from)."""
+    ``last.ckpt`` (what a resume starts from; ``before_publishing`` runs just before it
+    appears: the engine waits there for the run's metrics to be in the store)."""
     best = ModelCheckpoint(
         dirpath=dirpath,
         filename="best-{epoch:03d}",
@@ -43,14 +47,19 @@ def engine_checkpoints(dirpath: Path, monitor: str, mode: str) -> list[ModelChec
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    return [best, LastCheckpoint(dirpath, best)]
+    return [best, LastCheckpoint(dirpath, best, before_publishing)]
 
 
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` after every epoch; a hard link to ``best``'s file when that was saved
     at the same step (see the module docstring)."""
 
-    def __init__(self, dirpath: Path, best: ModelCheckpoint) -> None:
+    def __init__(
+        self,
+        dirpath: Path,
+        best: ModelCheckpoint,
+        before_publishing: Callable[[], None] | None = None,
+    ) -> None:
         # no monitor: Lightning saves after every epoch and replaces the previous file
         super().__init__(
             dirpath=dirpath,
@@ -59,8 +68,14 @@ class LastCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
         self.best = best
+        # A resume starts from last.ckpt and logs the epochs after it: the metrics of the
+        # epochs in it must be in the run's record before it appears, or a kill right after
+        # would leave a gap in every curve (they are written in the background)
+        self.before_publishing = before_publishing or (lambda: None)
 
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        if self._best_has_this_step(trainer):
+            self.before_publishing()
         if self._best_has_this_step(trainer) and _hard_link(self.best.best_model_path, filepath):
             # what ModelCheckpoint._save_checkpoint records after it saves
             self._last_global_step_saved = trainer.global_step
@@ -76,6 +91,7 @@ class LastCheckpoint(ModelCheckpoint):
         staged = f"{filepath}{_SAVING}{os.getpid()}"
         super()._save_checkpoint(trainer, staged)
         if trainer.is_global_zero:
+            self.before_publishing()
             os.replace(staged, filepath)
         self._last_checkpoint_saved = filepath
 

@@ -61,6 +61,12 @@ class TrackerLogger(Logger):
         self._tracker.log_artifact(path, artifact_path)
 
     @rank_zero_only
+    def wait_for_writes(self) -> None:
+        """Return once every metric handed over so far is in the store (a failed write
+        raises here); the checkpoint a resume starts from waits for this."""
+        self._tracker.flush(wait=True)
+
+    @rank_zero_only
     def save(self) -> None:
         self._tracker.flush(wait=False)
 

@@ -48,8 +48,11 @@ def build_trainer(
     kwargs = trainer_arguments({**(ctx.config.get("trainer") or {}), **(overrides or {})})
     quiet_lightning()
     plain_cuda_check_without_gpu()
+    logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     checkpoints = (
-        engine_checkpoints(Path(ctx.output_dir) / checkpoint_dir, monitor, mode)
+        engine_checkpoints(
+            Path(ctx.output_dir) / checkpoint_dir, monitor, mode, logger.wait_for_writes
+        )
         if checkpoint_dir is not None
         else []
     )
@@ -58,7 +61,6 @@ def build_trainer(
         from pipelines.progress import BatchProgressBar
 
         callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
-    logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     trainer = Trainer(
         logger=logger,
         callbacks=callbacks,
