@@ -76,14 +76,14 @@ class LastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
         if self._best_has_this_step(trainer):
             self.before_publishing()
-        if self._best_has_this_step(trainer) and _hard_link(self.best.best_model_path, filepath):
-            # what ModelCheckpoint._save_checkpoint records after it saves
-            self._last_global_step_saved = trainer.global_step
-            self._last_checkpoint_saved = filepath
-            if trainer.is_global_zero:
-                for logger in trainer.loggers:
-                    logger.after_save_checkpoint(proxy(self))
-            return
+            if _hard_link(self.best.best_model_path, filepath):
+                # what ModelCheckpoint._save_checkpoint records after it saves
+                self._last_global_step_saved = trainer.global_step
+                self._last_checkpoint_saved = filepath
+                if trainer.is_global_zero:
+                    for logger in trainer.loggers:
+                        logger.after_save_checkpoint(proxy(self))
+                return
         # Written beside last.ckpt, then renamed over it. Lightning's writer (fsspec) writes
         # into the system's temporary folder and moves the file into place; where that folder
         # is on another filesystem (a tmpfs /tmp, a container's), the move is a copy into
