@@ -83,3 +83,21 @@ def test_mandatory_value_is_asked_for_before_a_run_opens(workdir: Path) -> None:
 def test_null_group_choice_points_to_the_delete_syntax(workdir: Path) -> None:
     result = run_cli(["augment=null"], cwd=workdir)
     _assert_clean_error(result, "`~augment`", "book, digits, none")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        # hidden GPUs stand for a machine without one, so this runs the same on a GPU box
+        (["trainer=gpu"], ["trainer.accelerator=gpu", "no CUDA GPU", "`trainer=default`"]),
+        (["trainer.devices=0"], ["trainer.devices=0", "not a valid input"]),
+    ],
+)
+def test_hardware_this_machine_lacks_is_refused_before_data_or_a_run(
+    workdir: Path, overrides: list[str], fragments: list[str]
+) -> None:
+    result = run_cli(overrides, cwd=workdir, env={"CUDA_VISIBLE_DEVICES": ""})
+    _assert_clean_error(result, "Lightning's Trainer cannot run", *fragments)
+    assert result.returncode == 2
+    assert "stage 0: prepare" not in result.output, "refused before the data is prepared"
+    assert not (workdir / "mlruns").exists(), "and before a run is opened"

@@ -217,13 +217,13 @@ def require_values(cfg: DictConfig) -> None:
 
 def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     """Fail fast on an unknown plugin, key or wrong type: before data loads or a run opens."""
-    from pipelines.trainer import trainer_arguments
+    from pipelines.trainer import check_hardware, trainer_arguments
 
     registry.check("data", config["data"], path="data")
     registry.check("model", config["model"], path="model")
     for index, node in enumerate(stages):
         registry.check("stage", node, path=f"pipeline.stages[{index}]")
-    trainer_arguments(config.get("trainer") or {})
+    check_hardware(trainer_arguments(config.get("trainer") or {}))
     SpeedSettings.from_config(config.get("speed"))
 
 

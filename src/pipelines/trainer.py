@@ -8,7 +8,8 @@ tracker's logger and a checkpoint callback that keeps the best and the last epoc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 #: Trainer arguments the engine sets itself; a config that sets them would be silently lost.
 ENGINE_OWNED = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
+
+#: Trainer arguments that say what hardware runs the fit: checked before any data is prepared.
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "plugins")
 
 
 def build_trainer(
@@ -61,13 +65,14 @@ def build_trainer(
         from pipelines.progress import BatchProgressBar
 
         callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
-    trainer = Trainer(
-        logger=logger,
-        callbacks=callbacks,
-        enable_checkpointing=bool(checkpoints),
-        default_root_dir=str(ctx.output_dir),
-        **kwargs,
-    )
+    with lightning_refusals_as_config_errors(kwargs):
+        trainer = Trainer(
+            logger=logger,
+            callbacks=callbacks,
+            enable_checkpointing=bool(checkpoints),
+            default_root_dir=str(ctx.output_dir),
+            **kwargs,
+        )
     logger.follow(trainer)
     return trainer, checkpoints[0] if checkpoints else None
 
@@ -85,6 +90,76 @@ def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
     if kwargs.get("enable_progress_bar") is None:
         kwargs["enable_progress_bar"] = interactive()
     return check_arguments(Trainer, kwargs, path="trainer", what="lightning.Trainer")
+
+
+def check_hardware(kwargs: Mapping[str, Any]) -> None:
+    """Fail in one paragraph if this machine cannot run the trainer's hardware settings.
+
+    Lightning finds out only when the ``Trainer`` is built, after the data was prepared (a
+    minute of vectorising for IMDB) and a tracked run was opened; ``trainer=gpu`` on a
+    laptop then ended in a traceback ("No supported gpu backend found!"). A ``Trainer``
+    built from the hardware keys alone costs a few milliseconds and asks the same questions.
+    """
+    from lightning.pytorch import Trainer
+
+    hardware = {key: kwargs[key] for key in HARDWARE_KEYS if key in kwargs}
+    quiet_lightning()
+    with lightning_refusals_as_config_errors(hardware):
+        Trainer(
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            **hardware,
+        )
+
+
+@contextmanager
+def lightning_refusals_as_config_errors(kwargs: Mapping[str, Any]) -> Iterator[None]:
+    """Turn the ``Trainer``'s refusal of its arguments into a :class:`ConfigValueError`.
+
+    Lightning raises ``MisconfigurationException``, ``ValueError`` or ``ImportError`` (a
+    strategy's package is missing) for settings this machine or install cannot run. The
+    message keeps Lightning's reason, names the ``trainer.*`` settings, and says what to do.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (MisconfigurationException, ValueError, ImportError) as error:
+        shown = ", ".join(f"trainer.{key}={kwargs[key]}" for key in HARDWARE_KEYS if key in kwargs)
+        reason = str(error).strip().rstrip(".!")
+        raise ConfigValueError(
+            f"Lightning's Trainer cannot run these trainer settings here"
+            f"{f' ({shown})' if shown else ''}: {reason}. {_hardware_advice(kwargs)}"
+        ) from None
+
+
+def _hardware_advice(kwargs: Mapping[str, Any]) -> str:
+    """What to do instead, with what PyTorch sees on this machine where a GPU was asked for."""
+    import os
+
+    import torch
+
+    accelerator = str(kwargs.get("accelerator", "auto")).lower()
+    if accelerator in ("gpu", "cuda") and torch.cuda.device_count() == 0:
+        if torch.version.cuda is None:
+            why = f"this torch ({torch.__version__}) is a CPU-only build"
+        elif "CUDA_VISIBLE_DEVICES" in os.environ:
+            why = f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} hides them"
+        else:
+            why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no driver or GPU"
+        return (
+            f"PyTorch sees no CUDA GPU on this machine: {why}. To run on the CPU, pick a CPU "
+            "trainer (`trainer=default` takes whatever accelerator there is; `trainer=ddp_cpu` "
+            "runs several processes) or add `trainer.accelerator=cpu`; to use a GPU, run where "
+            '`python -c "import torch; print(torch.cuda.is_available())"` prints True.'
+        )
+    return (
+        "Set the trainer's accelerator, devices, strategy and precision to what this machine "
+        "has (`trainer=default` runs anywhere: one device of whatever accelerator there is), "
+        "or install what the message names."
+    )
 
 
 def plain_cuda_check_without_gpu() -> None:
