@@ -5,7 +5,9 @@ Each command runs in a fresh process ``--repeats`` times (median wall seconds):
 * ``--help``, ``--cfg job`` and a config error (``model=mpl``): targets under 1 s, which
   needs lazy imports (no torch, Lightning or MLflow before they are needed);
 * a run that stops after its first training step (``trainer.max_steps=1``, no validation,
-  no tracking): the time from the command to the first step, against the bare import.
+  no tracking): the time from the command to the first step (and its exit), against the
+  bare import (and its exit); and the same run with Python's garbage collector left on
+  through start-up and exit, the baseline for :mod:`pipelines.collector`.
 
     python benchmarks/startup.py [--repeats 5]
 """
@@ -21,18 +23,25 @@ import time
 from pathlib import Path
 
 RUN = [sys.executable, "-m", "pipelines.run"]
+FIRST_STEP = [
+    "tracking=none",
+    "pipeline.stages=[prepare,fit]",
+    "+trainer.max_steps=1",
+    "+trainer.limit_val_batches=0",
+]
+#: the same command with the garbage collector left on through start-up and exit (the
+#: baseline for pipelines.collector): its deferral is replaced by a no-op
+COLLECTOR_AS_USUAL = (
+    "import sys, pipelines.run as r; "
+    "r.defer_during_startup = lambda: None; sys.argv[0] = 'pipelines.run'; r.main()"
+)
 COMMANDS = {
     "bare `import torch, lightning`": [sys.executable, "-c", "import torch, lightning"],
     "--help": [*RUN, "--help"],
     "--cfg job": [*RUN, "model=convnet", "--cfg", "job"],
     "config error (model=mpl)": [*RUN, "model=mpl"],
-    "to the first training step": [
-        *RUN,
-        "tracking=none",
-        "pipeline.stages=[prepare,fit]",
-        "+trainer.max_steps=1",
-        "+trainer.limit_val_batches=0",
-    ],
+    "to the first training step": [*RUN, *FIRST_STEP],
+    "same, collector on throughout": [sys.executable, "-c", COLLECTOR_AS_USUAL, *FIRST_STEP],
 }
 
 

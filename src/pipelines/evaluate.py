@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.collector import defer_during_startup, resume_after_startup
 from pipelines.errors import PipelineError
 
 
@@ -42,6 +43,7 @@ def rebuild(run_id: str, overrides: list[str], tracking_uri: str | None) -> tupl
     model = model_of(record)
     data_node = OmegaConf.to_container(config.data, resolve=True)
     datamodule = set_up_datamodule(registry.build("data", data_node, path="data"), type(model))
+    resume_after_startup()  # what follows (a pass over a split) makes garbage to collect
     return record, model, datamodule
 
 
@@ -132,6 +134,7 @@ def main(command: str, argv: list[str] | None = None) -> None:
         parser.add_argument("files", nargs="+", type=Path, help="inputs (images, text files)")
         parser.add_argument("--output", type=Path, help="also write the predictions here (CSV)")
     options = parser.parse_args(argv)
+    defer_during_startup()
     logging.basicConfig(level=logging.WARNING)
     try:
         if command == "evaluate":

@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pipelines.collector import defer_during_startup
 from pipelines.config import config_dir
 from pipelines.errors import PipelineError
 from pipelines.preflight import check_group_overrides
@@ -35,6 +36,7 @@ def main() -> None:
 
         print(help_text())
         return
+    defer_during_startup()
     try:
         check_group_overrides(sys.argv[1:])
     except PipelineError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines import distributed, registry, sweep, termination
+from pipelines.collector import resume_after_startup
 from pipelines.config import flatten
 from pipelines.console import interactive, print_config_tree
 from pipelines.context import RunContext
@@ -118,6 +119,7 @@ def run_pipeline(
             )
             tracker.log_params(dict(flatten(config)))
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            resume_after_startup()  # the heavy imports are done; data and training follow
             for index, node in enumerate(stages):
                 path = f"pipeline.stages[{index}]"
                 stage = registry.build("stage", node, path=path)
