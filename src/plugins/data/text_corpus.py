@@ -220,10 +220,15 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         else:
             path = Path(self.path)
             if not path.is_file():
-                fetch = "" if self.download else " (or set `data.download=true` with `data.url`)"
+                if self.url and not self.download:
+                    fetch = f"; `data.download=true` fetches it from {self.url}"
+                elif not self.download:
+                    fetch = " (or set `data.download=true` with `data.url`)"
+                else:
+                    fetch = ""
                 raise DataNotFoundError(
                     f"The text corpus {path} does not exist. Point `data.path=` at a .txt "
-                    f"file{fetch}, or leave it null for the bundled Python documentation."
+                    f"file{fetch}, or set `data.path=null` for the bundled Python documentation."
                 )
             text = read_corpus(path)
         if self.lowercase:
