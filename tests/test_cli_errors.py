@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import mlflow_runs, run_cli, store_uri
 
 
 def _assert_clean_error(result, *fragments: str) -> None:
@@ -101,3 +102,34 @@ def test_hardware_this_machine_lacks_is_refused_before_data_or_a_run(
     assert result.returncode == 2
     assert "stage 0: prepare" not in result.output, "refused before the data is prepared"
     assert not (workdir / "mlruns").exists(), "and before a run is opened"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["trainer.max_epoch=1"], ["'trainer.max_epoch'", "Did you mean 'max_epochs'?"]),
+        (["trainer.gradient_clip_val=1.0"], ["`+trainer.gradient_clip_val=1.0`"]),
+        (["+trainer.max_epochs=3"], ["already in the config", "`trainer.max_epochs=3`"]),
+        (["model.hidden_units=[64"], ["the override `model.hidden_units=[64`"]),
+        (["hydra/launcher=jobib"], ["Unknown hydra/launcher 'jobib'", "Did you mean 'joblib'?"]),
+    ],
+)
+def test_overrides_hydra_cannot_compose_get_one_paragraph(
+    workdir: Path, overrides: list[str], fragments: list[str]
+) -> None:
+    result = run_cli(overrides, cwd=workdir)
+    _assert_clean_error(result, *fragments)
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: "), result.stderr
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="a SLURM machine can submit")
+def test_a_sweep_whose_launcher_cannot_start_closes_its_parent_run(workdir: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = run_cli(["-m", "hydra/launcher=slurm", "seed=1,2"], cwd=workdir)
+    _assert_clean_error(result, "SLURM", "leave out `hydra/launcher=slurm`")
+    assert result.returncode == 2
+    (parent,) = mlflow_runs(store_uri(workdir))
+    assert parent.info.status == "FAILED", "not RUNNING for ever"
+    assert "srun" in parent.data.tags["error"]

@@ -37,7 +37,7 @@ def test_diverged_epoch_is_never_checkpointed(tmp_path: Path, one_thread) -> Non
     ctx = RunContext(config=config, tracker=Tracker(), output_dir=tmp_path)
     ctx.datamodule = data
     ctx.model = DivergesInEpochThree(input_shape=(1, 8, 8), num_classes=10)
-    with pytest.raises(TrainingDiverged, match="epoch 3 is nan"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 2 \(counted from 0\) is nan"):
         Fit().run(ctx)
     for path in (ctx.artifacts["best_checkpoint"], tmp_path / "checkpoints" / "last.ckpt"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -107,7 +107,10 @@ def test_a_diverged_run_says_so_in_one_paragraph(workdir: Path) -> None:
     result = run_cli(["model.optimizer=sgd", "model.lr=1e30", *QUICK], workdir)
     assert result.returncode == 2
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert error.startswith("Error: Training diverged: the training loss of epoch 1 is nan")
+    assert error.startswith(
+        "Error: Training diverged: the training loss of epoch 0 (counted from 0) is nan"
+    )
+    assert "no epoch had finished" in error and "+trainer.gradient_clip_val=1.0" in error
     assert "model.lr=1e+30" in result.stderr and "Traceback" not in result.stderr
     (run,) = mlflow_runs(store_uri(workdir))
     assert run.info.status == "FAILED"

@@ -16,9 +16,11 @@ import hydra
 from omegaconf import DictConfig
 
 from pipelines.collector import defer_during_startup
+from pipelines.composition import describe, hydra_raises_composition_errors
 from pipelines.config import config_dir
 from pipelines.errors import PipelineError
 from pipelines.preflight import check_group_overrides
+from pipelines.sweep import close_unfinished_sweep
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -38,11 +40,21 @@ def main() -> None:
         return
     defer_during_startup()
     try:
-        check_group_overrides(sys.argv[1:])
+        check_group_overrides(arguments)
     except PipelineError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    _hydra_main()
+    with hydra_raises_composition_errors():
+        try:
+            _hydra_main()
+        except BaseException as exc:
+            # a sweep stopped before Hydra's end-of-sweep callback: its parent run says so
+            close_unfinished_sweep(exc)
+            message = describe(exc, arguments) if isinstance(exc, Exception) else None
+            if message is None:
+                raise
+            print(f"Error: {message}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -58,6 +58,26 @@ def record_failure(job: str, message: str) -> None:
     (failures / f"{job.replace(' ', '_')}.txt").write_text(message)
 
 
+#: the parent run of the sweep in progress in this process (None outside a sweep)
+_open_parent: Any = None
+
+
+def close_unfinished_sweep(error: BaseException) -> None:
+    """Finish the parent run of a sweep that stopped before its end (a launcher that could
+    not start, a job config that did not compose, Ctrl-C): FAILED, or KILLED when it was
+    interrupted, instead of RUNNING for ever in the UI."""
+    global _open_parent
+    parent, _open_parent = _open_parent, None
+    os.environ.pop(STATE_ENV, None)
+    if parent is None:
+        return
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+    try:
+        parent.set_tags({"error": f"{type(error).__name__}: {error}"[:500]})
+    finally:
+        parent.finish("KILLED" if interrupted else "FAILED")
+
+
 class SweepCallback(Callback):
     """Opens the parent run of a multirun sweep and reports its failed jobs at the end."""
 
@@ -81,8 +101,12 @@ class SweepCallback(Callback):
         )
         self._tracker.log_params({"sweep.overrides": " ".join(overrides)})
         (state / _PARENT_FILE).write_text(self._tracker.run_id)
+        global _open_parent
+        _open_parent = self._tracker
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _open_parent
+        _open_parent = None
         state = Path(os.environ.get(STATE_ENV, ""))
         failures = sorted((state / _FAILURES_DIR).glob("*.txt")) if state.name else []
         if self._tracker is not None:

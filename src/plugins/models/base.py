@@ -136,11 +136,17 @@ class Classifier(L.LightningModule):
         total, _ = self._epoch_sums.get("train", {}).get("loss", (None, 0))
         if total is None or bool(torch.isfinite(torch.as_tensor(total)).all()):
             return
+        # epochs counted from 0, as in the checkpoint files' names (best-000.ckpt)
+        kept = (
+            "the checkpoints of the earlier epochs (best and last) stay in its checkpoints/ folder"
+            if self.current_epoch > 0
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        clip = "" if self.trainer.gradient_clip_val else " (+trainer.gradient_clip_val=1.0)"
         raise TrainingDiverged(
-            f"Training diverged: the training loss of epoch {self.current_epoch + 1} is "
-            f"{float(total)}. The run is marked FAILED; the checkpoints of the earlier epochs "
-            f"(best and last) stay in its checkpoints/ folder. Lower the learning rate "
-            f"(model.lr={self.lr}), or clip gradients (trainer.gradient_clip_val=1.0)."
+            f"Training diverged: the training loss of epoch {self.current_epoch} (counted "
+            f"from 0) is {float(total)}. The run is marked FAILED; {kept}. Lower the learning "
+            f"rate (model.lr={self.lr}), or clip gradients{clip}."
         )
 
     def on_validation_start(self) -> None:
