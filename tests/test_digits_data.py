@@ -44,3 +44,18 @@ def test_margin_too_large_is_a_clear_error() -> None:
 def test_split_too_small_for_every_class_names_the_setting() -> None:
     with pytest.raises(ConfigValueError, match=r"data\.val_fraction"):
         splits(val_fraction=0.001)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"val_fraction": 0.9}, "(0.9 + 0.2) leave no training images"),
+        ({"test_fraction": 1.0}, "'data.test_fraction' must be at least 0 and below 1"),
+    ],
+)
+def test_fractions_that_leave_no_training_data_name_both_settings(
+    settings: dict, fragment: str
+) -> None:
+    with pytest.raises(ConfigValueError) as error:
+        DigitsDataModule(**settings).setup()
+    assert fragment in str(error.value)

@@ -52,6 +52,10 @@ def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) 
     _kill_after_first_checkpoint(killed, *args)
     (stopped,) = mlflow_runs(store_uri(killed))
     assert stopped.info.status == "RUNNING", "kill -9 leaves no chance to mark the run"
+    (log,) = (killed / "outputs").rglob("*.log")
+    assert f"python -m pipelines.resume {stopped.info.run_id}" in log.read_text(), (
+        "the id to resume by is said when the run starts, not only in the final summary"
+    )
     before = _history(store_uri(killed), stopped.info.run_id, "val/loss")
     assert 1 <= len(before) < EPOCHS
 

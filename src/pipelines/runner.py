@@ -107,6 +107,14 @@ def run_pipeline(
         if secondary
         else _open_tracker(config, subject, overrides or [], job_num, resume_run_id)
     )
+    if tracker.run_id and not resume_run_id:
+        # said now, not only in the final summary: a killed run is resumed by this id
+        log.info(
+            "MLflow run %s (%s); if it stops early: python -m pipelines.resume %s",
+            tracker.run_id,
+            getattr(tracker, "run_name", ""),
+            tracker.run_id,
+        )
     ctx = RunContext(
         config=config, tracker=tracker, output_dir=output_dir, resuming=bool(resume_run_id)
     )

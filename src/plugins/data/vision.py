@@ -73,6 +73,14 @@ def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
     """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
+    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigValueError(f"'data.{key}' must be at least 0 and below 1, got {value}.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigValueError(
+            f"'data.val_fraction' + 'data.test_fraction' ({val_fraction} + {test_fraction}) "
+            "leave no training images: keep their sum below 1."
+        )
     indices = np.arange(len(labels))
     if test_fraction > 0:
         rest, test = _stratified(indices, labels, test_fraction, seed, "data.test_fraction")
