@@ -204,3 +204,11 @@ def test_bad_backbone_and_layer_are_named(workdir: Path) -> None:
     assert result.returncode != 0
     assert "no layer 'features.99' (in 'pipeline.stages.0.layers')" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_weights_name_the_stage_key_not_the_model_key(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as error:
+        torchvision_network("resnet18", str(tmp_path / "no.pth"), key="pipeline.stages.0.backbone")
+    message = str(error.value)
+    assert "'pipeline.stages.0.weights'" in message and "null for random weights" in message
+    assert "model.weights" not in message and "train from scratch" not in message

@@ -85,7 +85,10 @@ def torchvision_network(name: str, weights: str | None, key: str = "model.backbo
     )
     network = models.get_model(name, weights=None, **extra)
     if pretrained:
-        network.load_state_dict(_pretrained_state(name, str(weights)))
+        # the weights' key beside the backbone's (model.weights, pipeline.stages.0.weights)
+        weights_key = f"{key.rpartition('.')[0] or 'model'}.weights"
+        null_means = "to train from scratch" if key == "model.backbone" else "for random weights"
+        network.load_state_dict(_pretrained_state(name, str(weights), weights_key, null_means))
     return network
 
 
@@ -108,15 +111,21 @@ def torchvision_backbone(name: str, weights: str | None) -> Backbone:
     )
 
 
-def _pretrained_state(name: str, weights: str) -> dict[str, torch.Tensor]:
-    """Weights from a local file, or a torchvision weights name (cache first, then download)."""
+def _pretrained_state(
+    name: str, weights: str, key: str = "model.weights", null_means: str = "to train from scratch"
+) -> dict[str, torch.Tensor]:
+    """Weights from a local file, or a torchvision weights name (cache first, then download).
+
+    ``key`` is the config key the weights came from, ``null_means`` what setting it to null
+    does there: both only for messages.
+    """
     path = Path(weights).expanduser()
     if path.suffix in (".pth", ".pt", ".ckpt", ".bin") or path.exists():
         if not path.is_file():
             raise PipelineError(
-                f"The weights file {path} (from 'model.weights') does not exist. Give the path "
+                f"The weights file {path} (from '{key}') does not exist. Give the path "
                 "to a state_dict saved with torch.save, a torchvision weights name (DEFAULT, "
-                "IMAGENET1K_V1, ...), or null to train from scratch."
+                f"IMAGENET1K_V1, ...), or null {null_means}."
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
         return state.get("state_dict", state) if isinstance(state, dict) else state
@@ -127,7 +136,7 @@ def _pretrained_state(name: str, weights: str) -> dict[str, torch.Tensor]:
     except KeyError:
         known = ", ".join(["DEFAULT", *(w.name for w in models.get_model_weights(name))])
         raise PipelineError(
-            f"Unknown weights '{weights}' for {name} in 'model.weights'. Known: {known}, a path "
+            f"Unknown weights '{weights}' for {name} in '{key}'. Known: {known}, a path "
             "to a .pth file, or null."
         ) from None
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
@@ -140,7 +149,7 @@ def _pretrained_state(name: str, weights: str) -> dict[str, torch.Tensor]:
             f"The pretrained weights {name}/{enum.name} are not in the torchvision cache "
             f"({cache}) and could not be downloaded ({exc}). Download {enum.url} on a machine "
             f"with internet and copy it to {cache} (or set TORCH_HOME), pass a local file with "
-            "model.weights=/path/to/weights.pth, or use model.weights=null to train from scratch."
+            f"{key}=/path/to/weights.pth, or use {key}=null {null_means}."
         ) from None
 
 
