@@ -9,6 +9,7 @@ runs wrote them (``./mlruns/artifacts``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,14 +69,34 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    server = subprocess.Popen(server_command(uri, options.host, options.port), env=env)
-    # SIGTERM (a test, a process manager) stops the server too, not just this wrapper
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    # In a session of its own: Ctrl-C in the terminal reaches only this wrapper, which stops
+    # the server and its workers together. Reached by the terminal's SIGINT directly, each
+    # of MLflow's worker processes printed its own KeyboardInterrupt traceback (~270 lines).
+    server = subprocess.Popen(
+        server_command(uri, options.host, options.port), env=env, start_new_session=True
+    )
+    # SIGTERM (a test, a process manager) stops the server too, not just this wrapper; only
+    # signalled here: the handler interrupts server.wait(), which must not be re-entered
+    signal.signal(signal.SIGTERM, lambda *_: _signal_group(server, signal.SIGTERM))
     try:
         raise SystemExit(server.wait())
     except KeyboardInterrupt:
-        server.terminate()
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to the server's whole process group; SIGKILL if it is not gone in ``grace``."""
+    _signal_group(server, signal.SIGTERM)
+    try:
+        server.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(server, signal.SIGKILL)
         server.wait()
+
+
+def _signal_group(server: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signum)
 
 
 if __name__ == "__main__":
