@@ -133,3 +133,13 @@ def test_a_sweep_whose_launcher_cannot_start_closes_its_parent_run(workdir: Path
     (parent,) = mlflow_runs(store_uri(workdir))
     assert parent.info.status == "FAILED", "not RUNNING for ever"
     assert "srun" in parent.data.tags["error"]
+
+
+def test_an_objective_direction_other_than_minimize_or_maximize_stops_the_sweep(
+    workdir: Path,
+) -> None:
+    # "max" used to count as minimize: the sweep then called its worst job the best
+    result = run_cli(["-m", "model.lr=0.01,0.001", "objective.direction=max"], cwd=workdir)
+    _assert_clean_error(result, "'objective.direction' is 'max'", "Did you mean 'maximize'?")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "before any job ran"

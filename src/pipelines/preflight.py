@@ -19,11 +19,18 @@ def check_group_overrides(argv: Sequence[str]) -> None:
     """Raise :class:`PluginNotFoundError` if ``group=value`` names an option that does not exist.
 
     Sweep expressions (``range(...)``, ``choice(...)``, interpolations) are left to Hydra.
+    ``objective.direction=`` is checked here too: a sweep's callbacks cannot stop it (Hydra
+    turns their errors into warnings), and every job would fail on it.
     """
     from pipelines.config import config_groups, group_options
+    from pipelines.sweep import check_objective
 
     groups: list[str] | None = None
     for arg in argv:
+        if arg.lstrip("+").startswith("objective.direction="):
+            value = arg.split("=", 1)[1].strip()
+            for direction in [] if _SWEEP_FUNCTION.match(value) else value.split(","):
+                check_objective({"direction": direction.strip().strip("'\"")})
         match = _GROUP_OVERRIDE.match(arg)
         if not match or arg.startswith("~"):
             continue

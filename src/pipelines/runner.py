@@ -234,6 +234,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     for index, node in enumerate(stages):
         registry.check("stage", node, path=f"pipeline.stages[{index}]")
     check_hardware(trainer_arguments(config.get("trainer") or {}))
+    sweep.check_objective(config.get("objective"))
     SpeedSettings.from_config(config.get("speed"))
 
 

@@ -58,6 +58,28 @@ def record_failure(job: str, message: str) -> None:
     (failures / f"{job.replace(' ', '_')}.txt").write_text(message)
 
 
+DIRECTIONS = ("minimize", "maximize")
+
+
+def check_objective(objective: Any) -> None:
+    """``objective.direction`` must be one of :data:`DIRECTIONS`.
+
+    Anything else used to count as minimize: ``direction=max`` on an accuracy picked the
+    worst job as the sweep's best, with exit status 0.
+    """
+    from pipelines.errors import ConfigValueError, did_you_mean
+
+    direction = str((objective or {}).get("direction", "minimize"))
+    if direction not in DIRECTIONS:
+        aliases = {"max": "maximize", "min": "minimize", "maximise": "maximize"}
+        hint = aliases.get(direction.lower())
+        suggestion = f" Did you mean '{hint}'?" if hint else did_you_mean(direction, DIRECTIONS)
+        raise ConfigValueError(
+            f"'objective.direction' is '{direction}'; it must be minimize or maximize."
+            f"{suggestion} Write e.g. `objective.direction=maximize` for an accuracy."
+        )
+
+
 #: the parent run of the sweep in progress in this process (None outside a sweep)
 _open_parent: Any = None
 
