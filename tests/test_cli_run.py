@@ -121,6 +121,8 @@ def test_terminated_run_is_marked_killed(workdir: Path) -> None:
     assert proc.returncode != 0, output
     (run,) = mlflow_runs(f"sqlite:///{db}")
     assert run.info.status == "KILLED", output
+    assert f"Interrupted: run {run.info.run_id} is marked KILLED" in output, output
+    assert f"python -m pipelines.resume {run.info.run_id}" in output.split("Interrupted:")[1]
     checkpoints = [
         a.path
         for a in MlflowClient(f"sqlite:///{db}").list_artifacts(run.info.run_id, "checkpoints")

@@ -167,9 +167,22 @@ def run_pipeline(
             raise
         finally:
             tracker.finish(status)
+            if status == "KILLED" and tracker.run_id and not secondary:
+                _say_how_to_resume(tracker.run_id, output_dir)
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
+
+
+def _say_how_to_resume(run_id: str, output_dir: Path) -> None:
+    """One line after Ctrl-C or SIGTERM: the run is recorded, and this continues it."""
+    print(
+        f"Interrupted: run {run_id} is marked KILLED; its checkpoints stay in "
+        f"{output_dir.resolve() / 'checkpoints'}. Continue it where it stopped with "
+        f"`python -m pipelines.resume {run_id}`.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def objective_value(cfg: DictConfig | dict[str, Any], metrics: dict[str, float]) -> float | None:
