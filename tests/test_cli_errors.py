@@ -143,3 +143,20 @@ def test_an_objective_direction_other_than_minimize_or_maximize_stops_the_sweep(
     _assert_clean_error(result, "'objective.direction' is 'max'", "Did you mean 'maximize'?")
     assert result.returncode == 2
     assert not (workdir / "mlruns").exists(), "before any job ran"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("+tracking.experimnt=foo", "Unknown key 'tracking.experimnt'. Did you mean 'experiment'?"),
+        ("+seeed=3", "Unknown top-level key 'seeed': nothing reads it. Did you mean 'seed'?"),
+        ("+pipeline.stage=[fit]", "Unknown key 'pipeline.stage'. Did you mean 'stages'?"),
+    ],
+)
+def test_an_added_key_nothing_reads_is_an_error_not_ignored(
+    workdir: Path, override: str, fragment: str
+) -> None:
+    result = run_cli([override], cwd=workdir)
+    _assert_clean_error(result, fragment)
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists()

@@ -248,7 +248,46 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
         registry.check("stage", node, path=f"pipeline.stages[{index}]")
     check_hardware(trainer_arguments(config.get("trainer") or {}))
     sweep.check_objective(config.get("objective"))
+    check_engine_keys(config)
     SpeedSettings.from_config(config.get("speed"))
+
+
+#: keys of the config nodes the engine itself reads (plugins' nodes are checked against their
+#: constructors by the registry)
+ENGINE_NODES = {
+    "pipeline": ("name", "stages"),
+    "tracking": ("enabled", "uri", "experiment", "register_as"),
+    "objective": ("metric", "direction"),
+}
+#: top-level keys that are not config groups
+ENGINE_KEYS = ("seed", "paths", "speed", "objective")
+
+
+def check_engine_keys(config: dict[str, Any]) -> None:
+    """No misspelt key in the engine's own nodes, and none at the top level.
+
+    ``+tracking.experimnt=foo`` or ``+seeed=3`` composed fine and were then never read: the
+    run went on with the defaults, without a word. A top-level key with no close match to
+    a known one is left alone (a plugin of the user's may read it).
+    """
+    from pipelines.config import config_groups
+    from pipelines.errors import closest_match, did_you_mean
+
+    for node, keys in ENGINE_NODES.items():
+        for key in config.get(node) or {}:
+            if key not in keys:
+                raise ConfigValueError(
+                    f"Unknown key '{node}.{key}'.{did_you_mean(key, keys)} The {node} keys "
+                    f"are: {', '.join(keys)}. Remove or rename `{node}.{key}`."
+                )
+    known = {*config_groups(), *ENGINE_KEYS}
+    for key in config:
+        match = None if key in known else closest_match(key, known)
+        if match:
+            raise ConfigValueError(
+                f"Unknown top-level key '{key}': nothing reads it. Did you mean '{match}'? "
+                f"Remove or rename `{key}`."
+            )
 
 
 def _stage_node(node: Any) -> dict[str, Any]:
