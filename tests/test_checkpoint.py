@@ -114,3 +114,16 @@ def test_a_hard_link_outlives_the_file_it_was_made_from(tmp_path: Path) -> None:
     best.unlink()
     assert last.read_bytes() == b"epoch 1"
     assert [path.name for path in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left
+
+
+def test_resume_skips_a_damaged_last_checkpoint_for_the_newest_intact_one(tmp_path: Path) -> None:
+    from pipelines.checkpoint import resumable_checkpoint
+
+    assert resumable_checkpoint(tmp_path) is None
+    for epoch in (0, 1):
+        torch.save({"epoch": epoch}, tmp_path / f"best-{epoch:03d}.ckpt")
+    torch.save({"epoch": 2}, tmp_path / "last.ckpt")
+    assert resumable_checkpoint(tmp_path) == tmp_path / "last.ckpt"
+    whole = (tmp_path / "last.ckpt").read_bytes()
+    (tmp_path / "last.ckpt").write_bytes(whole[: len(whole) // 2])  # a save cut short
+    assert resumable_checkpoint(tmp_path) == tmp_path / "best-001.ckpt"

@@ -135,3 +135,31 @@ def _hard_link(source: str, target: str) -> bool:
         Path(temporary).unlink(missing_ok=True)
         return False
     return True
+
+
+def resumable_checkpoint(folder: Path) -> Path | None:
+    """The newest intact checkpoint in ``folder`` to resume from: ``last.ckpt``, else the
+    newest ``best-NNN.ckpt`` (None if there is none).
+
+    A checkpoint is a zip archive; one cut short (a full disk, a copy interrupted) fails
+    its CRC check here, in a second, instead of failing the resume with a 47-line traceback
+    from torch's zip reader while an intact best checkpoint sits beside it.
+    """
+    import logging
+    import zipfile
+
+    candidates = [folder / "last.ckpt", *sorted(folder.glob("best-*.ckpt"), reverse=True)]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (OSError, zipfile.BadZipFile) as error:
+            damaged = str(error)
+        if damaged is None:
+            return path
+        logging.getLogger(__name__).warning(
+            "%s is damaged (%s); resuming from an older checkpoint if there is one", path, damaged
+        )
+    return None

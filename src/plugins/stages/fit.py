@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from pipelines.checkpoint import resumable_checkpoint
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.speed import SpeedSettings, apply_speed_settings
@@ -96,8 +97,10 @@ class Fit:
         applied = apply_speed_settings(speed, model, datamodule, trainer)
         shown = [name if value is True else f"{name}={value}" for name, value in applied.items()]
         ctx.tracker.set_tags({"speed": ",".join(shown) or "none"})
-        last = Path(ctx.output_dir) / checkpoint_dir / "last.ckpt"
-        resume_from = str(last) if ctx.resuming and last.is_file() else None
+        resumable = (
+            resumable_checkpoint(Path(ctx.output_dir) / checkpoint_dir) if ctx.resuming else None
+        )
+        resume_from = str(resumable) if resumable else None
         try:
             # weights only: a checkpoint file cannot run code when it is loaded
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
