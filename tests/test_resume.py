@@ -119,3 +119,29 @@ def test_rerun_takes_overrides(workdir: Path) -> None:
     again = mlflow_runs(store_uri(workdir))[-1]
     assert again.data.params["trainer.max_epochs"] == "1"
     assert again.data.params["model.name"] == "convnet"
+
+
+def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any((workdir / "outputs").rglob("last.ckpt")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        (running,) = mlflow_runs(store_uri(workdir))  # still training: 1000 epochs
+        second = run_cli(module="pipelines.resume", args=[running.info.run_id], cwd=workdir)
+        assert second.returncode == 2, second.output
+        assert "is still running" in second.stderr and "Traceback" not in second.output
+        assert proc.poll() is None, "the first process trains on, undisturbed"
+        (after,) = mlflow_runs(store_uri(workdir))
+        assert after.info.status == "RUNNING" and after.info.end_time is None
+    finally:
+        proc.kill()
+        proc.wait()

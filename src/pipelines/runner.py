@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import traceback
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pipelines.console import interactive, print_config_tree
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
 from pipelines.provenance import provenance_tags
+from pipelines.run_lock import run_lock
 from pipelines.speed import SpeedSettings
 from pipelines.tracking import Tracker, TrackingSettings, open_tracker, ui_command
 
@@ -102,11 +104,19 @@ def run_pipeline(
     # Secondary DDP ranks run the same stages but track nothing: rank 0 owns the run.
     secondary = distributed.is_secondary_process()
     distributed.use_job_command_for_ranks()
-    tracker = (
-        Tracker()
-        if secondary
-        else _open_tracker(config, subject, overrides or [], job_num, resume_run_id)
-    )
+    # one process per run folder: a resume of a run still training is refused here
+    folder_lock = ExitStack()
+    if not secondary:
+        folder_lock.enter_context(run_lock(output_dir, resume_run_id))
+    try:
+        tracker = (
+            Tracker()
+            if secondary
+            else _open_tracker(config, subject, overrides or [], job_num, resume_run_id)
+        )
+    except BaseException:
+        folder_lock.close()
+        raise
     if tracker.run_id and not resume_run_id:
         # said now, not only in the final summary: a killed run is resumed by this id
         log.info(
@@ -166,7 +176,10 @@ def run_pipeline(
                 termination.stop_if_requested()
             raise
         finally:
-            tracker.finish(status)
+            try:
+                tracker.finish(status)
+            finally:
+                folder_lock.close()
             if status == "KILLED" and tracker.run_id and not secondary:
                 _say_how_to_resume(tracker.run_id, output_dir)
     if not secondary:

@@ -1,0 +1,49 @@
+"""One process per run folder: ``resume`` refuses a run that is still training.
+
+A run holds an exclusive ``flock`` on ``<output_dir>/.pipelines.lock`` while it runs. The
+operating system drops the lock when the process ends, however it ends (SIGKILL and power
+loss included), so a held lock means a live process, never a stale file. Without it,
+``python -m pipelines.resume`` on a run that was merely slow (or paused) trained a second
+copy into the same checkpoints folder and MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipelines.errors import PipelineError
+
+LOCK_FILE = ".pipelines.lock"
+
+
+@contextmanager
+def run_lock(output_dir: Path, run_id: str | None) -> Iterator[None]:
+    """Hold the run folder's lock for the ``with`` block, or raise if a process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs are not guarded there
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise PipelineError(
+                f"Run {run_id or ''} is still running ({holder} holds {path}). Wait for it to "
+                "end, or stop it (Ctrl-C, or kill that process) and then resume it."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
