@@ -62,6 +62,17 @@ def test_predict_classifies_image_files(finished_run, tmp_path: Path) -> None:
     assert result.stdout.startswith("file,prediction,probability")
 
 
+def test_predict_on_a_text_file_says_what_the_image_run_reads(finished_run, tmp_path: Path) -> None:
+    """It ended in PIL's UnidentifiedImageError traceback."""
+    workdir, run = finished_run
+    text = tmp_path / "t.txt"
+    text.write_text("not an image\n")
+    result = run_cli(module="pipelines.predict", args=[run.info.run_id, str(text)], cwd=workdir)
+    assert result.returncode == 2, result.output
+    assert "cannot identify image file" in result.stderr and "Image files" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

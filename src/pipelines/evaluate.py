@@ -5,11 +5,14 @@
 
 The model is rebuilt from the run's own record: the model plugin its ``config.yaml`` names,
 the constructor arguments and weights of its best checkpoint (loaded with
-``weights_only=True``). The data is rebuilt from the same recorded config, so the split and
-vocabulary are the run's, not today's defaults; ``KEY=VALUE`` changes the data node (e.g.
-``data.root=/elsewhere``). Files to predict on go through the data plugin's own
-``encode_inputs`` (images: resized and scaled like the training images; text: vectorized
-with the fitted vocabulary).
+``weights_only=True``). The data is rebuilt from the same recorded config, so the split is
+the run's, not today's defaults; what the data plugin fitted and logged under the run's
+``data/`` artifacts (text: the vocabulary and class list) is handed back to it
+(``use_artifacts``), so even other data is encoded as the model was trained. ``KEY=VALUE``
+changes the data node (e.g. ``data.root=/elsewhere``). Files to predict on go through the
+data plugin's own ``encode_inputs`` (images: resized and scaled like the training images;
+text: vectorized with the run's vocabulary). ``evaluate`` shows beside each number what the
+run recorded for the same checkpoint (``test/...``, and ``best/val_...`` for the val split).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import argparse
 import csv
 import logging
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,16 @@ from pipelines.collector import defer_during_startup, resume_after_startup
 from pipelines.errors import PipelineError
 
 
-def rebuild(run_id: str, overrides: list[str], tracking_uri: str | None) -> tuple[Any, Any, Any]:
-    """(record, model, datamodule) of a run, set up as the run had them."""
+def rebuild(
+    run_id: str,
+    overrides: list[str],
+    tracking_uri: str | None,
+    check_model: Callable[[Any, Any], None] | None = None,
+) -> tuple[Any, Any, Any]:
+    """(record, model, datamodule) of a run, set up as the run had them.
+
+    ``check_model(record, model)`` may refuse the model before its data is prepared (which
+    can take long), e.g. a generative model asked to ``predict``."""
     from omegaconf import OmegaConf
 
     from pipelines import registry
@@ -41,10 +54,34 @@ def rebuild(run_id: str, overrides: list[str], tracking_uri: str | None) -> tupl
             "Write data.KEY=VALUE, or re-run with other settings: python -m pipelines.rerun."
         )
     model = model_of(record)
+    if check_model is not None:
+        check_model(record, model)
     data_node = OmegaConf.to_container(config.data, resolve=True)
-    datamodule = set_up_datamodule(registry.build("data", data_node, path="data"), type(model))
+    datamodule = registry.build("data", data_node, path="data")
+    if hasattr(datamodule, "use_artifacts"):
+        # what the plugin fitted on the run's data (text: vocabulary, classes), not refitted
+        # on whatever data.KEY=VALUE points at: the model only knows the run's encoding
+        with tempfile.TemporaryDirectory() as tmp:
+            datamodule.use_artifacts(record.artifact_files("data", tmp))
+    datamodule = set_up_datamodule(datamodule, type(model))
     resume_after_startup()  # what follows (a pass over a split) makes garbage to collect
     return record, model, datamodule
+
+
+def recorded_metric(metrics: dict[str, float], key: str) -> float | None:
+    """What the run recorded for ``key`` (``<split>/<name>``) with the checkpoint evaluated.
+
+    The test stage evaluates the best checkpoint, so ``test/...`` is that checkpoint's;
+    ``val/...`` is the last epoch's, but the fit stage keeps the best epoch's as
+    ``best/val_...``. Training metrics are means over an epoch of changing weights (with
+    dropout on): nothing recorded matches a pass of the kept weights over the train split.
+    """
+    split, name = key.split("/", 1)
+    if split == "test":
+        return metrics.get(key)
+    if split == "val":
+        return metrics.get(f"best/val_{name.replace('/', '_')}")
+    return None
 
 
 def evaluate(
@@ -71,7 +108,7 @@ def evaluate(
     metrics = {f"{split}/{key.split('/', 1)[1]}": float(value) for key, value in results.items()}
     print(f"{record.run_name} ({record.run_id}) on its {split} split:")
     for key, value in sorted(metrics.items()):
-        recorded = record.metrics.get(key)
+        recorded = recorded_metric(record.metrics, key)
         note = f"   (recorded {recorded:.4f})" if recorded is not None else ""
         print(f"  {key:<12} {value:.4f}{note}")
     return metrics
@@ -86,16 +123,31 @@ def predict(
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise PipelineError(f"No such file: {', '.join(missing)}.")
-    record, model, datamodule = rebuild(run_id, [], tracking_uri)
+    record, model, datamodule = rebuild(run_id, [], tracking_uri, check_model=_predicts)
     if not hasattr(datamodule, "encode_inputs"):
         raise PipelineError(
             f"The data plugin of run '{record.run_id}' ({type(datamodule).__name__}) cannot "
             "turn files into model inputs (it has no encode_inputs method)."
         )
-    inputs = datamodule.encode_inputs(files)
+    try:
+        inputs = datamodule.encode_inputs(files)
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise PipelineError(
+            f"predict cannot read these files as inputs of run '{record.run_id}' "
+            f"({record.run_name}): {exc}. What its data plugin ({type(datamodule).__name__}) "
+            f"reads: {_accepted_inputs(datamodule)}. Give predict files of that kind."
+        ) from None
     model.eval()
     with torch.no_grad():
         outputs = model.predict_step(inputs, 0)
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or len(outputs) != len(files):
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
+        raise PipelineError(
+            f"predict is for classifiers and regressors (one row of class probabilities or "
+            f"values per file), but the model of run '{record.run_id}' "
+            f"({type(model).__name__}) returned {shape} for {len(files)} file(s). "
+            "Use its own pipeline to apply it: python -m pipelines.run --help lists them."
+        )
     classes = list(getattr(datamodule, "classes", []) or [])
     rows = []
     for path, output_row in zip(files, outputs, strict=True):
@@ -116,6 +168,29 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
     return rows
+
+
+def _predicts(record: Any, model: Any) -> None:
+    """Refuse generative models (VAE, GAN, character LSTM) before their data is prepared:
+    they draw samples, they do not label files, and have a pipeline for that."""
+    if callable(getattr(model, "generate", None)):
+        raise PipelineError(
+            f"Run '{record.run_id}' ({record.run_name}) trained a generative model "
+            f"({type(model).__name__}); predict is for classifiers and regressors, which "
+            "label or score input files. Draw samples from it instead: python -m "
+            f"pipelines.run pipeline=generate pipeline.stages.0.source=runs:/{record.run_id}"
+        )
+
+
+def _accepted_inputs(datamodule: Any) -> str:
+    """What the plugin's ``encode_inputs`` reads: its ``predict_inputs``, else the first
+    sentence of that method's docstring (which says what it does with which files)."""
+    described = getattr(datamodule, "predict_inputs", None)
+    if described:
+        return str(described)
+    doc = " ".join((datamodule.encode_inputs.__doc__ or "").split()).replace("``", "")
+    sentence = doc.split(". ")[0].rstrip(".")
+    return sentence or "files like the ones it was trained on"
 
 
 def main(command: str, argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ RESUMED_TAG = "pipelines.resumed"
 
 
 def resume(run_id: str, tracking_uri: str | None) -> dict[str, float]:
-    """Continue run ``run_id`` in place; its metrics."""
+    """Continue a stopped run in place, from the last checkpoint in its output folder."""
     from omegaconf import OmegaConf
 
     from pipelines.run_loader import fetch_run

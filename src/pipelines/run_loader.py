@@ -71,6 +71,30 @@ class RecordedRun:
     def download(self, artifact: str, dest: str) -> str:
         return self.client.download_artifacts(self.run_id, artifact, dest)
 
+    def artifact_files(self, folder: str, dest: str) -> dict[str, Path]:
+        """The files directly in the run's artifact ``folder`` (e.g. ``data``: what its data
+        plugin fitted, such as ``tokenizer.json``), downloaded into ``dest``, by file name;
+        empty when the run logged nothing there."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            items = list(self.client.list_artifacts(self.run_id, folder))
+        except (MlflowException, OSError):
+            return {}
+        files: dict[str, Path] = {}
+        for item in items:
+            if item.is_dir:
+                continue
+            try:
+                files[Path(item.path).name] = Path(self.download(item.path, dest))
+            except (MlflowException, OSError):
+                raise PipelineError(
+                    f"The artifact '{item.path}' of run '{self.run_id}' is listed but cannot "
+                    "be read (deleted from the artifact store?), so the run's data cannot be "
+                    "rebuilt as it was."
+                ) from None
+        return files
+
     def config_with(self, overrides: list[str]) -> Any:
         """The recorded config (an OmegaConf node) with ``KEY=VALUE`` overrides applied."""
         from omegaconf import OmegaConf
@@ -83,10 +107,17 @@ class RecordedRun:
         return config
 
 
-def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
+def fetch_run(
+    reference: str, tracking_uri: str | None = None, uri_option: str = "--tracking-uri"
+) -> RecordedRun:
     """The record of ``reference`` (a run id, ``runs:/<id>`` or ``models:/...``), with the
     resolved config it ran with (its ``config.yaml`` artifact). ``tracking_uri`` defaults
-    to where runs go: ``$MLFLOW_TRACKING_URI``, else ``./mlruns``."""
+    to where runs go: ``$MLFLOW_TRACKING_URI``, else ``./mlruns``.
+
+    ``uri_option`` is how the caller's user names another store (the commands' option
+    ``--tracking-uri``; ``tracking.uri`` inside a run's config), so "no such run" says
+    what to change. A SQLite store that does not exist is reported, never created: asking
+    for a run must not leave an empty ``./mlruns`` behind."""
     import os
 
     import yaml
@@ -96,7 +127,19 @@ def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
     from pipelines.tracking import TrackingSettings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    client = MlflowClient(tracking_uri=tracking_uri or TrackingSettings().resolved_uri())
+    uri = tracking_uri or TrackingSettings().resolved_uri()
+    where = f"point {uri_option} (or $MLFLOW_TRACKING_URI) at the store that holds it"
+    database = sqlite_file(uri)
+    if database is not None and not database.is_file():
+        shown = reference
+        if reference.startswith("runs:/"):
+            shown = reference.removeprefix("runs:/").strip("/").split("/")[0] or reference
+        raise PipelineError(
+            f"No run '{shown}': there is no tracking store at {uri} (no file "
+            f"{database}). Run the command in the folder you trained in (the one holding "
+            f"./mlruns), or {where}."
+        )
+    client = MlflowClient(tracking_uri=uri)
     run_id = resolve_run_id(
         reference if is_run_reference(reference) else f"runs:/{reference}", client
     )
@@ -105,8 +148,7 @@ def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
     except MlflowException:
         raise PipelineError(
             f"No run '{run_id}' (from '{reference}') in the tracking store "
-            f"{client.tracking_uri}. Check the id in the MLflow UI, or point tracking.uri / "
-            "MLFLOW_TRACKING_URI at the store that holds it."
+            f"{client.tracking_uri}. Check the id in the MLflow UI, or {where}."
         ) from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -128,9 +170,20 @@ def fetch_run(reference: str, tracking_uri: str | None = None) -> RecordedRun:
     )
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
-    """The LightningModule of an earlier run, with the weights of its best checkpoint."""
-    return model_of(fetch_run(reference, tracking_uri))
+    """The LightningModule of an earlier run, with the weights of its best checkpoint.
+
+    Called by stages for a ``runs:/`` reference in a run's config, where the store is set
+    with ``tracking.uri``."""
+    return model_of(fetch_run(reference, tracking_uri, uri_option="tracking.uri"))
 
 
 def model_of(record: RecordedRun) -> Any:

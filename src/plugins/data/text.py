@@ -6,7 +6,10 @@ data does not provide (validation, test: seeded and stratified), learns the voca
 the training split only, vectorizes every split (book ch. 11: ``TextVectorization`` adapted
 on the training texts) and caches the result in ``cache_dir``, keyed by the data settings
 and the input files' sizes and mtimes: the next run loads the ids instead of reading and
-tokenizing the texts again. The fitted vectorizer is ``tokenizer.json``, logged with the run.
+tokenizing the texts again. The fitted vectorizer is ``tokenizer.json`` (it also records the
+class names by label index), logged with the run; rebuilding the run (``evaluate``,
+``predict``) hands it back (:meth:`TextDataModule.use_artifacts`), so any data is encoded
+with the run's vocabulary and labels, never with ones fitted anew.
 
 :class:`TextClassificationDataModule` (``data=text_classification data.path=FILE``) reads a
 CSV with a header (``text,label`` by default; RFC-4180 quoting, newlines inside quotes) or
@@ -23,7 +26,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -44,7 +47,8 @@ log = logging.getLogger(__name__)
 #: split name -> (texts, integer labels)
 Texts = dict[str, tuple[list[str], np.ndarray]]
 SPLITS = ("train", "val", "test")
-_CACHE_VERSION = 1
+#: 2: the entry's tokenizer.json records the classes (a run logs that file)
+_CACHE_VERSION = 2
 #: constructor arguments that do not change the prepared tensors
 _NOT_IN_CACHE_KEY = ("batch_size", "cache_dir")
 
@@ -62,6 +66,8 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
 
     #: the cache entry's prefix (``<cache_name>-<key>/``)
     cache_name = "text"
+    #: what :meth:`encode_inputs` reads (``predict`` names it when a file is not that)
+    predict_inputs = "text files (UTF-8 or Latin-1, one document each)"
 
     def __init__(
         self,
@@ -96,6 +102,10 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         self.classes: list[str] = []
         self.vectorizer: TextVectorizer | None = None
         self.tokenizer_path: Path | None = None
+        #: an earlier run's vectorizer and class names (:meth:`use_artifacts`): used as
+        #: they are, never fitted or derived from the data again
+        self.fixed_vectorizer: TextVectorizer | None = None
+        self.run_classes: list[str] | None = None
 
     # -- what subclasses provide ----------------------------------------------------------
 
@@ -113,13 +123,42 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         """Resolve ``vectorize.mode: auto`` from the model's ``input_kind`` (before setup)."""
         self.vectorize = self.vectorize.for_model(getattr(model_class, "input_kind", None))
 
+    def use_artifacts(self, files: Mapping[str, Path]) -> None:
+        """Encode with what an earlier run fitted (its :meth:`artifacts`), before setup().
+
+        ``evaluate``/``predict`` rebuild a run's data, perhaps from other files
+        (``data.path=...``): a vocabulary learned on those would hand the run's model word
+        ids it never learned, and classes derived from them would shift the label indices
+        when a class is missing. ``tokenizer.json`` fixes the vectorizer and, where it
+        records them, each class name's label index (older runs did not: their classes are
+        derived from the data, as they were).
+        """
+        if "tokenizer.json" not in files:
+            return
+        try:
+            self.fixed_vectorizer = TextVectorizer.load(files["tokenizer.json"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigValueError(
+                f"The run's fitted vectorizer (artifact data/tokenizer.json) cannot be read "
+                f"({exc}), so texts cannot be encoded as the run encoded them."
+            ) from None
+        self.run_classes = self.fixed_vectorizer.classes
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         started = time.perf_counter()
         self.vectorize = self.vectorize.for_model(None)  # auto without a model: bags
-        entry = self._cache_entry()
-        loaded = self._read_cache(entry) if entry else None
+        if self.fixed_vectorizer is not None:
+            if self.vectorize != self.fixed_vectorizer.settings:
+                log.warning(
+                    "%s: data.vectorize differs from the run's fitted vectorizer; using the "
+                    "run's (%s), which its model was trained on",
+                    self.cache_name,
+                    self.fixed_vectorizer.settings,
+                )
+            self.vectorize = self.fixed_vectorizer.settings
+        entry, loaded = self._cached()
         if loaded is None:
             vectorizer, encoded, labels = self._prepare()
             if entry:
@@ -168,7 +207,8 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         return kwargs
 
     def artifacts(self) -> dict[str, Path]:
-        """Files worth keeping with the run: the fitted vectorizer, ``tokenizer.json``."""
+        """Files worth keeping with the run, what :meth:`use_artifacts` takes back: the
+        fitted vectorizer, ``tokenizer.json``, with the class names by label index."""
         if self.vectorizer is None:
             return {}
         if self.tokenizer_path is None or not self.tokenizer_path.is_file():
@@ -179,18 +219,47 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     # -- reading, splitting, vectorizing --------------------------------------------------
 
     def _prepare(self) -> tuple[TextVectorizer, dict[str, Encoded], dict[str, np.ndarray]]:
-        parts = self.split(self.load_texts())
+        parts = self.split(self._in_run_classes(self.load_texts()))
         if not parts["train"][0]:
             raise DataNotFoundError(
                 f"No training texts for {self.cache_name}: the files hold none. "
                 "Check `data.path`/`data.root`."
             )
-        vectorizer = TextVectorizer(self.vectorize)
-        encoded = {"train": vectorizer.fit_encode(parts["train"][0])}
+        if self.fixed_vectorizer is not None:
+            vectorizer = self.fixed_vectorizer
+            encoded = {"train": vectorizer.encode(parts["train"][0])}
+        else:
+            vectorizer = TextVectorizer(self.vectorize)
+            encoded = {"train": vectorizer.fit_encode(parts["train"][0])}
+            vectorizer.classes = list(self.classes)  # saved with it: a rebuild's labels
         for name in ("val", "test"):
             encoded[name] = vectorizer.encode(parts[name][0])
         labels = {name: np.asarray(parts[name][1], dtype=np.int64) for name in SPLITS}
         return vectorizer, encoded, labels
+
+    def _in_run_classes(self, data: Texts) -> Texts:
+        """``data`` with its labels as indices of the run's classes, when they are known.
+
+        :meth:`load_texts` numbers the classes it finds; with another file than the run's,
+        a class it lacks would move every later class down one index. Mapping by name
+        keeps each class on the output the run's model learned for it.
+        """
+        if self.run_classes is None or self.classes == self.run_classes:
+            return data
+        index = {name: i for i, name in enumerate(self.run_classes)}
+        used = set()
+        for _, labels in data.values():
+            used.update(self.classes[i] for i in np.unique(np.asarray(labels, dtype=np.int64)))
+        unknown = sorted(used - index.keys())
+        if unknown:
+            where = f"The {self.cache_name} data"
+            raise ConfigValueError(unknown_to_run(where, unknown, self.run_classes))
+        lookup = np.array([index.get(name, -1) for name in self.classes], dtype=np.int64)
+        self.classes = list(self.run_classes)
+        return {
+            name: (texts, lookup[np.asarray(labels, dtype=np.int64)])
+            for name, (texts, labels) in data.items()
+        }
 
     def split(self, data: Texts) -> Texts:
         """The given splits, plus val/test split off train (seeded, stratified if possible)."""
@@ -209,8 +278,43 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
 
     # -- the cache ------------------------------------------------------------------------
 
-    def _cache_entry(self) -> Path | None:
-        """``cache_dir/<name>-<key>/``: the key hashes the settings and the input files."""
+    def _cached(
+        self,
+    ) -> tuple[
+        Path | None, tuple[TextVectorizer, dict[str, Encoded], dict[str, np.ndarray]] | None
+    ]:
+        """The cache entry to use and what it holds (None: prepare, then write it there).
+
+        With a run's vectorizer (:meth:`use_artifacts`) the entry's key includes it and the
+        run's classes, so an entry fitted on other data is never read or overwritten. The
+        entry the run itself wrote (same files, a vectorizer equal to the run's, the same
+        classes) is read as it is: a faithful rebuild tokenizes nothing again.
+        """
+        entry = self._cache_entry()
+        if entry is None:
+            return None, None
+        if self.fixed_vectorizer is not None:
+            own = self._cache_entry(fitted=True)
+            if own is not None and self._fits_run(own):
+                loaded = self._read_cache(own)
+                same_classes = self.run_classes is None or self.classes == self.run_classes
+                if loaded is not None and same_classes:
+                    return own, loaded
+        return entry, self._read_cache(entry)
+
+    def _fits_run(self, entry: Path) -> bool:
+        """Whether ``entry`` holds a vectorizer equal to the run's."""
+        assert self.fixed_vectorizer is not None
+        try:
+            cached = TextVectorizer.load(entry / "tokenizer.json")
+        except (OSError, ValueError, KeyError):
+            return False
+        return cached.to_json() == self.fixed_vectorizer.to_json()
+
+    def _cache_entry(self, fitted: bool = False) -> Path | None:
+        """``cache_dir/<name>-<key>/``: the key hashes the settings and the input files, and
+        the run's vectorizer and classes when they are given (unless ``fitted``: the entry a
+        run that fits its own vectorizer on these files uses)."""
         if self.cache_dir is None:
             return None
         settings = {
@@ -219,6 +323,11 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         settings["vectorize"] = self.vectorize.model_dump()
         settings["class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         settings["version"] = _CACHE_VERSION
+        if not fitted and self.fixed_vectorizer is not None:
+            vectorizer = self.fixed_vectorizer.to_json().encode()
+            settings["vectorizer"] = hashlib.sha256(vectorizer).hexdigest()
+        if not fitted and self.run_classes is not None:
+            settings["run_classes"] = list(self.run_classes)
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
         for path in self.input_files():
             stat = path.stat()
@@ -316,15 +425,31 @@ def class_names(labels: Iterable[str]) -> list[str]:
         return sorted(distinct)
 
 
-def encode_labels(labels: list[str], classes: list[str], where: str) -> np.ndarray:
+def encode_labels(
+    labels: list[str], classes: list[str], where: str, from_run: bool = False
+) -> np.ndarray:
+    """``labels`` as indices of ``classes``; an unknown label is an error naming it.
+    ``from_run``: ``classes`` are an earlier run's, which the message says."""
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted(set(labels) - index.keys())
+    if unknown and from_run:
+        raise ConfigValueError(unknown_to_run(where, unknown, classes))
     if unknown:
         raise ConfigValueError(
             f"{where} has labels the training data does not: {', '.join(unknown[:5])}. "
             f"Known labels: {', '.join(classes)}."
         )
     return np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
+
+
+def unknown_to_run(where: str, unknown: list[str], classes: list[str]) -> str:
+    """The message for labels that the run whose model is rebuilt never trained on."""
+    return (
+        f"{where} has labels the run's model was never trained on: "
+        f"{', '.join(repr(label) for label in unknown[:5])}. It knows only "
+        f"{', '.join(repr(label) for label in classes)} (the classes recorded with the run); "
+        "use data with those labels only, or train a new run on this data."
+    )
 
 
 # -- labelled text files ------------------------------------------------------------------
@@ -502,10 +627,14 @@ class TextClassificationDataModule(TextDataModule):
     def load_texts(self) -> Texts:
         columns = (self.text_column, self.label_column, self.file_format)
         texts, labels = read_labelled_file(self.path, *columns)
-        self.classes = class_names(labels)
-        data: Texts = {"train": (texts, encode_labels(labels, self.classes, str(self.path)))}
+        # a rebuilt run keeps its own classes: another file may lack one, or add one
+        from_run = self.run_classes is not None
+        self.classes = list(self.run_classes) if from_run else class_names(labels)
+        data: Texts = {
+            "train": (texts, encode_labels(labels, self.classes, str(self.path), from_run))
+        }
         if self.test_path:
             test_texts, test_labels = read_labelled_file(self.test_path, *columns)
             where = str(self.test_path)
-            data["test"] = (test_texts, encode_labels(test_labels, self.classes, where))
+            data["test"] = (test_texts, encode_labels(test_labels, self.classes, where, from_run))
         return data

@@ -20,8 +20,11 @@ Output modes (``mode``):
 * ``char``: the same for characters (spaces included), for character-level models.
 
 The fitted vectorizer is saved as one JSON file: ``{"tokenizer": <a tokenizers JSON that
-``tokenizers.Tokenizer.from_str`` reads>, "pipelines": {settings, idf weights}}``. The
-tokenizers file cannot carry extra keys, hence the wrapper.
+``tokenizers.Tokenizer.from_str`` reads>, "pipelines": {settings, idf weights, classes}}``.
+The tokenizers file cannot carry extra keys, hence the wrapper. ``classes`` (present when a
+data module set them) are the label names by index of the texts it was fitted for: the one
+file a run logs about its data then tells a rebuild both how to encode texts and which
+output is which class.
 """
 
 from __future__ import annotations
@@ -136,6 +139,9 @@ class TextVectorizer:
         self.settings = settings
         self.tokenizer: Any = None  # tokenizers.Tokenizer once fitted
         self.idf: np.ndarray | None = None
+        #: the label names by index of the texts this vectorizer serves (set by the data
+        #: module, saved with it); they play no part in vectorizing
+        self.classes: list[str] | None = None
         self._bigram_codes = np.zeros(0, dtype=np.int64)
         self._bigram_ids = np.zeros(0, dtype=np.int64)
 
@@ -356,6 +362,8 @@ class TextVectorizer:
                 "idf": None if self.idf is None else [float(x) for x in self.idf],
             },
         }
+        if self.classes is not None:
+            payload["pipelines"]["classes"] = list(self.classes)
         return json.dumps(payload, ensure_ascii=False)
 
     def save(self, path: str | Path) -> Path:
@@ -384,6 +392,11 @@ class TextVectorizer:
         vectorizer.tokenizer = Tokenizer.from_str(json.dumps(payload["tokenizer"]))
         if extra.get("idf") is not None:
             vectorizer.idf = np.asarray(extra["idf"], dtype=np.float32)
+        classes = extra.get("classes")
+        if classes is not None:
+            if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+                raise ValueError(f"'classes' is not a list of class names: {classes!r}")
+            vectorizer.classes = classes
         vectorizer._index_bigrams()
         return vectorizer
 
