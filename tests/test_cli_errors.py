@@ -160,3 +160,23 @@ def test_an_added_key_nothing_reads_is_an_error_not_ignored(
     _assert_clean_error(result, fragment)
     assert result.returncode == 2
     assert not (workdir / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("speed=fast", "'speed' is a group of settings, not a value"),
+        ("~model", "Every run needs a 'model' config group, and it was removed"),
+        ("pipeline.stages=fit", "'pipeline.stages' must be a list of stage names"),
+        ("tracking=null", "To turn tracking off, write `tracking=none`"),
+        ("trainer.max_epochs=-5", "`max_epochs` must be a non-negative integer or -1"),
+    ],
+)
+def test_config_shapes_the_engine_cannot_use_are_named(
+    workdir: Path, override: str, fragment: str
+) -> None:
+    result = run_cli(
+        [override, "tracking=none"] if override != "tracking=null" else [override], cwd=workdir
+    )
+    _assert_clean_error(result, fragment)
+    assert result.returncode == 2

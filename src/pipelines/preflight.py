@@ -42,11 +42,19 @@ def check_group_overrides(argv: Sequence[str]) -> None:
         options = group_options(group)
         for choice in (v.strip().strip("'\"") for v in value.split(",")):
             if choice == "null":
+                optional = group in _optional_groups()  # null by default: `~group` is fine
+                if "none" in options and not optional:  # tracking: `~` would leave it on
+                    fix = f"To turn {group} off, write `{group}=none`"
+                elif not optional:
+                    fix = f"Every run needs a {group}: pick one"
+                else:
+                    fix = (
+                        f"To leave {group} out, write `~{group}`; to compare with and without "
+                        "it in a sweep, sweep over options that include one that turns it off"
+                    )
                 raise PluginNotFoundError(
-                    f"`{arg}`: a config group takes an option name, not null. To leave "
-                    f"{group} out, write `~{group}`; to compare with and without it in a sweep, "
-                    f"sweep over options that include one that turns it off (known {group} "
-                    f"options: {', '.join(options)})."
+                    f"`{arg}`: a config group takes an option name, not null. {fix} (known "
+                    f"{group} options: {', '.join(options)})."
                 )
             if choice and choice not in options:
                 raise PluginNotFoundError(
@@ -55,3 +63,19 @@ def check_group_overrides(argv: Sequence[str]) -> None:
                     f"{', '.join(options)}. Each is a config file {group}/<name>.yaml in "
                     "conf/ or in an installed plugin package; pick one of those names."
                 )
+
+
+def _optional_groups() -> set[str]:
+    """Groups the primary config leaves out by default (``group: null`` in its defaults)."""
+    from omegaconf import OmegaConf
+
+    from pipelines.config import config_dir
+
+    defaults = OmegaConf.load(config_dir() / "config.yaml").get("defaults") or []
+    return {
+        str(name)
+        for entry in defaults
+        if isinstance(entry, dict) or OmegaConf.is_dict(entry)
+        for name, value in entry.items()
+        if value is None
+    }

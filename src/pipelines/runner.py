@@ -91,6 +91,7 @@ def run_pipeline(
     started = time.perf_counter()
     require_values(cfg)
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    check_node_shapes(config)
     stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
     check_config(config, stages)
     if interactive() and not distributed.is_secondary_process():
@@ -263,6 +264,41 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     sweep.check_objective(config.get("objective"))
     check_engine_keys(config)
     SpeedSettings.from_config(config.get("speed"))
+
+
+#: the config groups every run needs, and the engine's own nodes of settings
+REQUIRED_GROUPS = ("pipeline", "data", "model", "trainer")
+SETTINGS_NODES = ("speed", "tracking", "objective", "paths")
+
+
+def check_node_shapes(config: dict[str, Any]) -> None:
+    """Every run has its groups, each a mapping, and ``pipeline.stages`` is a list.
+
+    ``~model`` and ``speed=fast`` compose without complaint; the run then failed with a bare
+    ``KeyError`` or "dictionary update sequence element" deep in the engine.
+    """
+    from pipelines.config import group_options
+
+    for name in REQUIRED_GROUPS:
+        if not isinstance(config.get(name), dict):
+            options = ", ".join(group_options(name))
+            got = "removed" if name not in config else f"set to {config[name]!r}"
+            raise ConfigValueError(
+                f"Every run needs a '{name}' config group, and it was {got}. Choose one with "
+                f"`{name}=<option>` (known: {options}), or leave it at its default."
+            )
+    for name in SETTINGS_NODES:
+        if name in config and not isinstance(config[name], dict | None):
+            raise ConfigValueError(
+                f"'{name}' is a group of settings, not a value (got `{name}={config[name]}`): "
+                f"set its keys instead, e.g. `{name}.KEY=VALUE`."
+            )
+    stages = config["pipeline"].get("stages")
+    if not isinstance(stages, list):
+        raise ConfigValueError(
+            f"'pipeline.stages' must be a list of stage names, e.g. "
+            f"`pipeline.stages=[prepare,fit]`; got {stages!r}."
+        )
 
 
 #: keys of the config nodes the engine itself reads (plugins' nodes are checked against their

@@ -65,7 +65,9 @@ def build_trainer(
         from pipelines.progress import BatchProgressBar
 
         callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
-    with lightning_refusals_as_config_errors(kwargs):
+    # the hardware keys passed check_hardware before the data was prepared: what Lightning
+    # refuses here is another setting (max_epochs=-5), so no hardware advice
+    with lightning_refusals_as_config_errors(kwargs, hardware=False):
         trainer = Trainer(
             logger=logger,
             callbacks=callbacks,
@@ -115,7 +117,9 @@ def check_hardware(kwargs: Mapping[str, Any]) -> None:
 
 
 @contextmanager
-def lightning_refusals_as_config_errors(kwargs: Mapping[str, Any]) -> Iterator[None]:
+def lightning_refusals_as_config_errors(
+    kwargs: Mapping[str, Any], hardware: bool = True
+) -> Iterator[None]:
     """Turn the ``Trainer``'s refusal of its arguments into a :class:`ConfigValueError`.
 
     Lightning raises ``MisconfigurationException``, ``ValueError`` or ``ImportError`` (a
@@ -127,8 +131,13 @@ def lightning_refusals_as_config_errors(kwargs: Mapping[str, Any]) -> Iterator[N
     try:
         yield
     except (MisconfigurationException, ValueError, ImportError) as error:
-        shown = ", ".join(f"trainer.{key}={kwargs[key]}" for key in HARDWARE_KEYS if key in kwargs)
         reason = str(error).strip().rstrip(".!")
+        if not hardware:
+            raise ConfigValueError(
+                f"Lightning's Trainer refused the trainer settings: {reason}. Fix the "
+                "`trainer.*` value it names (conf/trainer/ holds the presets)."
+            ) from None
+        shown = ", ".join(f"trainer.{key}={kwargs[key]}" for key in HARDWARE_KEYS if key in kwargs)
         raise ConfigValueError(
             f"Lightning's Trainer cannot run these trainer settings here"
             f"{f' ({shown})' if shown else ''}: {reason}. {_hardware_advice(kwargs)}"
