@@ -145,3 +145,15 @@ def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> Non
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_rerun_overrides_change_recorded_keys_and_refuse_group_choices() -> None:
+    from pipelines.errors import PipelineError
+    from pipelines.run_loader import RecordedRun
+
+    config = {"trainer": {"max_epochs": 5}, "tracking": {"enabled": True}, "seed": 1}
+    record = RecordedRun("id", "name", "FINISHED", config, {}, {}, client=None)
+    changed = record.config_with(["+trainer.max_epochs=1", "seed=2"])  # `+` is harmless
+    assert changed.trainer.max_epochs == 1 and changed.seed == 2
+    with pytest.raises(PipelineError, match=r"tracking\.enabled=false"):
+        record.config_with(["tracking=none"])

@@ -100,6 +100,17 @@ class RecordedRun:
         from omegaconf import OmegaConf
 
         config = OmegaConf.create(self.config)
+        # the recorded config holds every key the run had: `+key=` and `key=` are the same
+        overrides = [item.lstrip("+") for item in overrides]
+        for item in overrides:
+            key, _, value = item.partition("=")
+            if "." not in key and OmegaConf.is_dict(config.get(key)):
+                raise PipelineError(
+                    f"`{item}` would choose another {key} config, but a re-run changes the "
+                    f"recorded config key by key: write its keys (e.g. `{key}.KEY=VALUE`; "
+                    "tracking off: `tracking.enabled=false`), or start a new run with "
+                    f"`python -m pipelines.run {key}={value} ...`."
+                )
         try:
             config.merge_with_dotlist(overrides)
         except Exception as exc:  # omegaconf's grammar errors
