@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import quiet_trainer, run_cli
+from conftest import mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines import registry
 from pipelines.errors import ConfigValueError
+from plugins.models.sequence import packed_to_front
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SEQUENCE_MODELS = ["embedding_dense", "simple_rnn", "lstm", "gru", "conv1d", "transformer"]
@@ -125,6 +127,77 @@ def test_recurrent_dropout_only_in_training(name: str) -> None:
         torch.testing.assert_close(model(x), model(x))
 
 
+def packed_reference(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """What the recurrent models computed before they stopped packing: the last layer's final
+    state(s) of ``pack_padded_sequence`` over each row's tokens (recurrent dropout drawn in
+    the same order, so the same seed gives the same masks)."""
+    from torch.nn import functional as F
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    net = model.net
+    sequence, mask = net.input(packed_to_front(ids))
+    lengths = mask.sum(dim=1).clamp(min=1).cpu()
+    packed = pack_padded_sequence(sequence, lengths, batch_first=True, enforce_sorted=False)
+    weights = {
+        name: F.dropout(getattr(net.rnn, name), net.recurrent_dropout, training=True)
+        for name in net.recurrent_weights
+        if net.training and net.recurrent_dropout > 0
+    }
+    _, state = torch.func.functional_call(net.rnn, weights, (packed,), strict=False)
+    state = state[0] if isinstance(state, tuple) else state
+    last = state[-net.directions :]
+    return last.transpose(0, 1).reshape(last.shape[1], -1)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["one-way", "bidirectional"])
+def test_token_state_is_the_packed_final_state(name: str, bidirectional: bool) -> None:
+    """Reading token ids without packing (so ``torch.export`` can trace the model) gives the
+    packed result, values and gradients, for left-, right- and all-padding rows."""
+    torch.manual_seed(0)
+    model = build(name, (10,), VOCAB, bidirectional=bidirectional, num_layers=2)
+    ids = token_batch(n=4, steps=10)
+    ids = torch.cat([ids, torch.zeros(1, 10, dtype=torch.long), ids[1:2].roll(5)])
+    for recurrent_dropout in (0.0, 0.5):
+        model.net.recurrent_dropout = recurrent_dropout
+        model.train()
+        torch.manual_seed(1)
+        expected = packed_reference(model, ids)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), model.net.rnn.weight_hh_l1)
+        torch.manual_seed(1)
+        sequence, mask = model.net.input(packed_to_front(ids))
+        state = model.net.read_tokens(sequence, mask)
+        (grad,) = torch.autograd.grad(state.square().sum(), model.net.rnn.weight_hh_l1)
+        torch.testing.assert_close(state, expected)
+        torch.testing.assert_close(grad, expected_grad)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.net.head(packed_reference(model, ids)), model(ids))
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes .*_flat_weights:UserWarning")
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("lstm", {"bidirectional": True, "num_layers": 2}),
+        ("gru", {"num_layers": 2}),
+        ("simple_rnn", {"bidirectional": True}),
+    ],
+)
+def test_token_models_export_with_any_batch_size(name: str, settings: dict) -> None:
+    """``torch.export`` (what MLflow saves models with) traces a token model with a dynamic
+    batch, and the exported program computes what the module does."""
+    from torch.export import Dim
+
+    torch.manual_seed(0)
+    model = build(name, (10,), VOCAB, **settings).eval()
+    exported = torch.export.export(model, (token_batch(n=2),), dynamic_shapes=({0: Dim.AUTO},))
+    ids = torch.cat([token_batch(n=4, seed=1), torch.zeros(1, 10, dtype=torch.long)])
+    ids[2] = ids[2].roll(3)  # padding on both sides
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(ids), model(ids))
+
+
 def test_conv1d_never_pools_a_short_sequence_to_nothing() -> None:
     model = build("conv1d", (3, 5), filters=[4, 4, 4], pool_size=5, padding="valid")
     assert model(torch.randn(2, 3, 5)).shape == (2, 3)
@@ -189,3 +262,101 @@ def test_sequence_models_run_on_the_default_digits(workdir: Path) -> None:
     assert result.returncode == 0, result.output
     for model in models:
         assert f"pipelines: {model} on digits (classify) finished" in result.output
+
+
+def test_lstm_on_text_is_logged_as_an_mlflow_model(workdir: Path) -> None:
+    """``model=lstm data=text_classification``: the run's MLflow model loads back and predicts
+    what the trained module predicts, and saving it printed nothing (no graph, no warning)."""
+    import mlflow
+
+    from pipelines.run_loader import load_run_model
+
+    words = ["good", "great", "fine", "bad", "awful", "dull"]
+    lines = [
+        f"{words[i % 6]} film {words[(i * 7) % 6]} plot\t{int(i % 6 < 3)}\n" for i in range(40)
+    ]
+    (workdir / "reviews.tsv").write_text("".join(lines))
+    result = run_cli(
+        [
+            "model=lstm",
+            "data=text_classification",
+            "data.path=reviews.tsv",
+            "data.vectorize.sequence_length=8",
+            "model.embedding_dim=8",
+            "model.units=4",
+            "trainer.max_epochs=1",
+        ],
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.output
+    for noise in ("could not be logged", "def forward", "were assigned during export"):
+        assert noise not in result.output, result.output
+    uri = store_uri(workdir)
+    (run,) = mlflow_runs(uri)
+    assert "pipelines.log_model_error" not in run.data.tags
+    mlflow.set_tracking_uri(uri)
+    logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    trained = load_run_model(run.info.run_id, uri).eval()
+    vocab = trained.hparams.vocab_size
+    ids = torch.randint(1, vocab, (5, 8), generator=torch.Generator().manual_seed(0))
+    ids[1, 3:] = 0  # right-padded
+    ids[2, :6] = 0  # left-padded
+    ids[3] = 0  # no known word
+    with torch.no_grad():
+        torch.testing.assert_close(logged(ids), trained(ids))
+
+
+class _DataDependent(torch.nn.Module):
+    """A forward that branches on its input's values: ``torch.export`` cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) if int(x.sum() > 0) else -self.linear(x)
+
+
+@pytest.mark.parametrize("exportable", [True, False], ids=["image-lstm", "data-dependent"])
+def test_saving_the_mlflow_model_is_quiet(
+    exportable: bool,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Saving a model prints nothing: an LSTM (torch warns about its flat weights while
+    exporting) is saved silently, a model torch cannot export costs one warning line (torch
+    prints its partial graph to stderr otherwise) and a tag, and the run goes on."""
+    from types import SimpleNamespace
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from plugins.stages.report import log_mlflow_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("quiet"))
+    tags: dict[str, str] = {}
+    tracker = SimpleNamespace(uri=uri, run_id=run.info.run_id, set_tags=tags.update)
+    model = build("lstm", (1, 8, 8), units=4) if exportable else _DataDependent()
+    example = torch.rand(2, 1, 8, 8) if exportable else torch.rand(2, 3)
+    capfd.readouterr()
+    with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        log_mlflow_model(SimpleNamespace(tracker=tracker), model, example, None)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert [str(w.message) for w in shown if "export" in str(w.message)] == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "plugins.stages.report"]
+    if exportable:
+        assert lines == [] and tags == {}
+        mlflow.set_tracking_uri(uri)
+        logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+        images = torch.rand(5, 1, 8, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(logged(images), model.eval()(images))
+    else:
+        (line,) = lines
+        assert "could not be logged" in line and "\n" not in line
+        assert "data-dependent" in tags["pipelines.log_model_error"]

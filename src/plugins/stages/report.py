@@ -16,9 +16,14 @@ nothing: there is no run to hold the figures.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
 import tempfile
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,13 +207,20 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
+#: torch's warning for every ``nn.RNNBase`` traced by ``torch.export`` (pytorch#163809)
+_RNN_FLAT_WEIGHTS = r"The tensor attributes .*_flat_weights.* were assigned during export"
+
+
 def log_mlflow_model(
     ctx: RunContext, model: Any, example: torch.Tensor, register_as: str | None
 ) -> None:
     """The model as the run's MLflow ``model`` (pytorch flavor), with signature and example.
 
     Requirements are named, not inferred: MLflow's inference imports and scans every module
-    loaded, which took longer than training a small model.
+    loaded, which took longer than training a small model. MLflow saves the model with
+    ``torch.export`` (its ``pt2`` format: a traced graph, loaded without unpickling code), so
+    a model whose ``forward`` branches on its data cannot be saved; that costs the run one
+    warning line and a ``pipelines.log_model_error`` tag, never the run itself.
     """
     from importlib import metadata
 
@@ -225,19 +237,43 @@ def log_mlflow_model(
     ]
     mlflow.set_tracking_uri(ctx.tracker.uri)
     mlflow.start_run(run_id=ctx.tracker.run_id)
+    stderr = io.StringIO()
     try:
-        mlflow.pytorch.log_model(
-            model.cpu(),
-            name="model",
-            signature=infer_signature(example_array, output),
-            input_example=example_array,
-            pip_requirements=requirements,
-            registered_model_name=register_as,
-        )
-    except Exception as exc:  # an unpicklable third-party model must not fail the run
-        log.warning("The model could not be logged as an MLflow model: %s", exc)
-        ctx.tracker.set_tags({"pipelines.log_model_error": str(exc)[:500]})
+        with _quiet_export(stderr):
+            mlflow.pytorch.log_model(
+                model.cpu(),
+                name="model",
+                signature=infer_signature(example_array, output),
+                input_example=example_array,
+                pip_requirements=requirements,
+                registered_model_name=register_as,
+            )
+    except Exception as exc:  # an unexportable third-party model must not fail the run
+        message = str(exc).strip()
+        reason = message.splitlines()[0] if message else type(exc).__name__
+        log.warning("The model could not be logged as an MLflow model: %s", reason)
+        log.debug("MLflow model logging failed; stderr meanwhile:\n%s", stderr.getvalue())
+        ctx.tracker.set_tags({"pipelines.log_model_error": message[:500]})
+    else:
+        sys.stderr.write(stderr.getvalue())  # saved: pass on whatever else was said
     finally:
         # hand the run back without ending it: the engine sets its final status
         mlflow.end_run(status="RUNNING")
         model.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_export(stderr: io.StringIO) -> Iterator[None]:
+    """``torch.export`` kept off the console while MLflow saves the model: torch's warning
+    that each ``nn.RNNBase`` reassigns its flat weights while traced (harmless: export puts
+    them back) is dropped, torch's logger says only errors, and stderr goes to ``stderr``,
+    because a failed export prints its partial graph there (about 30 lines per try)."""
+    torch_logger = logging.getLogger("torch")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(stderr):
+            warnings.filterwarnings("ignore", _RNN_FLAT_WEIGHTS, UserWarning)
+            yield
+    finally:
+        torch_logger.setLevel(level)
