@@ -73,6 +73,31 @@ def test_predict_on_a_text_file_says_what_the_image_run_reads(finished_run, tmp_
     assert "Traceback" not in result.stderr
 
 
+def test_predict_output_into_a_missing_folder_is_refused_first(
+    finished_run, tmp_path: Path
+) -> None:
+    """It printed the predictions, then ended in FileNotFoundError."""
+    from PIL import Image
+
+    workdir, run = finished_run
+    image = tmp_path / "a.png"
+    Image.new("L", (8, 8)).save(image)
+    out = tmp_path / "missing" / "out.csv"
+    result = run_cli(
+        module="pipelines.predict",
+        args=[run.info.run_id, str(image), "--output", str(out)],
+        cwd=workdir,
+    )
+    assert result.returncode == 2 and "does not exist" in result.stderr, result.output
+    assert "Traceback" not in result.output and "prediction" not in result.stdout
+
+
+def test_an_unknown_command_says_so_and_suggests_one(tmp_path: Path) -> None:
+    result = run_cli(module="pipelines.cli", args=["train"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown command 'train'. Did you mean 'run'?" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

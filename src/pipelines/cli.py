@@ -32,9 +32,18 @@ def main() -> None:
         from pipelines.resume import main as again
 
         again(command, rest)
-    else:
+    elif command in ("-h", "--help"):
         print(__doc__.strip())
-        raise SystemExit(0 if command in ("-h", "--help") else 2)
+    else:
+        from pipelines.errors import did_you_mean
+
+        known = ["run", "ui", "evaluate", "predict", "resume", "rerun"]
+        print(
+            f"Error: unknown command '{command}'.{did_you_mean(command, known)} The commands "
+            f"are: {', '.join(known)} (`pipelines --help` says what each does).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,11 @@ def predict(
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise PipelineError(f"No such file: {', '.join(missing)}.")
+    if output is not None and not output.parent.is_dir():
+        raise PipelineError(
+            f"Cannot write {output}: the folder {output.parent} does not exist. Create it, or "
+            "give --output a path in an existing folder."
+        )
     record, model, datamodule = rebuild(run_id, [], tracking_uri, check_model=_predicts)
     if not hasattr(datamodule, "encode_inputs"):
         raise PipelineError(
