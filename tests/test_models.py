@@ -178,3 +178,12 @@ def test_gradient_clipping_and_accumulation_use_lightnings_optimization(
     assert model.automatic_optimization is True
     assert trainer.global_step == steps
     assert not torch.equal(before, model.net[1].weight)
+
+
+@pytest.mark.parametrize("model", ["convnet", "mini_xception"])
+def test_image_models_refuse_non_image_data_before_building_layers(model: str) -> None:
+    from pipelines import registry
+    from pipelines.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match=r"works on images .* shape \(20000,\)"):
+        registry.load("model", model)(input_shape=(20000,), num_classes=2)

@@ -27,6 +27,20 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+def require_images(model: str, input_shape: tuple[int, ...]) -> None:
+    """Image models need (channels, height, width) inputs: say so before any layer is built.
+
+    ``data=imdb model=convnet`` otherwise ended in a conv2d traceback about a tensor size.
+    """
+    if len(tuple(input_shape)) != 3:
+        raise ConfigValueError(
+            f"model {model} works on images (channels, height, width), but the data gives "
+            f"inputs of shape {tuple(input_shape)}. Pick an image dataset (data=digits, mnist, "
+            "cifar10, image_folder, ...) or a model for this data: mlp and bow_dense take "
+            "vectors; embedding_dense, lstm, gru, conv1d and transformer take token sequences."
+        )
+
+
 def scaled(sizes: tuple[int, ...] | list[int], width: float) -> tuple[int, ...]:
     """Layer sizes times the capacity multiplier ``width`` (book ch. 4), at least 1 each.
 

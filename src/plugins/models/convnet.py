@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from plugins.models.base import Classifier, scaled
+from plugins.models.base import Classifier, require_images, scaled
 
 
 class ConvNet(Classifier):
@@ -35,6 +35,7 @@ class ConvNet(Classifier):
     ) -> None:
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.save_hyperparameters()
+        require_images("convnet", input_shape)
         channels = input_shape[0]
         layers: list[nn.Module] = []
         for index, size in enumerate(scaled(filters, width)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plugins.models.base import Classifier, scaled
+from plugins.models.base import Classifier, require_images, scaled
 
 
 class SeparableConv2d(nn.Sequential):
@@ -67,6 +67,7 @@ class MiniXception(Classifier):
         l2: float = 0.0,
     ) -> None:
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        require_images("mini_xception", input_shape)
         self.save_hyperparameters()
         (stem,) = scaled([stem_filters], width)
         layers: list[nn.Module] = [
