@@ -78,7 +78,7 @@ def _override_error(error: Exception, argv: Sequence[str]) -> str:
         known = [str(name) for name in parent] if hasattr(parent, "keys") else []
         listing = f" The keys of {section}: {', '.join(known)}." if known else ""
         if path == ["trainer"]:
-            arguments = trainer_arguments()
+            arguments = trainer_argument_names()
             if key in arguments:
                 return (
                     f"'{full_key}' is a lightning.Trainer argument that the trainer config "
@@ -158,7 +158,7 @@ def _argument_for(key: str, argv: Sequence[str]) -> str:
     return f"{key}=..."
 
 
-def trainer_arguments() -> list[str]:
+def trainer_argument_names() -> list[str]:
     """``lightning.Trainer``'s argument names, read from its source without importing it.
 
     Importing Lightning takes seconds; a config error answers in well under one.

@@ -50,10 +50,7 @@ def main() -> None:
         except BaseException as exc:
             # a sweep stopped before Hydra's end-of-sweep callback: its parent run says so
             close_unfinished_sweep(exc)
-            if isinstance(exc, PipelineError):  # from a sweep callback, before any job
-                message: str | None = str(exc)
-            else:
-                message = describe(exc, arguments) if isinstance(exc, Exception) else None
+            message = describe(exc, arguments) if isinstance(exc, Exception) else None
             if message is None:
                 raise
             print(f"Error: {message}", file=sys.stderr)

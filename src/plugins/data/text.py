@@ -40,7 +40,7 @@ from pipelines.atomic import atomic_torch_save
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import TensorSplitLoaders
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
-from plugins.data.vision import stratified_split
+from plugins.data.vision import check_split_fractions, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
             vectorize = VectorizeSettings()
         elif not isinstance(vectorize, VectorizeSettings):
             vectorize = VectorizeSettings(**vectorize)
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 <= value < 1.0:
-                raise ConfigValueError(f"'data.{key}' must be at least 0 and below 1, got {value}.")
-        if val_fraction + test_fraction >= 1.0:
-            raise ConfigValueError(
-                f"'data.val_fraction' + 'data.test_fraction' ({val_fraction} + "
-                f"{test_fraction}) leave no training texts: keep their sum below 1."
-            )
+        check_split_fractions(val_fraction, test_fraction, "texts")
         self.vectorize = vectorize
         self.batch_size = batch_size
         self.val_fraction = val_fraction

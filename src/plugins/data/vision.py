@@ -69,18 +69,23 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
         return torch.stack(batch)
 
 
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
+def check_split_fractions(val_fraction: float, test_fraction: float, items: str) -> None:
+    """Each fraction in [0, 1) and some ``items`` (images, texts) left to train on."""
     for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise ConfigValueError(f"'data.{key}' must be at least 0 and below 1, got {value}.")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigValueError(
             f"'data.val_fraction' + 'data.test_fraction' ({val_fraction} + {test_fraction}) "
-            "leave no training images: keep their sum below 1."
+            f"leave no training {items}: keep their sum below 1."
         )
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
+    check_split_fractions(val_fraction, test_fraction, "images")
     indices = np.arange(len(labels))
     if test_fraction > 0:
         rest, test = _stratified(indices, labels, test_fraction, seed, "data.test_fraction")
