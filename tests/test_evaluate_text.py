@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,13 @@ def evaluated(stdout: str, key: str) -> tuple[float, float | None]:
     return float(line.split()[1]), None if recorded is None else float(recorded)
 
 
+def evaluate_on(text_run: tuple[Path, Any], data_file: Path) -> Any:
+    """``python -m pipelines.evaluate RUN data.path=DATA_FILE`` in the run's folder."""
+    workdir, run = text_run
+    args = [run.info.run_id, f"data.path={data_file}"]
+    return run_cli(module="pipelines.evaluate", args=args, cwd=workdir)
+
+
 def test_the_run_records_its_vocabulary_and_classes(text_run) -> None:
     """data/tokenizer.json holds the classes too: evaluate maps labels by name with them."""
     from mlflow import MlflowClient
@@ -84,10 +92,8 @@ def test_the_run_records_its_vocabulary_and_classes(text_run) -> None:
 
 def test_evaluate_on_other_data_uses_the_runs_vocabulary(text_run, tmp_path: Path) -> None:
     """Fitting a vocabulary on the other file gave chance accuracy (0.5)."""
-    workdir, run = text_run
     other = write_labelled(tmp_path / "food.txt", FOOD, ["0", "1"], 200, seed=1, words=12)
-    args = [run.info.run_id, f"data.path={other}"]
-    result = run_cli(module="pipelines.evaluate", args=args, cwd=workdir)
+    result = evaluate_on(text_run, other)
     assert result.returncode == 0, result.output
     accuracy, _ = evaluated(result.stdout, "test/acc")
     assert accuracy >= 0.9, result.stdout
@@ -95,20 +101,16 @@ def test_evaluate_on_other_data_uses_the_runs_vocabulary(text_run, tmp_path: Pat
 
 def test_evaluate_on_data_lacking_a_class_keeps_the_label_indices(text_run, tmp_path: Path) -> None:
     """Only positives: numbered by the file alone, "1" became class 0 (accuracy 0)."""
-    workdir, run = text_run
     positives = write_labelled(tmp_path / "positive.txt", PHONE, ["1"], 100, seed=2)
-    args = [run.info.run_id, f"data.path={positives}"]
-    result = run_cli(module="pipelines.evaluate", args=args, cwd=workdir)
+    result = evaluate_on(text_run, positives)
     assert result.returncode == 0, result.output
     accuracy, _ = evaluated(result.stdout, "test/acc")
     assert accuracy >= 0.9, result.stdout
 
 
 def test_evaluate_on_a_label_the_run_never_saw_names_it(text_run, tmp_path: Path) -> None:
-    workdir, run = text_run
     mixed = write_labelled(tmp_path / "mixed.txt", PHONE, ["0", "1", "neutral"], 90, seed=3)
-    args = [run.info.run_id, f"data.path={mixed}"]
-    result = run_cli(module="pipelines.evaluate", args=args, cwd=workdir)
+    result = evaluate_on(text_run, mixed)
     assert result.returncode == 2, result.output
     assert "'neutral'" in result.stderr and "never trained on" in result.stderr
     assert "Traceback" not in result.stderr

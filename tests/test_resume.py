@@ -17,8 +17,8 @@ from conftest import mlflow_runs, run_cli, store_uri
 EPOCHS = 15
 
 
-def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
-    """Start a run, and SIGKILL it as soon as its first epoch's checkpoint is on disk."""
+def _start_until_first_checkpoint(cwd: Path, *args: str) -> subprocess.Popen:
+    """Start a run; return it, still training, once its first ``last.ckpt`` is on disk."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.run", *args],
@@ -29,9 +29,15 @@ def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
     )
     deadline = time.monotonic() + 120
     while not any((cwd / "outputs").rglob("last.ckpt")):
-        assert proc.poll() is None, "the run ended before it could be killed"
+        assert proc.poll() is None, "the run ended before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
+    return proc
+
+
+def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
+    """Start a run, and SIGKILL it as soon as its first epoch's checkpoint is on disk."""
+    proc = _start_until_first_checkpoint(cwd, *args)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -122,19 +128,8 @@ def test_rerun_takes_overrides(workdir: Path) -> None:
 
 
 def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_until_first_checkpoint(workdir, "trainer.max_epochs=1000")
     try:
-        deadline = time.monotonic() + 120
-        while not any((workdir / "outputs").rglob("last.ckpt")):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
         (running,) = mlflow_runs(store_uri(workdir))  # still training: 1000 epochs
         second = run_cli(module="pipelines.resume", args=[running.info.run_id], cwd=workdir)
         assert second.returncode == 2, second.output
