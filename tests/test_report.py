@@ -64,3 +64,31 @@ def test_untracked_runs_skip_the_report(workdir: Path) -> None:
     result = run_cli(["tracking=none", "trainer.max_epochs=1"], workdir)
     assert result.returncode == 0, result.output
     assert not (workdir / "mlruns").exists()
+
+
+def test_on_a_gpu_machine_the_saved_model_is_checked_where_it_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow loads a logged model back to check its input example, on the GPU when one is
+    there; the model is exported from the CPU (to load anywhere), so on an H200 that check
+    failed with a warning that printed the whole example. Seen on a real GPU; here a GPU is
+    only reported, which is all MLflow's choice of device looks at."""
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from plugins.stages.report import log_mlflow_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("gpu-machine"))
+    tags: dict[str, str] = {}
+    tracker = SimpleNamespace(uri=uri, run_id=run.info.run_id, set_tags=tags.update)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    monkeypatch.delenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    capfd.readouterr()
+    log_mlflow_model(SimpleNamespace(tracker=tracker), model, torch.rand(2, 4, 4), None)
+    said = capfd.readouterr()
+    assert "Failed to validate" not in said.err + said.out and tags == {}
+    assert "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ, "the user's setting is kept"

@@ -175,6 +175,25 @@ def test_token_state_is_the_packed_final_state(name: str, bidirectional: bool) -
         torch.testing.assert_close(model.net.head(packed_reference(model, ids)), model(ids))
 
 
+@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["one-way", "bidirectional"])
+def test_sequence_state_is_the_final_hidden_state(name: str, bidirectional: bool) -> None:
+    """Images and series (no padding) are classified from the last layer's final state in
+    each direction, read off the outputs (torch 2.11's export mis-shaped ``h_n``): the same
+    values as ``h_n``."""
+    torch.manual_seed(0)
+    model = build(name, (6, 5), bidirectional=bidirectional, num_layers=2).eval()
+    series = torch.rand(3, 6, 5)
+    features = []
+    model.net.head.register_forward_pre_hook(lambda _, args: features.append(args[0]))
+    with torch.no_grad():
+        model(series)
+        _, state = model.net.rnn(model.net.input(series)[0])
+    state = state[0] if isinstance(state, tuple) else state
+    last = state[-model.net.directions :]  # (dirs, N, units): forward, then backward
+    torch.testing.assert_close(features[0], last.transpose(0, 1).reshape(3, -1))
+
+
 @pytest.mark.filterwarnings("ignore:The tensor attributes .*_flat_weights:UserWarning")
 @pytest.mark.parametrize(
     ("name", "settings"),

@@ -212,7 +212,9 @@ def test_default_run_fuses_steps_and_records_it(workdir: Path) -> None:
     result = run_cli([*FAST], cwd=workdir)
     assert result.returncode == 0, result.output
     (run,) = mlflow_runs(store_uri(workdir))
-    assert run.data.tags["speed"] == f"steps_per_call={AUTO_STEPS_PER_CALL}"
+    # accelerator=auto: on a GPU machine the default run also keeps its data on the GPU
+    on_gpu = "data_on_device," if torch.cuda.is_available() else ""
+    assert run.data.tags["speed"] == f"{on_gpu}steps_per_call={AUTO_STEPS_PER_CALL}"
     # metrics are recorded at optimizer steps, as with one step per call: one x-axis
     client = MlflowClient(store_uri(workdir))
     fused_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]

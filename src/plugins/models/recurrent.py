@@ -100,11 +100,14 @@ class RecurrentNet(nn.Module):
         sequence, mask = self.input(x)
         if mask is not None:
             return self.head(self.read_tokens(sequence, mask))
-        _, state = self.run(sequence)
-        if isinstance(state, tuple):  # LSTM: (h_n, c_n)
-            state = state[0]
-        last = state[-self.directions :]  # the last layer's directions: (dirs, N, units)
-        return self.head(last.transpose(0, 1).reshape(last.shape[1], -1))
+        # The last layer's final states, read off its outputs rather than h_n: the forward
+        # direction ends at the last step, the backward one at the first. (Under torch 2.11's
+        # export h_n got a wrong shape, so LSTM models on images could not be logged.)
+        output, _ = self.run(sequence)
+        if self.directions == 1:
+            return self.head(output[:, -1])
+        units = self.rnn.hidden_size
+        return self.head(torch.cat([output[:, -1, :units], output[:, 0, units:]], dim=1))
 
     def read_tokens(self, sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(N, dirs * units)``: the last layer's state after each row's last token.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import tempfile
 import warnings
@@ -239,7 +240,7 @@ def log_mlflow_model(
     mlflow.start_run(run_id=ctx.tracker.run_id)
     stderr = io.StringIO()
     try:
-        with _quiet_export(stderr):
+        with _quiet_export(stderr), _serving_check_on_cpu():
             mlflow.pytorch.log_model(
                 model.cpu(),
                 name="model",
@@ -260,6 +261,23 @@ def log_mlflow_model(
         # hand the run back without ending it: the engine sets its final status
         mlflow.end_run(status="RUNNING")
         model.to(device)
+
+
+@contextlib.contextmanager
+def _serving_check_on_cpu() -> Iterator[None]:
+    """MLflow checks the logged model by loading it back, on the GPU whenever one is there;
+    a ``pt2`` model exported from the CPU (so that it loads on any machine) then fails that
+    check with a warning that prints the whole input example. The check runs on the CPU,
+    where the model was saved, unless the user chose a device."""
+    variable = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
+    if os.environ.get(variable):
+        yield
+        return
+    os.environ[variable] = "cpu"
+    try:
+        yield
+    finally:
+        os.environ.pop(variable, None)
 
 
 @contextlib.contextmanager
