@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,3 +93,24 @@ def test_on_a_gpu_machine_the_saved_model_is_checked_where_it_was_saved(
     said = capfd.readouterr()
     assert "Failed to validate" not in said.err + said.out and tags == {}
     assert "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ, "the user's setting is kept"
+
+
+def test_a_model_compiled_for_training_is_not_compiled_again_for_the_report() -> None:
+    """``speed.compile=true`` compiles the model for training; the report's few forward
+    passes (other batch sizes, eval mode) would each compile it again, which took an H200
+    run from ~6 s of reporting to 82 s. The report runs the model eagerly."""
+    from plugins.stages.report import _uncompiled, predict_classes
+
+    graphs: list[object] = []
+
+    def counting_backend(graph_module: Any, example_inputs: Any) -> Any:
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    model.compile(backend=counting_backend)
+    model(torch.rand(8, 4, 4))
+    assert len(graphs) == 1, "the training shape compiled once"
+    with _uncompiled():
+        predicted = predict_classes(model.eval(), torch.rand(5, 4, 4), batch_size=3)
+    assert len(graphs) == 1 and predicted.shape == (5,)

@@ -62,14 +62,15 @@ class Report:
         datamodule = ctx.require("datamodule", "report", "prepare")
         tracker.flush()
         test = _test_split(datamodule)
-        with tempfile.TemporaryDirectory() as tmp:
+        with _uncompiled(), tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             if self.figures:
                 for path in self._figures(ctx, model, datamodule, test, folder):
                     tracker.log_artifact(path, self.artifact_dir)
-        if self.log_model and test is not None:
-            register_as = self.register_as or (ctx.config.get("tracking") or {}).get("register_as")
-            log_mlflow_model(ctx, model, test[0][:2], register_as)
+            if self.log_model and test is not None:
+                tracking = ctx.config.get("tracking") or {}
+                register_as = self.register_as or tracking.get("register_as")
+                log_mlflow_model(ctx, model, test[0][:2], register_as)
 
     def _figures(
         self,
@@ -261,6 +262,14 @@ def log_mlflow_model(
         # hand the run back without ending it: the engine sets its final status
         mlflow.end_run(status="RUNNING")
         model.to(device)
+
+
+def _uncompiled() -> contextlib.AbstractContextManager[Any]:
+    """A model compiled for training (``speed.compile=true``) runs eagerly here: each new
+    batch shape of the report (the whole test set, the example, the CPU) compiled it again,
+    which took a run on an H200 from ~6 s to 82 s of reporting, for a few forward passes."""
+    set_stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
+    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
