@@ -175,6 +175,23 @@ def test_predict_uses_the_runs_vocabulary_after_its_file_changed(text_run, tmp_p
     assert [row[1] for row in rows] == expected, result.stdout
 
 
+def test_predict_refuses_an_image_given_to_a_text_run(text_run, tmp_path: Path) -> None:
+    """An image's bytes were read as text (with replacement characters) and still got a
+    confident label; now it is refused in one paragraph that says what the run reads."""
+    from PIL import Image
+
+    workdir, run = text_run
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(image)
+    text = tmp_path / "review.txt"
+    text.write_text("a superb charger")
+    result = run_cli(module="pipelines.predict", args=[run.info.run_id, str(text), str(image)],
+                     cwd=workdir)  # fmt: skip
+    assert result.returncode == 2, result.output
+    assert "photo.png is not a text file" in result.stderr and "Traceback" not in result.output
+    assert "text files" in result.stderr, "it says what the run's data plugin reads"
+
+
 # -- the text cache, with a run's vectorizer ----------------------------------------------------
 
 

@@ -53,6 +53,16 @@ _CACHE_VERSION = 2
 _NOT_IN_CACHE_KEY = ("batch_size", "cache_dir")
 
 
+def read_document(path: Path) -> str:
+    """A text file's contents; a binary file (an image given to a text model, say) is
+    refused rather than read as noise that still gets a confident prediction. Text that
+    is not UTF-8 is read with replacement characters, as before."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:  # what git and grep take as "binary"
+        raise ValueError(f"{path} is not a text file (it holds binary data)")
+    return data.decode("utf-8", errors="replace")
+
+
 class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     """Texts with integer labels, vectorized once into in-memory tensors.
 
@@ -180,8 +190,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
         """Text files (one document each) vectorized as the training texts were."""
         assert self.vectorizer is not None, "setup() first"
-        texts = [Path(path).read_text(encoding="utf-8", errors="replace") for path in paths]
-        return self.vectorizer.transform(texts)
+        return self.vectorizer.transform([read_document(Path(path)) for path in paths])
 
     def model_kwargs(self) -> dict[str, Any]:
         """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char);
