@@ -145,6 +145,15 @@ def test_an_objective_direction_other_than_minimize_or_maximize_stops_the_sweep(
     assert not (workdir / "mlruns").exists(), "before any job ran"
 
 
+def test_a_registry_name_mlflow_refuses_is_refused_before_training(workdir: Path) -> None:
+    # MLflow checked it in the report stage: the whole run trained, exited 0, and its model
+    # was neither logged nor registered, said in one warning line among the output
+    result = run_cli(["tracking.register_as=digits/mlp"], cwd=workdir)
+    _assert_clean_error(result, "'tracking.register_as'", "'digits/mlp'", "cannot be blank")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "no run is opened for it"
+
+
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [

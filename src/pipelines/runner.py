@@ -264,6 +264,30 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     sweep.check_objective(config.get("objective"))
     check_engine_keys(config)
     SpeedSettings.from_config(config.get("speed"))
+    check_registered_names(config, stages)
+
+
+def check_registered_names(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
+    """A model-registry name MLflow would refuse, refused now: MLflow checks it only when
+    the report stage logs the model, after the whole training, which then ended in one
+    warning and no logged model. MLflow's rules (``mlflow.utils.validation``), without
+    importing MLflow for them: not blank, no '/' or ':', not '.' or '..'."""
+    named = [("tracking.register_as", (config.get("tracking") or {}).get("register_as"))]
+    named += [
+        (f"pipeline.stages.{index}.register_as", node.get("register_as"))
+        for index, node in enumerate(stages)
+    ]
+    for key, name in named:
+        if name is None:
+            continue
+        text = str(name)
+        if not text.strip() or any(c in text for c in "/:") or text.strip() in (".", ".."):
+            raise ConfigValueError(
+                f"'{key}' is the name the model is registered under in MLflow's model "
+                f"registry, and MLflow refuses {text!r}: a name cannot be blank, contain '/' "
+                f"or ':', or be '.' or '..'. Choose another, e.g. `{key}=digits-mlp`, or "
+                f"leave it out (null) to log the model without registering it."
+            )
 
 
 #: the config groups every run needs, and the engine's own nodes of settings
