@@ -189,3 +189,11 @@ def test_config_shapes_the_engine_cannot_use_are_named(
     )
     _assert_clean_error(result, fragment)
     assert result.returncode == 2
+
+
+def test_a_hyperparameter_search_without_multirun_says_to_add_m(workdir: Path) -> None:
+    # Hydra uses a sweeper only with -m: one run trained with the defaults, without a word
+    result = run_cli(["hparams_search=optuna", "trainer.max_epochs=1"], cwd=workdir)
+    _assert_clean_error(result, "add -m", "python -m pipelines.run -m hparams_search=optuna")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "nothing trained"

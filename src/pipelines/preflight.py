@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pipelines.errors import PluginNotFoundError, did_you_mean
+from pipelines.errors import ConfigValueError, PluginNotFoundError, did_you_mean
 
 _GROUP_OVERRIDE = re.compile(r"^[+~]{0,2}(?P<group>[A-Za-z_][\w]*)=(?P<value>.*)$")
 _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$|^\[.*\]$|^\$\{")
@@ -63,6 +63,25 @@ def check_group_overrides(argv: Sequence[str]) -> None:
                     f"{', '.join(options)}. Each is a config file {group}/<name>.yaml in "
                     "conf/ or in an installed plugin package; pick one of those names."
                 )
+
+
+def check_search_is_a_sweep(argv: Sequence[str]) -> None:
+    """``hparams_search=optuna`` without ``-m`` trained one run with the defaults and said
+    nothing: Hydra uses a sweeper only in multirun mode. It is refused with the fix."""
+    multirun = any(
+        arg in ("-m", "--multirun") or arg.replace(" ", "") == "hydra.mode=MULTIRUN" for arg in argv
+    )
+    if multirun:
+        return
+    for arg in argv:
+        match = _GROUP_OVERRIDE.match(arg)
+        if match and match["group"] == "hparams_search" and match["value"] not in ("", "null"):
+            rest = " ".join(a for a in argv if a != arg)
+            raise ConfigValueError(
+                f"`{arg}` searches over many runs, which Hydra does only in multirun mode: "
+                f"add -m, as in `python -m pipelines.run -m {arg}{' ' + rest if rest else ''}`. "
+                "Without it, one run would train with the default settings."
+            )
 
 
 def _optional_groups() -> set[str]:
