@@ -187,3 +187,19 @@ def test_a_locked_store_is_retried_with_backoff(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(RuntimeError, match="no such run"):
         client.get_run("abc")
     assert len(sleeps) == 2  # not retried
+
+
+@needs_optuna
+def test_a_search_whose_trials_never_log_the_objective_says_why(workdir: Path) -> None:
+    """A misspelt objective.metric: every trial ran, then Optuna's "No trials are completed
+    yet" ended the search as a traceback. Now one paragraph lists each trial's reason."""
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+            "objective.metric=val/accuracy", *QUICK]  # fmt: skip
+    result = run_cli(args, workdir, timeout=600)
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    assert "No trial of the hyper-parameter search completed" in result.stderr
+    assert result.stderr.count("no objective.metric 'val/accuracy' among its metrics") == 2
+    assert "best/val_acc" in result.stderr, "it names the metrics the trials did log"
+    (parent,) = [r for r in mlflow_runs(store_uri(workdir)) if r.data.tags.get("sweep")]
+    assert parent.info.status == "FAILED"

@@ -20,7 +20,7 @@ from pipelines.composition import describe, hydra_raises_composition_errors
 from pipelines.config import config_dir
 from pipelines.errors import PipelineError
 from pipelines.preflight import check_group_overrides, check_search_is_a_sweep
-from pipelines.sweep import close_unfinished_sweep
+from pipelines.sweep import close_unfinished_sweep, describe_search_error
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -49,9 +49,11 @@ def main() -> None:
         try:
             _hydra_main()
         except BaseException as exc:
+            search_message = describe_search_error(exc)  # reads the sweep's state: first
             # a sweep stopped before Hydra's end-of-sweep callback: its parent run says so
             close_unfinished_sweep(exc)
             message = describe(exc, arguments) if isinstance(exc, Exception) else None
+            message = search_message or message
             if message is None:
                 raise
             print(f"Error: {message}", file=sys.stderr)

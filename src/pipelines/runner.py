@@ -53,8 +53,15 @@ def execute(cfg: DictConfig) -> dict[str, float] | float | None:
             overrides=list(hydra_cfg.overrides.task),
             job_num=hydra_cfg.job.num if multirun else None,
         )
+        if not multirun:
+            return metrics
         # a sweeper (Optuna) optimises the job's return value: the objective metric
-        return objective_value(cfg, metrics) if multirun else metrics
+        value = objective_value(cfg, metrics)
+        if value is None and _optimises_return_value(hydra_cfg):
+            # the sweeper counts the trial as failed; the sweep's error says why
+            name, logged = _select(cfg, "objective.metric"), ", ".join(sorted(metrics))
+            sweep.record_failure(job, f"no objective.metric '{name}' among its metrics ({logged})")
+        return value
     except TrainingDiverged as exc:
         report_error(exc)
         if not multirun:
@@ -197,6 +204,13 @@ def _say_how_to_resume(run_id: str, output_dir: Path) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _optimises_return_value(hydra_cfg: Any) -> bool:
+    """Whether the sweep's sweeper optimises the jobs' return values (Optuna's does; the
+    basic grid sweeper ignores them, and its jobs only name the best one at the end)."""
+    target = str(OmegaConf.select(hydra_cfg, "sweeper._target_", default="") or "")
+    return "optuna" in target.lower()
 
 
 def objective_value(cfg: DictConfig | dict[str, Any], metrics: dict[str, float]) -> float | None:

@@ -80,6 +80,33 @@ def check_objective(objective: Any) -> None:
         )
 
 
+def failed_jobs() -> list[str]:
+    """The sweep in progress's failed jobs so far, one line each (job: why)."""
+    state = _state_dir()
+    folder = state / _FAILURES_DIR if state else None
+    if folder is None or not folder.is_dir():
+        return []
+    files = sorted(folder.glob("*.txt"))
+    return [f"{file.stem.replace('_', ' ')}: {file.read_text().strip()}" for file in files]
+
+
+def describe_search_error(error: BaseException) -> str | None:
+    """One paragraph for a search that ended with no completed trial (Optuna's
+    ``study.best_trial`` raised "No trials are completed yet" as a traceback after every
+    trial had run), with each trial's reason; None for any other error."""
+    if not (isinstance(error, ValueError) and "No trials are completed" in str(error)):
+        return None
+    reasons = failed_jobs()
+    listing = "".join(f"\n  {line}" for line in reasons)
+    return (
+        "No trial of the hyper-parameter search completed, so there is no best one: each "
+        "failed, diverged, or did not log objective.metric (the sweeper optimises its value). "
+        "Fix what the trials report and run the search again; `objective.metric` must name a "
+        "metric the runs log, e.g. best/val_loss or best/val_acc."
+        + (f" The trials:{listing}" if reasons else "")
+    )
+
+
 #: the parent run of the sweep in progress in this process (None outside a sweep)
 _open_parent: Any = None
 
@@ -130,7 +157,7 @@ class SweepCallback(Callback):
         global _open_parent
         _open_parent = None
         state = Path(os.environ.get(STATE_ENV, ""))
-        failures = sorted((state / _FAILURES_DIR).glob("*.txt")) if state.name else []
+        failures = failed_jobs() if state.name else []
         if self._tracker is not None:
             self._tracker.set_tags({"failed_jobs": str(len(failures))})
             try:
@@ -141,7 +168,7 @@ class SweepCallback(Callback):
         os.environ.pop(STATE_ENV, None)
         if failures:
             lines = [f"{len(failures)} job(s) of the sweep failed (the others are recorded):"]
-            lines += [f"  {f.stem.replace('_', ' ')}: {f.read_text().strip()}" for f in failures]
+            lines += [f"  {line}" for line in failures]
             print("\n".join(lines), file=sys.stderr, flush=True)
             raise SystemExit(1)
 
