@@ -24,6 +24,10 @@ def test_sweep_groups_jobs_under_one_parent(workdir: Path) -> None:
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     assert sorted(c.data.params["model.name"] for c in children) == ["convnet", "mlp"]
     assert all(c.info.status == "FINISHED" for c in children)
+    # the sweep ends with where its answer is: the parent run and the best job
+    best = parent.data.tags["best_job.run_id"]
+    assert f"Sweep: 2 job(s), 2 finished; parent MLflow run {parent.info.run_id}" in result.stdout
+    assert f"Best job     {parent.data.tags['best_job.run_name']} ({best})" in result.stdout
 
 
 def test_failed_job_is_recorded_and_the_others_kept(workdir: Path) -> None:

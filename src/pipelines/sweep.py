@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from pipelines.errors import PipelineError
+
 STATE_ENV = "PIPELINES_SWEEP_STATE"
 _PARENT_FILE = "mlflow_parent_run_id"
 _FAILURES_DIR = "failed_jobs"
@@ -143,11 +145,18 @@ class SweepCallback(Callback):
         if not settings.enabled:
             return
         overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-        self._tracker = open_tracker(
-            settings,
-            run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
-            tags={"sweep": "true", "overrides": " ".join(overrides)},
-        )
+        try:
+            self._tracker = open_tracker(
+                settings,
+                run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
+                tags={"sweep": "true", "overrides": " ".join(overrides)},
+            )
+        except PipelineError as exc:
+            # a store no job can use (unreachable, damaged, deleted experiment): Hydra turns a
+            # callback's exception into a warning and starts every job on it anyway; it lets
+            # SystemExit through, so the sweep stops here with the one message
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         self._tracker.log_params({"sweep.overrides": " ".join(overrides)})
         (state / _PARENT_FILE).write_text(self._tracker.run_id)
         global _open_parent
@@ -160,17 +169,39 @@ class SweepCallback(Callback):
         failures = failed_jobs() if state.name else []
         if self._tracker is not None:
             self._tracker.set_tags({"failed_jobs": str(len(failures))})
+            objective = OmegaConf.select(config, "objective", default={}) or {}
             try:
-                log_best_job(self._tracker, OmegaConf.select(config, "objective", default={}))
+                best = log_best_job(self._tracker, objective)
                 log_comparison(self._tracker, state)
             finally:
                 self._tracker.finish("FAILED" if failures else "FINISHED")
+            print_sweep_summary(self._tracker, best, str(objective.get("metric") or ""))
         os.environ.pop(STATE_ENV, None)
         if failures:
             lines = [f"{len(failures)} job(s) of the sweep failed (the others are recorded):"]
             lines += [f"  {line}" for line in failures]
             print("\n".join(lines), file=sys.stderr, flush=True)
             raise SystemExit(1)
+
+
+def print_sweep_summary(tracker: Any, best: Any, metric: str) -> None:
+    """Where the sweep's answer is: its parent run, the best job and its settings. A sweep
+    printed each job's summary and then nothing about the sweep as a whole."""
+    jobs = child_runs(tracker)
+    finished = sum(child.info.status == "FINISHED" for child in jobs)
+    lines = [
+        f"Sweep: {len(jobs)} job(s), {finished} finished; parent MLflow run {tracker.run_id} "
+        f"({getattr(tracker, 'run_name', '')})"
+    ]
+    if best is not None:
+        value = best.data.metrics[metric]
+        overrides = best.data.tags.get("overrides", "") or "(the defaults)"
+        lines.append(
+            f"  Best job     {best.info.run_name} ({best.info.run_id}): {metric} {value:.4g}"
+            f" with {overrides}"
+        )
+    lines.append("  Compare them python -m pipelines.ui (the parent run holds the comparison)")
+    print("\n".join(lines), flush=True)
 
 
 def child_runs(tracker: Any) -> list[Any]:
