@@ -16,6 +16,7 @@ from pipelines.errors import ConfigValueError, DataNotFoundError
 from plugins.data.text_corpus import UNKNOWN, TextCorpusDataModule, pydoc_topics_text
 from plugins.models.char_lstm import CharLSTM, reweight
 from plugins.models.generative import EpochSamples, Generative
+from plugins.stages.generate import SHOWN_CHARACTERS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NIETZSCHE = SHARED_DATA / "nietzsche" / "nietzsche.txt"
@@ -300,6 +301,12 @@ def test_cli_trains_samples_and_generates_from_the_run(workdir: Path) -> None:
     later = runs[1].info.run_id
     files = {a.path for a in client.list_artifacts(later, "generate")}
     assert {f"generate/temperature-{t}.txt" for t in (0.2, 0.5, 1.0, 1.2)} == files
+    # and shows them, one per temperature, as the book does
+    for temperature in (0.2, 0.5, 1.0, 1.2):
+        text = client.download_artifacts(later, f"generate/temperature-{temperature}.txt")
+        shown = Path(text).read_text(encoding="utf-8")[:SHOWN_CHARACTERS]
+        assert f"--- temperature-{temperature} (" in result.stdout
+        assert shown in result.stdout
     # named after the pipeline: the configured default model (mlp) plays no part
     assert runs[1].info.run_name.startswith("generate-")
     assert "pipelines: generate finished" in result.stdout

@@ -47,6 +47,7 @@ class Generate:
         files = model.generate(**settings)
         for path in files:
             ctx.tracker.log_artifact(path, "generate")
+        show_samples(files)
 
     def _model(self, ctx: RunContext) -> Any:
         if self.source:
@@ -62,3 +63,22 @@ class Generate:
             state = torch.load(best, map_location="cpu", weights_only=True)
             model.load_state_dict(state["state_dict"])
         return model
+
+
+#: characters of each generated text shown on the console (the whole text is an artifact)
+SHOWN_CHARACTERS = 300
+
+
+def show_samples(files: list[Any]) -> None:
+    """What was generated, on the console: the start of each text (the book reads them
+    side by side, one per temperature) and where each image is. The stage logged them as
+    artifacts and printed nothing, so a user had to open the MLflow UI to see any."""
+    from pathlib import Path
+
+    for file in map(Path, files):
+        if file.suffix == ".txt":
+            text = file.read_text(encoding="utf-8")
+            shown = text[:SHOWN_CHARACTERS] + ("..." if len(text) > SHOWN_CHARACTERS else "")
+            print(f"--- {file.stem} ({len(text)} characters, {file})\n{shown}", flush=True)
+        else:
+            print(f"--- {file.name}: {file}", flush=True)
