@@ -125,6 +125,22 @@ def test_corrupt_archive_is_named(tmp_path: Path) -> None:
         CIFAR10DataModule(root=str(tmp_path)).prepare_data()
 
 
+def test_truncated_archive_leaves_no_partial_folder(tmp_path: Path) -> None:
+    """Batches extracted before the archive broke off are not left to pass for CIFAR-10."""
+    good = fake_archive(tmp_path / "good.tar.gz", fake_cifar(tmp_path / "src"))
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = root / "cifar-10-python.tar.gz"
+    archive.write_bytes(good.read_bytes()[: good.stat().st_size * 3 // 4])
+    for _ in range(2):
+        with pytest.raises(DataNotFoundError) as err:
+            CIFAR10DataModule(root=str(root)).prepare_data()
+        message = str(err.value)
+        assert f"{archive} is damaged or cut short" in message and "\n" not in message
+        assert "Delete it and run again with `data.download=true`" in message
+        assert [p.name for p in root.iterdir()] == [archive.name], "no partial folder"
+
+
 def test_download_checks_the_checksum(tmp_path: Path, monkeypatch) -> None:
     mirror = fake_archive(tmp_path / "mirror" / "cifar.tgz", fake_cifar(tmp_path / "src"))
     md5 = hashlib.md5(mirror.read_bytes()).hexdigest()

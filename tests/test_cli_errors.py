@@ -75,6 +75,15 @@ def test_missing_dataset_files_say_where_and_how(workdir: Path, tmp_path: Path) 
     assert result.returncode == 2
 
 
+@pytest.mark.parametrize("batch_size", ["0", "-4"])
+def test_batch_size_below_one_is_refused_before_a_run_opens(workdir: Path, batch_size: str):
+    result = run_cli([f"data.batch_size={batch_size}"], cwd=workdir)
+    _assert_clean_error(result, f"'data.batch_size' must be at least 1, got {batch_size}")
+    assert result.returncode == 2
+    assert "-128" not in result.output, "not the fused batch size (times speed.steps_per_call)"
+    assert not (workdir / "mlruns").exists(), "checked before a run is opened"
+
+
 def test_mandatory_value_is_asked_for_before_a_run_opens(workdir: Path) -> None:
     result = run_cli(["data=image_folder"], cwd=workdir)
     _assert_clean_error(result, "'data.root'", "data.root=")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from pipelines.downloads import RemoteFile, download
 from pipelines.errors import DataNotFoundError
 from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx, write_idx
@@ -63,6 +64,71 @@ def test_corrupt_file_is_named(tmp_path: Path, damage: str) -> None:
     path.write_bytes(b"\x00\x00\x08\x99" + data[4:] if damage == "magic" else data[:-100])
     with pytest.raises(DataNotFoundError, match="t10k-images-idx3-ubyte"):
         MNISTDataModule(root=str(tmp_path)).setup()
+
+
+@pytest.mark.parametrize(
+    ("stem", "array", "fragment"),
+    [
+        # a labels file that holds images trained fully and then failed in the test stage
+        (
+            "t10k-labels-idx1-ubyte",
+            np.zeros((50, 28, 28), np.uint8),
+            "should hold labels but holds images",
+        ),
+        ("train-images-idx3-ubyte", np.zeros(200, np.uint8), "should hold images but holds labels"),
+        ("t10k-labels-idx1-ubyte", np.zeros(49, np.uint8), "holds 50 images but"),
+        ("train-labels-idx1-ubyte", np.full(200, 255, np.uint8), "holds labels up to 255"),
+    ],
+    ids=["images-as-labels", "labels-as-images", "count-mismatch", "labels-out-of-range"],
+)
+def test_file_of_the_wrong_kind_is_named_at_setup(
+    tmp_path: Path, stem: str, array: np.ndarray, fragment: str
+) -> None:
+    fake_mnist(tmp_path)
+    write_idx(tmp_path / f"{stem}.gz", array)
+    with pytest.raises(DataNotFoundError, match=fragment) as err:
+        MNISTDataModule(root=str(tmp_path)).setup("fit")
+    assert str(tmp_path / f"{stem}.gz") in str(err.value)
+    assert "data.download=true" in str(err.value)
+
+
+def test_labels_file_of_images_fails_the_cli_before_training(workdir: Path, tmp_path: Path):
+    """Exit 2 with one paragraph from the prepare stage, not a traceback after training."""
+    fake_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros((50, 28, 28), np.uint8))
+    result = run_cli(
+        ["data=mnist", f"data.root={tmp_path}", "trainer.max_epochs=1", "tracking=none"],
+        cwd=workdir,
+    )
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    assert "t10k-labels-idx1-ubyte.gz should hold labels but holds images" in result.stderr
+    assert "stage 0: prepare" in result.output and "stage 1: fit" not in result.output
+
+
+def _garbled(gz: bytes) -> bytes:
+    """The gzip header and trailer around deflate data that cannot be decoded."""
+    return gz[:10] + b"\xff" * 32 + gz[-8:]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda gz: gz[: len(gz) // 2], id="cut-short"),  # EOFError
+        pytest.param(_garbled, id="garbled"),  # zlib.error
+        pytest.param(lambda gz: gz[:-8] + bytes(8), id="bad-checksum"),  # gzip.BadGzipFile
+    ],
+)
+def test_damaged_gz_is_named_with_the_fix(tmp_path: Path, damage) -> None:
+    fake_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataNotFoundError) as err:
+        MNISTDataModule(root=str(tmp_path)).setup("fit")
+    message = str(err.value)
+    assert f"{path} is damaged or cut short" in message
+    assert "Delete it and run again with `data.download=true`" in message
+    assert "\n" not in message, "one paragraph"
 
 
 def test_missing_files_say_where_and_how(tmp_path: Path) -> None:

@@ -91,3 +91,16 @@ def test_check_arguments_coerces_to_annotations() -> None:
 def test_check_arguments_names_the_bad_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigValueError, match=f"'{key}'"):
         check_arguments(_factory, kwargs, path="x", what="f")
+
+
+@pytest.mark.parametrize("name", registry.names("data"))
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_batch_size_below_one_is_refused_for_every_data_plugin(name: str, batch_size: int) -> None:
+    with pytest.raises(ConfigValueError) as err:
+        registry.check("data", {"name": name, "batch_size": batch_size}, path="data")
+    assert f"'data.batch_size' must be at least 1, got {batch_size}" in str(err.value)
+
+
+def test_a_positive_batch_size_passes() -> None:
+    _, kwargs = registry.check("data", {"name": "digits", "batch_size": "8"}, path="data")
+    assert kwargs["batch_size"] == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -321,6 +322,50 @@ def test_imdb_archive_is_extracted_safely(tmp_path: Path) -> None:
     assert not (tmp_path / "deep" / "escaped.txt").exists()
     assert not (root / "aclImdb" / "train" / "pos" / "link.txt").exists()
     assert not (root / "aclImdb" / "train" / "unsup").exists()
+
+
+def _cut_before_last_review(archive: bytes) -> bytes:
+    """The tar in ``archive`` (gzipped) ending just before its last review's header: every
+    folder is there, a review is missing, and no end-of-archive marker follows."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        reviews = [m for m in tar.getmembers() if m.name.endswith(".txt") and "unsup" not in m.name]
+    return gzip.compress(gzip.decompress(archive)[: reviews[-1].offset])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) * 3 // 4], id="gz-cut-short"),
+        pytest.param(_cut_before_last_review, id="tar-cut-at-a-member"),
+        pytest.param(lambda data: data[:-8] + bytes(8), id="bad-gzip-checksum"),
+    ],
+)
+def test_imdb_damaged_archive_leaves_nothing_that_passes_for_the_data(
+    tmp_path: Path, damage
+) -> None:
+    fake_aclimdb(tmp_path / "src")
+    root = tmp_path / "root"
+    root.mkdir()
+    good = make_archive(tmp_path / "src", tmp_path / "good.tar.gz", evil=False)
+    archive = root / "aclImdb_v1.tar.gz"
+    archive.write_bytes(damage(good.read_bytes()))
+    for _ in range(2):  # and the next run is not fooled by what the first left
+        with pytest.raises(DataNotFoundError) as err:
+            IMDBDataModule(root=str(root)).prepare_data()
+        message = str(err.value)
+        assert f"{archive} is damaged or cut short" in message and "\n" not in message
+        assert "Delete it and run again with `data.download=true`" in message
+        assert sorted(p.name for p in root.iterdir()) == ["aclImdb_v1.tar.gz"], "no partial"
+
+
+def test_imdb_archive_replaces_a_partial_folder(tmp_path: Path) -> None:
+    fake_aclimdb(tmp_path / "src")
+    root = tmp_path / "root"
+    (root / "aclImdb" / "train" / "pos").mkdir(parents=True)  # a half-extracted folder
+    make_archive(tmp_path / "src", root / "aclImdb_v1.tar.gz", evil=False)
+    folder = IMDBDataModule(root=str(root)).locate()
+    assert folder == root / "aclImdb" and len(list(folder.rglob("*.txt"))) == 24
+    assert sorted(p.name for p in root.iterdir()) == ["aclImdb", "aclImdb_v1.tar.gz"]
 
 
 def test_imdb_download_checks_md5(tmp_path: Path, monkeypatch) -> None:

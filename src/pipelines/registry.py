@@ -19,7 +19,7 @@ from pipelines.errors import (
     PluginNotFoundError,
     did_you_mean,
 )
-from pipelines.validation import check_arguments
+from pipelines.validation import check_arguments, check_data_arguments
 
 #: plugin kind (the config node that names it) -> entry-point group
 GROUPS: dict[str, str] = {
@@ -98,6 +98,8 @@ def check(
     kwargs = check_arguments(
         factory, kwargs, path=path, what=f"The {kind} plugin '{name}'", implicit=context
     )
+    if kind == "data":
+        check_data_arguments(kwargs, path=path)
     return factory, kwargs
 
 

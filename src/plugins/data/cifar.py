@@ -11,17 +11,13 @@ file in ``data.root`` cannot run code.
 from __future__ import annotations
 
 import codecs
-import os
 import pickle
-import tarfile
-import tempfile
-import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, ensure_file
+from pipelines.downloads import RemoteFile, ensure_file, extract_tar
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
@@ -151,37 +147,23 @@ def read_label_names(path: Path) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
+def _wanted(name: str) -> PurePosixPath | None:
+    """A batch's name (``data_batch_1`` ...) for a member holding one, else None."""
+    base = PurePosixPath(name).name
+    return PurePosixPath(base) if base in {*TRAIN_BATCHES, TEST_BATCH, META} else None
+
+
 def extract(archive: Path, dest: Path) -> Path:
     """Extract the batches of ``archive`` into ``dest/cifar-10-batches-py``; return that folder.
 
     Only regular files with the batches' names are written, under names chosen here, so an
-    archive cannot write outside ``dest`` (no member paths, links or devices are honoured).
+    archive cannot write outside ``dest`` (no member paths, links or devices are honoured);
+    and only once the whole archive has read cleanly and holds all six batches
+    (:func:`~pipelines.downloads.extract_tar`): a damaged or interrupted extraction never
+    leaves a folder that passes for the dataset.
     """
-    wanted = {*TRAIN_BATCHES, TEST_BATCH, META}
-    folder = dest / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = Path(member.name).name
-                if not member.isfile() or name not in wanted:
-                    continue
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-                try:
-                    with os.fdopen(handle, "wb") as out:
-                        out.write(source.read())
-                    os.replace(tmp, folder / name)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataNotFoundError(
-            f"Cannot extract {archive}: {exc}. It is truncated or not the CIFAR-10 archive; "
-            "delete it and fetch it again (`data.download=true`)."
-        ) from exc
-    return folder
+    required = (*TRAIN_BATCHES, TEST_BATCH)
+    return extract_tar(archive, dest / FOLDER, _wanted, required, "the CIFAR-10 python archive")
 
 
 class CIFAR10DataModule(InMemoryImageData):
@@ -243,14 +225,7 @@ class CIFAR10DataModule(InMemoryImageData):
                 f"{FOLDER}/ folder) there, or point `data.root=` at the folder that "
                 "holds them."
             )
-        folder = extract(tarball, self.root)
-        missing = [name for name in required if not (folder / name).is_file()]
-        if missing:
-            raise DataNotFoundError(
-                f"{tarball} does not hold {FOLDER}/{missing[0]}: it is not the CIFAR-10 "
-                "python archive. Delete it and fetch it again (`data.download=true`)."
-            )
-        return folder
+        return extract(tarball, self.root)
 
     def prepare_data(self) -> None:
         self.locate()

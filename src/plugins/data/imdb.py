@@ -11,15 +11,11 @@ the vectorizer standardizes them.
 from __future__ import annotations
 
 import os
-import shutil
-import tarfile
-import tempfile
-import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, ensure_file
+from pipelines.downloads import RemoteFile, ensure_file, extract_tar
 from pipelines.errors import DataNotFoundError
 from plugins.data.text import TextDataModule, Texts
 from plugins.data.vectorize import VectorizeSettings
@@ -48,7 +44,7 @@ def review_files(folder: Path, part: str, label: str) -> list[Path]:
 
 
 def _wanted(name: str) -> PurePosixPath | None:
-    """The member's path if it is a review (``aclImdb/<part>/<label>/<file>.txt``), else None."""
+    """A review's path inside ``aclImdb/`` (``<part>/<label>/<file>.txt``), else None."""
     path = PurePosixPath(name)
     parts = path.parts
     if path.is_absolute() or ".." in parts or len(parts) != 4:
@@ -56,54 +52,21 @@ def _wanted(name: str) -> PurePosixPath | None:
     top, part, label, file = parts
     if top != FOLDER or part not in PARTS or label not in CLASSES or not file.endswith(".txt"):
         return None
-    return path
+    return PurePosixPath(part, label, file)
+
+
+#: the folders an extracted (or user-placed) ``aclImdb/`` must have
+NEEDED = tuple(f"{part}/{label}" for part in PARTS for label in CLASSES)
 
 
 def extract(archive: Path, dest: Path) -> Path:
     """Extract the reviews of ``archive`` into ``dest/aclImdb``; return that folder.
 
-    Only regular files at ``aclImdb/{train,test}/{pos,neg}/*.txt`` are written, under paths
-    built here (no absolute paths, ``..``, links or devices are honoured). A fresh folder is
-    extracted beside ``dest/aclImdb`` and renamed into place when complete, so an
-    interrupted extraction never passes for the dataset.
+    Only regular files at ``aclImdb/{train,test}/{pos,neg}/*.txt`` are written, and only
+    once the whole archive has read cleanly (:func:`~pipelines.downloads.extract_tar`): a
+    damaged or interrupted extraction never passes for the dataset.
     """
-    target = dest / FOLDER
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=dest))
-    written = 0
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                path = _wanted(member.name)
-                if path is None or not member.isfile():
-                    continue
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                out = staging.joinpath(*path.parts)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(source.read())
-                written += 1
-        if not written:
-            raise DataNotFoundError(
-                f"{archive} holds no {FOLDER}/{{train,test}}/{{pos,neg}}/*.txt reviews: it is "
-                "not the IMDB archive. Delete it and fetch it again (`data.download=true`)."
-            )
-        if target.exists():  # a partial folder of an earlier try: fill it in
-            for file in (staging / FOLDER).rglob("*.txt"):
-                out = target / file.relative_to(staging / FOLDER)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, out)
-        else:
-            os.replace(staging / FOLDER, target)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise DataNotFoundError(
-            f"Cannot extract {archive}: {exc}. It is truncated or not the IMDB archive; "
-            "delete it and fetch it again (`data.download=true`)."
-        ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return extract_tar(archive, dest / FOLDER, _wanted, NEEDED, "the IMDB archive")
 
 
 class IMDBDataModule(TextDataModule):
@@ -149,9 +112,8 @@ class IMDBDataModule(TextDataModule):
         """The ``aclImdb`` folder: found, extracted, or downloaded and extracted."""
         if self._folder is not None:
             return self._folder
-        needed = [f"{part}/{label}" for part in PARTS for label in CLASSES]
         for folder in self.folders():
-            if all((folder / sub).is_dir() for sub in needed):
+            if all((folder / sub).is_dir() for sub in NEEDED):
                 self._folder = folder
                 return folder
         tarball = self.root / self.archive.filename
@@ -161,19 +123,13 @@ class IMDBDataModule(TextDataModule):
         elif not tarball.is_file():
             looked = ", ".join(f"{folder}/" for folder in self.folders())
             raise DataNotFoundError(
-                f"The IMDB reviews are missing: no folder with {', '.join(needed)} (looked "
+                f"The IMDB reviews are missing: no folder with {', '.join(NEEDED)} (looked "
                 f"in {looked}) and no {tarball}. Either set `data.download=true` to fetch "
                 f"{tarball.name} (84 MB) into {self.root}, or put that file (or its "
                 f"extracted {FOLDER}/ folder) there, or point `data.root=` at the folder "
                 "that holds them."
             )
         folder = extract(tarball, self.root)
-        missing = [sub for sub in needed if not (folder / sub).is_dir()]
-        if missing:
-            raise DataNotFoundError(
-                f"{tarball} has no reviews in {FOLDER}/{missing[0]}/: it is not the IMDB "
-                "archive. Delete it and fetch it again (`data.download=true`)."
-            )
         self._folder = folder
         return folder
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, download, ensure_file
+from pipelines.downloads import REFETCH, RemoteFile, download, ensure_file, reading_data_file
 from pipelines.errors import DataNotFoundError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
@@ -23,19 +23,26 @@ from plugins.data.vision import (
     stratified_split,
 )
 
-_IMAGES_MAGIC = 2051
-_LABELS_MAGIC = 2049
+_IMAGES_MAGIC = 2051  # 0x0803: uint8 data in 3 dimensions (count, rows, cols)
+_LABELS_MAGIC = 2049  # 0x0801: uint8 data in 1 dimension (count)
+_KINDS = {_IMAGES_MAGIC: "images", _LABELS_MAGIC: "labels"}
+IdxKind = Literal["images", "labels"]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An idx image (N, rows, cols) or label (N,) file as a uint8 array, format-checked."""
+def read_idx(path: Path, kind: IdxKind | None = None) -> np.ndarray:
+    """An idx image (N, rows, cols) or label (N,) file as a uint8 array, format-checked.
+
+    ``kind`` is what the file's name promises: a labels file that holds images (or the
+    reverse) is refused here, naming the file, instead of training on it and failing in
+    the test stage.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as handle:
+        with reading_data_file(path), opener(path, "rb") as handle:
             data = handle.read()
-    except (OSError, EOFError) as exc:
+    except OSError as exc:  # not a damaged file (reading_data_file took those): unreadable
         raise DataNotFoundError(
-            f"Cannot read {path}: {exc}. Delete it and fetch it again."
+            f"Cannot read {path}: {exc}. Fix its permissions, or delete it and {REFETCH}."
         ) from exc
     if len(data) < 8:
         raise DataNotFoundError(f"{path} is not an idx file (only {len(data)} bytes).")
@@ -50,11 +57,18 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path} is not an idx image or label file (magic number {magic}, expected "
             f"{_IMAGES_MAGIC} or {_LABELS_MAGIC}). Replace it with the real file."
         )
+    if kind is not None and _KINDS[magic] != kind:
+        raise DataNotFoundError(
+            f"{path} should hold {kind} but holds {_KINDS[magic]} (idx magic number {magic}; "
+            f"{kind} have {_IMAGES_MAGIC if kind == 'images' else _LABELS_MAGIC}): the files "
+            f"are swapped or misnamed. Put the {kind} file under this name, or delete it and "
+            f"{REFETCH}."
+        )
     expected = int(np.prod(shape))
     if len(data) - header != expected:
         raise DataNotFoundError(
             f"{path} is truncated or corrupt: its header announces {expected} bytes of data, "
-            f"it holds {len(data) - header}. Delete it and fetch it again."
+            f"it holds {len(data) - header}. Delete it and {REFETCH}."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -70,6 +84,11 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
+
+
+def _kind(key: str) -> IdxKind:
+    """What a :attr:`MNISTDataModule.files` key's file holds: ``train_labels`` -> labels."""
+    return "labels" if key.endswith("_labels") else "images"
 
 
 class MNISTDataModule(InMemoryImageData):
@@ -140,13 +159,24 @@ class MNISTDataModule(InMemoryImageData):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        arrays = {key: read_idx(self.locate(*spec)) for key, spec in self.files.items()}
+        paths = {key: self.locate(*spec) for key, spec in self.files.items()}
+        arrays = {key: read_idx(path, _kind(key)) for key, path in paths.items()}
         for part in ("train", "test"):
             images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+            image_file, label_file = paths[f"{part}_images"], paths[f"{part}_labels"]
             if len(images) != len(labels):
                 raise DataNotFoundError(
-                    f"{self.folder} {part} files disagree: {len(images)} images but "
-                    f"{len(labels)} labels in {self.root}. Replace them with a matching pair."
+                    f"The {self.folder} {part} files disagree: {image_file} holds "
+                    f"{len(images)} images but {label_file} holds {len(labels)} labels. "
+                    "Replace them with a matching pair, or delete both and run again with "
+                    "`data.download=true` to fetch them anew."
+                )
+            if len(labels) and int(labels.max()) >= len(self.class_names):
+                raise DataNotFoundError(
+                    f"{label_file} holds labels up to {int(labels.max())}, but {self.folder} "
+                    f"has {len(self.class_names)} classes (labels 0..{len(self.class_names) - 1})"
+                    f": it is not a labels file of {self.folder}. Replace it with the real file, "
+                    f"or delete it and {REFETCH}."
                 )
         train_images, train_labels = select_classes(
             arrays["train_images"], arrays["train_labels"], self.keep

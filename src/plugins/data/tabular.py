@@ -34,6 +34,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from pipelines.downloads import reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import TensorBatches
 
@@ -261,8 +262,9 @@ def read_table(path: Path, header: bool | None) -> Any:
     if header is None:
         cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
         header = not all(_is_number(c) for c in cells)
-    try:
-        return pd.read_csv(path, sep=separator, header=0 if header else None)
+    try:  # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
+        with reading_data_file(path, "put an intact copy in its place"):
+            return pd.read_csv(path, sep=separator, header=0 if header else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc
 

@@ -41,7 +41,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import RemoteFile, download
+from pipelines.downloads import RemoteFile, download, reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
@@ -421,8 +421,14 @@ def read_csv(path: Path, download: bool) -> Any:
     if not path.is_file():
         fetch = "" if download else ", or set `data.download=true` (presets with a 'data.url')"
         raise DataNotFoundError(f"No time-series file at {path}. Place the file there{fetch}.")
+    # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
+    refetch = (
+        "put an intact copy there, or run again with `data.download=true` (presets with a "
+        "'data.url') to fetch it anew"
+    )
     try:
-        return pd.read_csv(path)
+        with reading_data_file(path, refetch):
+            return pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as CSV: {exc}") from exc
 
