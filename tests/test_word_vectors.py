@@ -121,6 +121,17 @@ def test_malformed_line_is_named(tmp_path: Path) -> None:
         load_word_vectors(path, VOCABULARY, DIM)
 
 
+def test_damaged_gz_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A cut-short gzip of vectors ended in an EOFError traceback from inside gzip."""
+    whole = write_glove(tmp_path / "glove.txt.gz", gz=True).read_bytes()
+    damaged = tmp_path / "damaged.txt.gz"
+    damaged.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataNotFoundError) as error:
+        load_word_vectors(damaged, VOCABULARY, DIM)
+    message = str(error.value)
+    assert "damaged.txt.gz is damaged or cut short" in message and "intact copy" in message
+
+
 # -- models --------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.downloads import reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
+
+#: how to replace a damaged word-vector file (they are not downloaded for you)
+_REPLACE = "put an intact copy there (GloVe: nlp.stanford.edu/projects/glove)"
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def load_word_vectors(
     matrix = np.zeros((rows, dim), dtype=np.float32)
     found: set[int] = set()
     source = _checked_path(path)
-    with _open_text(source) as lines:
+    # a damaged .gz fails mid-read: named, with the fix, not a zlib/EOF traceback
+    with reading_data_file(source, _REPLACE), _open_text(source) as lines:
         file_dim, numbered = _dimension(lines, source)
         if file_dim != dim:
             raise ConfigValueError(
