@@ -89,3 +89,22 @@ def test_ui_without_runs_says_how_to_make_one(workdir: Path) -> None:
     )
     assert result.returncode == 2
     assert "No runs here yet" in result.stderr and "python -m pipelines.run" in result.stderr
+
+
+def test_ui_on_a_busy_port_says_so_and_fails(workdir: Path) -> None:
+    """On a port another program holds, MLflow's server printed its own error and the
+    command still exited 0, as if the UI were up."""
+    (workdir / "mlruns").mkdir()
+    (workdir / "mlruns" / "mlflow.db").touch()  # a store, so only the port is wrong
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipelines.ui", "--port", str(port)],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"Port {port} on 127.0.0.1 is in use" in result.stderr
+    assert f"--port {port + 1}" in result.stderr and "Traceback" not in result.stderr

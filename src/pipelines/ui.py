@@ -49,6 +49,26 @@ def check_store(uri: str) -> None:
             )
 
 
+def check_port(host: str, port: int) -> None:
+    """The port must be free: on a busy one MLflow's server printed a gunicorn/uvicorn error
+    and the command still exited 0, as if the UI were up."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise PipelineError(f"Cannot serve on {host}:{port}: {exc.strerror}.") from None
+            raise PipelineError(
+                f"Port {port} on {host} is in use, by another program or another MLflow UI "
+                f"(if that is yours, it is at http://{host}:{port}). Pick a free port: "
+                f"python -m pipelines.ui --port {port + 1}."
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from pipelines.runner import report_error
     from pipelines.tracking import TrackingSettings
@@ -61,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     uri = options.tracking_uri or TrackingSettings().resolved_uri()
     try:
         check_store(uri)
+        check_port(options.host, options.port)
     except PipelineError as exc:
         report_error(exc)
         raise SystemExit(2) from None
