@@ -206,3 +206,12 @@ def test_a_hyperparameter_search_without_multirun_says_to_add_m(workdir: Path) -
     _assert_clean_error(result, "add -m", "python -m pipelines.run -m hparams_search=optuna")
     assert result.returncode == 2
     assert not (workdir / "mlruns").exists(), "nothing trained"
+
+
+@pytest.mark.parametrize("argument", ["+model=convnet", "+augment=book"])
+def test_a_plus_on_a_group_the_config_lists_says_to_drop_it(workdir: Path, argument: str) -> None:
+    # Hydra's answer was "Multiple values for model. To override a value use 'override
+    # model: convnet'": defaults-list syntax, of no use on a command line
+    result = run_cli([argument], cwd=workdir)
+    _assert_clean_error(result, f"`{argument}`", f"choose with `{argument[1:]}`, without the `+`")
+    assert result.returncode == 2

@@ -86,15 +86,41 @@ def check_search_is_a_sweep(argv: Sequence[str]) -> None:
 
 def _optional_groups() -> set[str]:
     """Groups the primary config leaves out by default (``group: null`` in its defaults)."""
+    return {name for name, value in _primary_defaults().items() if value is None}
+
+
+def _primary_defaults() -> dict[str, object]:
+    """The primary config's defaults list as ``group -> option`` (None where left out)."""
     from omegaconf import OmegaConf
 
     from pipelines.config import config_dir
 
     defaults = OmegaConf.load(config_dir() / "config.yaml").get("defaults") or []
     return {
-        str(name)
+        str(name): value
         for entry in defaults
         if isinstance(entry, dict) or OmegaConf.is_dict(entry)
         for name, value in entry.items()
-        if value is None
     }
+
+
+def check_appended_groups(argv: Sequence[str]) -> None:
+    """``+model=convnet``: Hydra answered "Multiple values for model. To override a value use
+    'override model: convnet'", the syntax of a defaults list, not of the command line. A
+    group the config already lists takes ``group=option``; ``+`` adds one it does not."""
+    listed: dict[str, object] | None = None
+    for arg in argv:
+        match = _GROUP_OVERRIDE.match(arg)
+        if not match or not arg.startswith("+") or arg.startswith("++"):
+            continue
+        if listed is None:
+            listed = _primary_defaults()
+        group = match["group"]
+        if group in listed:
+            plain = arg[1:]
+            current = listed[group]
+            has = f"its {group} is '{current}'" if current else f"{group} is one of its groups"
+            raise ConfigValueError(
+                f"`{arg}`: the config already lists the {group} group ({has}), so choose with "
+                f"`{plain}`, without the `+` (which adds a group the config does not list)."
+            )

@@ -19,7 +19,11 @@ from pipelines.collector import defer_during_startup
 from pipelines.composition import describe, hydra_raises_composition_errors
 from pipelines.config import config_dir
 from pipelines.errors import PipelineError
-from pipelines.preflight import check_group_overrides, check_search_is_a_sweep
+from pipelines.preflight import (
+    check_appended_groups,
+    check_group_overrides,
+    check_search_is_a_sweep,
+)
 from pipelines.sweep import close_unfinished_sweep, describe_search_error
 
 
@@ -41,6 +45,7 @@ def main() -> None:
     defer_during_startup()
     try:
         check_group_overrides(arguments)
+        check_appended_groups(arguments)
         check_search_is_a_sweep(arguments)
     except PipelineError as exc:
         print(f"Error: {exc}", file=sys.stderr)
