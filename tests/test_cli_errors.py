@@ -215,3 +215,20 @@ def test_a_plus_on_a_group_the_config_lists_says_to_drop_it(workdir: Path, argum
     result = run_cli([argument], cwd=workdir)
     _assert_clean_error(result, f"`{argument}`", f"choose with `{argument[1:]}`, without the `+`")
     assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragments"),
+    [
+        (["-m", "hydra.sweeper.n_trials=3"], ["of the Optuna sweeper", "hparams_search=optuna"]),
+        (["hydra.job.chdirr=true"], ["JobConf has no 'chdirr'", "Did you mean 'chdir'?"]),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_of_hydras_own_nodes_is_named(
+    workdir: Path, arguments: list[str], fragments: list[str]
+) -> None:
+    # Hydra's "Key 'n_trials' not in 'BasicSweeperConf'" came with advice to add a `+`,
+    # which its dataclass nodes refuse as well
+    result = run_cli(arguments, cwd=workdir)
+    _assert_clean_error(result, *fragments)
+    assert result.returncode == 2 and "put a plus" not in result.stderr

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.errors import did_you_mean
+from pipelines.errors import closest_match, did_you_mean
 
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 #: Hydra's launcher and sweeper plugins that come with one of this package's extras
@@ -71,12 +71,15 @@ def _override_error(error: Exception, argv: Sequence[str]) -> str:
     cause = error.__cause__
     full_key = getattr(cause, "full_key", None)
     parent = getattr(cause, "parent_node", None)
-    if "not in struct" in str(cause) and full_key:
+    schema = re.search(r"Key '[^']+' not in '(\w+)'", str(cause))  # a Hydra dataclass node
+    if ("not in struct" in str(cause) or schema) and full_key:
         written = _argument_for(full_key, argv)
         *path, key = str(full_key).split(".")
         section = ".".join(path) or "the config"
         known = [str(name) for name in parent] if hasattr(parent, "keys") else []
         listing = f" The keys of {section}: {', '.join(known)}." if known else ""
+        if schema:
+            return _schema_key_error(full_key, key, written, schema[1], known, listing)
         if path == ["trainer"]:
             arguments = trainer_argument_names()
             if key in arguments:
@@ -102,6 +105,35 @@ def _override_error(error: Exception, argv: Sequence[str]) -> str:
             f"to change it (or `++{written}` to add or change it)."
         )
     return _flat(f"{message} {cause or ''}")
+
+
+#: settings of Hydra's Optuna sweeper, misplaced on the basic sweeper a plain -m uses
+_OPTUNA_SWEEPER_KEYS = (
+    "n_trials", "n_jobs", "direction", "sampler", "storage", "study_name", "max_failure_rate",
+)  # fmt: skip
+
+
+def _schema_key_error(
+    full_key: str, key: str, written: str, schema: str, known: list[str], listing: str
+) -> str:
+    """An unknown key of one of Hydra's own nodes (``hydra.sweeper.n_trial``): those are
+    dataclasses, so a `+` cannot add it either; the likely mix-up is an Optuna setting
+    given without ``hparams_search=optuna``."""
+    if schema == "BasicSweeperConf":
+        optuna_key = (
+            key if key in _OPTUNA_SWEEPER_KEYS else closest_match(key, _OPTUNA_SWEEPER_KEYS)
+        )
+        if optuna_key:
+            return (
+                f"`{written}`: '{optuna_key}' is a setting of the Optuna sweeper, but this "
+                "sweep uses Hydra's basic one. Add `hparams_search=optuna` (with -m), as in "
+                "`python -m pipelines.run -m hparams_search=optuna "
+                f"hydra.sweeper.{optuna_key}=...`."
+            )
+    return (
+        f"Unknown key '{full_key}' in `{written}`: {schema} has no '{key}'."
+        f"{did_you_mean(key, known)}{listing}"
+    )
 
 
 def _parse_error(error: Exception, argv: Sequence[str]) -> str:
