@@ -28,6 +28,10 @@ def test_sweep_groups_jobs_under_one_parent(workdir: Path) -> None:
     best = parent.data.tags["best_job.run_id"]
     assert f"Sweep: 2 job(s), 2 finished; parent MLflow run {parent.info.run_id}" in result.stdout
     assert f"Best job     {parent.data.tags['best_job.run_name']} ({best})" in result.stdout
+    # the parent trained nothing: given to evaluate, it points at the best job
+    result = run_cli([parent.info.run_id], cwd=workdir, module="pipelines.evaluate")
+    assert result.returncode == 2 and "Traceback" not in result.output
+    assert "is a sweep's parent run" in result.stderr and f"best job is run {best}" in result.stderr
 
 
 def test_failed_job_is_recorded_and_the_others_kept(workdir: Path) -> None:

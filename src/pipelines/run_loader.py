@@ -161,6 +161,8 @@ def fetch_run(
             f"No run '{run_id}' (from '{reference}') in the tracking store "
             f"{client.tracking_uri}. Check the id in the MLflow UI, or {where}."
         ) from None
+    if run.data.tags.get("sweep") == "true":
+        raise PipelineError(_sweep_parent_message(run))
     with tempfile.TemporaryDirectory() as tmp:
         try:
             config_path = client.download_artifacts(run_id, "config.yaml", tmp)
@@ -178,6 +180,23 @@ def fetch_run(
         tags=dict(run.data.tags),
         metrics=dict(run.data.metrics),
         client=client,
+    )
+
+
+def _sweep_parent_message(run: Any) -> str:
+    """A sweep's parent run only groups its jobs: it trained nothing to rebuild. Its tags
+    name the best job (:func:`pipelines.sweep.log_best_job`), which is what users want."""
+    run_id = run.info.run_id
+    best = run.data.tags.get("best_job.run_id")
+    pointer = (
+        f"Its best job is run {best} ({run.data.tags.get('best_job.run_name', '')}): give "
+        "that id instead."
+        if best
+        else "Use the id of one of its jobs (the MLflow UI lists them under it)."
+    )
+    return (
+        f"Run '{run_id}' is a sweep's parent run ({run.info.run_name}): it groups the "
+        f"sweep's jobs and trained no model itself. {pointer}"
     )
 
 
