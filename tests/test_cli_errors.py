@@ -232,3 +232,11 @@ def test_an_unknown_key_of_hydras_own_nodes_is_named(
     result = run_cli(arguments, cwd=workdir)
     _assert_clean_error(result, *fragments)
     assert result.returncode == 2 and "put a plus" not in result.stderr
+
+
+def test_an_empty_data_dir_variable_counts_as_unset(workdir: Path) -> None:
+    # set but empty, it made every data path start at the root: /mnist/...
+    result = run_cli(["data=mnist"], cwd=workdir, env={"PIPELINES_DATA_DIR": ""})
+    assert result.returncode == 2
+    assert f"{workdir.resolve() / 'data_cache' / 'mnist'}" in result.stderr, result.stderr
+    assert "for /mnist/" not in result.stderr and "into /mnist," not in result.stderr

@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -34,6 +35,10 @@ def _hydra_main(cfg: DictConfig) -> object:
     return execute(cfg)
 
 
+#: where datasets are cached (conf/config.yaml's paths.data_dir; default ./data_cache)
+DATA_DIR_VARIABLE = "PIPELINES_DATA_DIR"
+
+
 def main() -> None:
     """Check the command line for unknown names, then hand it to Hydra."""
     arguments = sys.argv[1:]
@@ -43,6 +48,10 @@ def main() -> None:
         print(help_text())
         return
     defer_during_startup()
+    if os.environ.get(DATA_DIR_VARIABLE) == "":
+        # set but empty (`export PIPELINES_DATA_DIR=` in a script) made every data path
+        # start at the file system's root, /mnist: taken as unset, i.e. ./data_cache
+        del os.environ[DATA_DIR_VARIABLE]
     try:
         check_group_overrides(arguments)
         check_appended_groups(arguments)
