@@ -37,14 +37,15 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 300,
     module: str = "pipelines.run",
+    prefix: list[str] | None = None,
 ) -> CliResult:
     """``python -m pipelines.run ARGS`` (or another ``module``) in ``cwd``, with a clean
-    tracking environment."""
+    tracking environment; ``prefix`` is a command that runs it (e.g. in a mount namespace)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [*(prefix or []), sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -31,6 +31,12 @@ class DataNotFoundError(PipelineError):
     """Dataset files are missing and cannot be downloaded."""
 
 
+class TrackingStoreError(PipelineError):
+    """The MLflow tracking store cannot record the run (unreachable, damaged, locked,
+    read-only, or its experiment deleted): found when the run opens, before any data or
+    training, since a run that cannot be recorded should not spend its time."""
+
+
 def closest_match(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to ``name`` (for "did you mean ...?"), or None if none is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)

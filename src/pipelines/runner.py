@@ -278,6 +278,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     sweep.check_objective(config.get("objective"))
     check_engine_keys(config)
     SpeedSettings.from_config(config.get("speed"))
+    TrackingSettings.from_config(config.get("tracking")).check()
     check_registered_names(config, stages)
 
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import ConfigValueError
+from pipelines.store_checks import check_active, check_store, explained_store_errors
+
 #: MLflow limits (see mlflow.utils.validation)
 _MAX_PARAM_VALUE = 6000
 _MAX_BATCH_PARAMS = 100
@@ -37,11 +40,35 @@ class TrackingSettings:
     def from_config(cls, node: Mapping[str, Any] | None) -> TrackingSettings:
         """Settings from the ``tracking`` config node (missing keys take the defaults)."""
         node = node or {}
+        experiment = node.get("experiment", "pipelines")
         return cls(
             enabled=bool(node.get("enabled", True)),
             uri=node.get("uri"),
-            experiment=str(node.get("experiment", "pipelines")),
+            # null stays empty, for check() to refuse: str() made it an experiment "None"
+            experiment="" if experiment is None else str(experiment),
         )
+
+    def check(self) -> None:
+        """Refuse an empty experiment name before anything runs.
+
+        MLflow refuses ``''`` only when it creates the experiment (a traceback), and
+        ``tracking.experiment=null`` used to record the run in an experiment named "None".
+        """
+        if self.enabled and not self.experiment.strip():
+            raise ConfigValueError(
+                "'tracking.experiment' is empty or null: every tracked run goes into a "
+                "named MLflow experiment. Name one, e.g. "
+                "`tracking.experiment=pipelines` (the default, also what leaving the key "
+                "out gives), or run without tracking with `tracking=none`."
+            )
+
+    def uri_origin(self) -> str:
+        """Which setting chose the store, as messages name it: the one a user changes."""
+        if self.uri:
+            return "set by tracking.uri"
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return "set by the MLFLOW_TRACKING_URI variable"
+        return "the default store: neither tracking.uri nor MLFLOW_TRACKING_URI is set"
 
     def resolved_uri(self, cwd: Path | None = None) -> str:
         """``tracking.uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``./mlruns`` (SQLite)."""
@@ -116,24 +143,27 @@ class MlflowTracker(Tracker):
     ) -> None:
         """``resume_run_id`` reopens that run (status RUNNING again) instead of creating one:
         a resumed training goes on in the run it started in."""
+        settings.check()
         self.uri = settings.resolved_uri()
-        self.client = open_client(self.uri)
-        if resume_run_id:
-            run = self.client.get_run(resume_run_id)
-            self.experiment_id = run.info.experiment_id
-            self.client.update_run(resume_run_id, status="RUNNING")
-            self.run_id = resume_run_id
-            self.run_name = run.info.run_name
-        else:
-            self.experiment_id = get_or_create_experiment(
-                self.client, self.uri, settings.experiment
-            )
-            all_tags = dict(tags or {})
-            if parent_run_id:
-                all_tags["mlflow.parentRunId"] = parent_run_id
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
-            self.run_id = run.info.run_id
-            self.run_name = run_name
+        with explained_store_errors(settings, self.uri):
+            check_store(settings, self.uri)
+            self.client = open_client(self.uri)
+            if resume_run_id:
+                run = self.client.get_run(resume_run_id)
+                self.experiment_id = run.info.experiment_id
+                self.client.update_run(resume_run_id, status="RUNNING")
+                self.run_id = resume_run_id
+                self.run_name = run.info.run_name
+            else:
+                self.experiment_id = get_or_create_experiment(
+                    self.client, self.uri, settings.experiment
+                )
+                all_tags = dict(tags or {})
+                if parent_run_id:
+                    all_tags["mlflow.parentRunId"] = parent_run_id
+                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+                self.run_id = run.info.run_id
+                self.run_name = run_name
         self.settings = settings
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
@@ -228,6 +258,7 @@ def get_or_create_experiment(client: Any, uri: str, name: str) -> str:
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        check_active(experiment, uri)
         return experiment.experiment_id
     try:
         return client.create_experiment(
@@ -240,6 +271,7 @@ def get_or_create_experiment(client: Any, uri: str, name: str) -> str:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
+        check_active(experiment, uri)
         return experiment.experiment_id
 
 
