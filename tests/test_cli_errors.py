@@ -240,3 +240,11 @@ def test_an_empty_data_dir_variable_counts_as_unset(workdir: Path) -> None:
     assert result.returncode == 2
     assert f"{workdir.resolve() / 'data_cache' / 'mnist'}" in result.stderr, result.stderr
     assert "for /mnist/" not in result.stderr and "into /mnist," not in result.stderr
+
+
+@pytest.mark.parametrize("seed", ["abc", "1.5"])
+def test_a_seed_that_is_not_a_whole_number_is_named_as_seed(workdir: Path, seed: str) -> None:
+    # the data plugins take ${seed} as their own: it was reported as a wrong 'data.seed'
+    result = run_cli([f"seed={seed}"], cwd=workdir)
+    _assert_clean_error(result, "'seed' must be a whole number", "seed=42")
+    assert result.returncode == 2 and "data.seed" not in result.stderr

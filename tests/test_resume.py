@@ -111,6 +111,8 @@ def test_rerun_from_the_record_reaches_the_same_metrics(workdir: Path) -> None:
     first, second = mlflow_runs(store_uri(workdir))
     assert second.data.tags["pipelines.rerun_of"] == original.info.run_id
     assert second.data.params == first.data.params
+    # where its files are, as an absolute path (it printed outputs/runs/..., relative)
+    assert f"Outputs       {second.data.tags['pipelines.output_dir']}" in again.stdout
     for key in ("test/acc", "test/loss", "best/val_loss"):
         assert second.data.metrics[key] == pytest.approx(first.data.metrics[key], rel=1e-6)
 

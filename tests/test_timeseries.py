@@ -310,3 +310,7 @@ def test_forecast_pipeline_end_to_end_on_co2(workdir: Path) -> None:
     assert 0 < metrics["test/naive_mae"] < 3
     assert run.data.params["data.task"] == "regression"
     assert run.data.tags["pipeline"] == "forecast"
+    # named after the preset chosen (co2), not the plugin behind it (timeseries)
+    assert run.info.run_name.startswith("dense_forecaster-co2-")
+    assert "dense_forecaster on co2 (forecast)" in result.stdout
+    assert run.data.tags["data"] == "timeseries", "tags name the plugin"

@@ -270,6 +270,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     """Fail fast on an unknown plugin, key or wrong type: before data loads or a run opens."""
     from pipelines.trainer import check_hardware, trainer_arguments
 
+    check_seed(config.get("seed", 0))
     registry.check("data", config["data"], path="data")
     registry.check("model", config["model"], path="model")
     for index, node in enumerate(stages):
@@ -280,6 +281,16 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     SpeedSettings.from_config(config.get("speed"))
     TrackingSettings.from_config(config.get("tracking")).check()
     check_registered_names(config, stages)
+
+
+def check_seed(seed: Any) -> None:
+    """``seed`` is a whole number. Checked first: the data plugins take ``${seed}`` as their
+    own, so ``seed=abc`` was reported as a wrong ``data.seed``, a key nobody had set."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigValueError(
+            f"'seed' must be a whole number, got {seed!r}: it seeds every random draw of the "
+            "run (the data split, the initial weights, the shuffling). Write e.g. `seed=42`."
+        )
 
 
 def check_registered_names(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
@@ -415,7 +426,8 @@ def _open_tracker(
     resume_run_id: str | None = None,
 ) -> Tracker:
     settings = TrackingSettings.from_config(config.get("tracking"))
-    name = "-".join(subject[key] for key in ("model", "data") if key in subject)
+    # named after the presets chosen (data=co2, not its plugin, timeseries); tags keep plugins
+    name = "-".join(_chosen(key, subject[key]) for key in ("model", "data") if key in subject)
     run_name = f"{name or subject['pipeline']}-{datetime.now():%Y%m%d-%H%M%S}"
     if job_num is not None:
         run_name += f"-job{job_num}"
@@ -429,9 +441,21 @@ def _open_tracker(
     )
 
 
+def _chosen(group: str, plugin: str) -> str:
+    """The option chosen for ``group`` on the command line or by a preset (``digits_few``,
+    ``co2``); the plugin's name where no Hydra job is running (the engine called directly)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return plugin
+    choice = HydraConfig.get().runtime.choices.get(group)
+    return str(choice) if choice else plugin
+
+
 def _print_summary(ctx: RunContext, subject: dict[str, str], seconds: float) -> None:
     what = (
-        f"{subject['model']} on {subject['data']} ({subject['pipeline']})"
+        f"{_chosen('model', subject['model'])} on {_chosen('data', subject['data'])} "
+        f"({subject['pipeline']})"
         if "model" in subject
         else subject["pipeline"]
     )
@@ -444,7 +468,7 @@ def _print_summary(ctx: RunContext, subject: dict[str, str], seconds: float) -> 
         run = f"{tracker.run_id} ({getattr(tracker, 'run_name', '')})"
         lines.append(f"  {'MLflow run':<{width}} {run}")
         lines.append(f"  {'Browse runs':<{width}} {ui_command(tracker.uri)}")
-    lines.append(f"  {'Outputs':<{width}} {ctx.output_dir}")
+    lines.append(f"  {'Outputs':<{width}} {ctx.output_dir.resolve()}")
     print("\n".join(lines), flush=True)
 
 
