@@ -127,3 +127,46 @@ def test_resume_skips_a_damaged_last_checkpoint_for_the_newest_intact_one(tmp_pa
     whole = (tmp_path / "last.ckpt").read_bytes()
     (tmp_path / "last.ckpt").write_bytes(whole[: len(whole) // 2])  # a save cut short
     assert resumable_checkpoint(tmp_path) == tmp_path / "best-001.ckpt"
+
+
+_DISK_FILLS_UP = """
+import errno, runpy, sys
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+real, calls = TorchCheckpointIO.save_checkpoint, []
+
+def save_until_the_disk_is_full(self, checkpoint, path, storage_options=None):
+    calls.append(path)
+    if len(calls) >= 2:  # the first checkpoint fits, the next does not
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    return real(self, checkpoint, path, storage_options)
+
+TorchCheckpointIO.save_checkpoint = save_until_the_disk_is_full
+sys.argv = ["pipelines.run", *sys.argv[1:]]
+runpy.run_module("pipelines.run", run_name="__main__")
+"""
+
+
+def test_a_full_disk_keeps_the_work_and_says_how_to_continue(tmp_path: Path) -> None:
+    """A full disk while saving a checkpoint was a 70-220-line traceback; now one paragraph
+    that says what is kept and the resume command, and the run is recorded as FAILED."""
+    import subprocess
+    import sys
+
+    from conftest import mlflow_runs, store_uri
+
+    script = tmp_path / "disk_fills_up.py"
+    script.write_text(_DISK_FILLS_UP)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    result = subprocess.run(
+        [sys.executable, str(script), "trainer.max_epochs=2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    (run,) = mlflow_runs(store_uri(tmp_path))
+    assert "The disk is full (No space left on device) while writing" in result.stderr
+    assert f"python -m pipelines.resume {run.info.run_id}" in result.stderr
+    assert run.info.status == "FAILED"
+    assert "The disk is full" in run.data.tags["pipelines.failure"]
+    assert list(tmp_path.glob("outputs/runs/*/*/checkpoints/*.ckpt")), "the first is kept"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
 import re
@@ -182,6 +184,11 @@ def run_pipeline(
                 # exit 143, also where Lightning's own SIGTERM exit is 0, and never a failed
                 # job that a sweep would follow with the next one
                 termination.stop_if_requested()
+            full = disk_full_error(exc, tracker.run_id, output_dir)
+            if full is not None:
+                with contextlib.suppress(Exception):  # the store may be on that disk too
+                    tracker.set_tags({"pipelines.failure": str(full)[:500]})
+                raise full from None
             raise
         finally:
             try:
@@ -193,6 +200,35 @@ def run_pipeline(
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
+
+
+def disk_full_error(
+    exc: BaseException, run_id: str | None, output_dir: Path
+) -> PipelineError | None:
+    """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
+    one paragraph that says the work done is kept and how to continue it; None for any
+    other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
+    chain: list[BaseException] = [exc]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
+        chain.append(cause)
+    full = next(
+        (e for e in chain if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)),
+        None,
+    )
+    if full is None:
+        return None
+    where = f" while writing {full.filename}" if full.filename else ""
+    resume = (
+        f"continue the run where its last complete checkpoint left it with `python -m "
+        f"pipelines.resume {run_id}`"
+        if run_id
+        else "run it again"
+    )
+    return PipelineError(
+        f"The disk is full ({full.strerror}){where}. What the run finished is kept: its "
+        f"checkpoints in {output_dir.resolve() / 'checkpoints'} (a damaged one is skipped "
+        f"on resume) and its recorded metrics. Free some space, then {resume}."
+    )
 
 
 def _say_how_to_resume(run_id: str, output_dir: Path) -> None:
