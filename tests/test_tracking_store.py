@@ -71,6 +71,18 @@ def test_a_sweep_on_an_unreachable_server_stops_before_its_first_job(workdir: Pa
     assert "Launching" not in result.output, "no job is started on a store none can use"
 
 
+@pytest.mark.parametrize("module", ["pipelines.evaluate", "pipelines.resume"])
+def test_commands_that_read_a_run_refuse_an_unreachable_server_in_seconds(
+    workdir: Path, module: str
+) -> None:
+    # they open the store on their own (run_loader.fetch_run): minutes of retries there too
+    uri = f"http://127.0.0.1:{_free_port()}"
+    result = run_cli(["0123abcd", "--tracking-uri", uri], cwd=workdir, module=module, timeout=90)
+    assert result.returncode == 2 and "Traceback" not in result.output, result.output
+    assert f"The MLflow tracking server {uri} did not answer" in result.stderr
+    assert "--tracking-uri" in result.stderr
+
+
 def test_a_damaged_store_file_is_refused_and_left_alone(workdir: Path) -> None:
     database = workdir / "mlruns" / "mlflow.db"
     database.parent.mkdir()

@@ -150,6 +150,15 @@ def fetch_run(
             f"{database}). Run the command in the folder you trained in (the one holding "
             f"./mlruns), or {where}."
         )
+    if uri.startswith(("http://", "https://")):
+        from pipelines.store_checks import server_silence, start_server_hint
+
+        why = server_silence(uri)  # MLflow's client would retry it for ~255 s
+        if why is not None:
+            raise PipelineError(
+                f"The MLflow tracking server {uri} did not answer: {why}. "
+                f"{start_server_hint(uri)}, or {where}."
+            )
     client = MlflowClient(tracking_uri=uri)
     run_id = resolve_run_id(
         reference if is_run_reference(reference) else f"runs:/{reference}", client

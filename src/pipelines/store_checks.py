@@ -90,7 +90,19 @@ def _check_not_file_store(settings: TrackingSettings, uri: str) -> None:
 
 
 def _check_server_answers(settings: TrackingSettings, uri: str) -> None:
-    """One quick request to an http(s) tracking server before the run.
+    """Refuse a tracking server that does not answer (see :func:`server_silence`)."""
+    why = server_silence(uri)
+    if why is not None:
+        raise TrackingStoreError(
+            f"The MLflow tracking server {uri} ({settings.uri_origin()}) did not answer: "
+            f"{why}. {start_server_hint(uri)}, correct the address, or "
+            f"{_local_store_fix(settings)}."
+        )
+
+
+def server_silence(uri: str) -> str | None:
+    """Why the http(s) tracking server at ``uri`` did not answer one quick request; None
+    when it answered.
 
     MLflow's client retries a server that does not answer MLFLOW_HTTP_REQUEST_MAX_RETRIES
     (7) times with exponential backoff (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, 2 s, doubling),
@@ -116,20 +128,22 @@ def _check_server_answers(settings: TrackingSettings, uri: str) -> None:
     except MlflowException as exc:
         text = str(exc).lower()
         if "refused" in text:
-            why = "nothing accepts connections at that address and port"
-        elif "resolve" in text or "name or service not known" in text:
-            why = f"the host name {urlparse(uri).hostname} is not known"
-        elif "timeout" in text or "timed out" in text:
-            why = f"no answer within {SERVER_CHECK_SECONDS} s"
-        else:
-            why = _first_line(exc)
-        port = urlparse(uri).port or (443 if uri.startswith("https") else 80)
-        raise TrackingStoreError(
-            f"The MLflow tracking server {uri} ({settings.uri_origin()}) did not answer: "
-            f"{why}. Start it (`python -m pipelines.ui --port {port}` serves the runs in "
-            f"./mlruns there; `mlflow server --port {port}` is MLflow's own), correct the "
-            f"address, or {_local_store_fix(settings)}."
-        ) from exc
+            return "nothing accepts connections at that address and port"
+        if "resolve" in text or "name or service not known" in text:
+            return f"the host name {urlparse(uri).hostname} is not known"
+        if "timeout" in text or "timed out" in text:
+            return f"no answer within {SERVER_CHECK_SECONDS} s"
+        return _first_line(exc)
+    return None
+
+
+def start_server_hint(uri: str) -> str:
+    """How to start a server at ``uri``'s port over the local runs."""
+    port = urlparse(uri).port or (443 if uri.startswith("https") else 80)
+    return (
+        f"Start it (`python -m pipelines.ui --port {port}` serves the runs in ./mlruns "
+        f"there; `mlflow server --port {port}` is MLflow's own)"
+    )
 
 
 @contextmanager
