@@ -108,3 +108,20 @@ def test_ui_on_a_busy_port_says_so_and_fails(workdir: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"Port {port} on 127.0.0.1 is in use" in result.stderr
     assert f"--port {port + 1}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ui_on_a_file_store_names_the_sqlite_store_to_use(workdir: Path) -> None:
+    """MLflow 3's server refuses a folder of files with a traceback, after the command had
+    printed that the UI was up."""
+    (workdir / "old_runs").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.ui", "--tracking-uri", "file:./old_runs"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "(given to --tracking-uri) is a folder of files" in result.stderr
+    assert f"`--tracking-uri sqlite:///{workdir.resolve() / 'old_runs' / 'mlflow.db'}`" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and "MLflow UI on" not in result.stdout

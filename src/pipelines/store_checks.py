@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,15 +51,31 @@ def check_store(settings: TrackingSettings, uri: str) -> None:
     MLflow 3 refuses unless ``MLFLOW_ALLOW_FILE_STORE=true``; an http(s) server that does not
     answer is retried by MLflow's client for minutes before its traceback.
     """
-    scheme = urlparse(uri).scheme
-    if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
+    if is_file_store(uri):
         _check_not_file_store(settings, uri)
-    elif scheme in ("http", "https"):
+    elif urlparse(uri).scheme in ("http", "https"):
         _check_server_answers(settings, uri)
 
 
 def _check_not_file_store(settings: TrackingSettings, uri: str) -> None:
     """Point a file-store URI at the SQLite store that replaces it (and how to move runs)."""
+    if settings.uri:
+        use = "`tracking.uri={}`".format
+    else:
+        use = "`MLFLOW_TRACKING_URI={}` (or unset it for ./mlruns/mlflow.db)".format
+    refuse_file_store(uri, settings.uri_origin(), use)
+
+
+def is_file_store(uri: str) -> bool:
+    """A folder of files (``file:./mlruns``, a plain path): MLflow's file store."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # one letter: a Windows drive
+
+
+def refuse_file_store(uri: str, origin: str, use: Callable[[str], str]) -> None:
+    """Refuse MLflow's file store at ``uri`` (``origin``: which setting chose it) with the
+    SQLite URI to use instead, as ``use(sqlite_uri)`` writes it for the command at hand,
+    and the command that moves existing runs there; unless MLflow's own opt-out is set."""
     from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 
     if MLFLOW_ALLOW_FILE_STORE.get():  # MLflow's own opt-out: the user chose the file store
@@ -71,10 +87,6 @@ def _check_not_file_store(settings: TrackingSettings, uri: str) -> None:
         sqlite, folder = f"sqlite:///{location}", None
     else:
         sqlite, folder = f"sqlite:///{location / 'mlflow.db'}", location
-    if settings.uri:
-        use = f"`tracking.uri={sqlite}`"
-    else:
-        use = f"`MLFLOW_TRACKING_URI={sqlite}` (or unset it for ./mlruns/mlflow.db)"
     move = ""
     if folder is not None and folder.is_dir() and any(folder.iterdir()):
         move = (
@@ -82,9 +94,9 @@ def _check_not_file_store(settings: TrackingSettings, uri: str) -> None:
             f"--source {shlex.quote(str(folder))} --target {shlex.quote(sqlite)}`"
         )
     raise TrackingStoreError(
-        f"The tracking store {uri} ({settings.uri_origin()}) is a folder of files (MLflow's "
-        "file store), which MLflow 3 no longer accepts; runs are kept in a SQLite database "
-        f"instead. Use {use}{move}. To keep the file store anyway, set "
+        f"The tracking store {uri} ({origin}) is a folder of files (MLflow's file store), "
+        "which MLflow 3 no longer accepts; runs are kept in a SQLite database instead. Use "
+        f"{use(sqlite)}{move}. To keep the file store anyway, set "
         "MLFLOW_ALLOW_FILE_STORE=true (MLflow's opt-out; that store gets no new features)."
     )
 

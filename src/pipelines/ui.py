@@ -37,8 +37,18 @@ def server_command(uri: str, host: str, port: int, workers: int = 1) -> list[str
     ]
 
 
-def check_store(uri: str) -> None:
-    """A SQLite store must exist: MLflow would create an empty one and show nothing."""
+def check_store(uri: str, given: bool) -> None:
+    """A SQLite store must exist: MLflow would create an empty one and show nothing. A
+    folder of files (MLflow's file store) is refused by MLflow 3's server with a traceback
+    after it had said the UI was up; ``given``: the uri came from --tracking-uri."""
+    from pipelines.store_checks import is_file_store, refuse_file_store
+
+    if is_file_store(uri):
+        if given:
+            refuse_file_store(uri, "given to --tracking-uri", "`--tracking-uri {}`".format)
+        refuse_file_store(
+            uri, "set by the MLFLOW_TRACKING_URI variable", "`MLFLOW_TRACKING_URI={}`".format
+        )
     if uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///"))
         if not database.is_file():
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     uri = options.tracking_uri or TrackingSettings().resolved_uri()
     try:
-        check_store(uri)
+        check_store(uri, given=bool(options.tracking_uri))
         check_port(options.host, options.port)
     except PipelineError as exc:
         report_error(exc)
