@@ -47,3 +47,13 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A ``" Did you mean 'x'?"`` suffix, or an empty string when nothing is close."""
     match = closest_match(name, candidates)
     return f" Did you mean '{match}'?" if match else ""
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what it was raised from or while handling, outermost first: what a
+    library wraps (MLflow around SQLAlchemy around sqlite, torch around an OSError) is
+    where the cause a user can act on is found."""
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
+        chain.append(cause)
+    return chain

@@ -66,8 +66,9 @@ def main() -> None:
             search_message = describe_search_error(exc)  # reads the sweep's state: first
             # a sweep stopped before Hydra's end-of-sweep callback: its parent run says so
             close_unfinished_sweep(exc)
-            message = describe(exc, arguments) if isinstance(exc, Exception) else None
-            message = search_message or message
+            message = search_message or (
+                describe(exc, arguments) if isinstance(exc, Exception) else None
+            )
             if message is None:
                 raise
             print(f"Error: {message}", file=sys.stderr)

@@ -22,7 +22,12 @@ from pipelines.collector import resume_after_startup
 from pipelines.config import flatten
 from pipelines.console import interactive, print_config_tree
 from pipelines.context import RunContext
-from pipelines.errors import ConfigValueError, PipelineError, TrainingDiverged
+from pipelines.errors import (
+    ConfigValueError,
+    PipelineError,
+    TrainingDiverged,
+    exception_chain,
+)
 from pipelines.provenance import provenance_tags
 from pipelines.run_lock import run_lock
 from pipelines.speed import SpeedSettings
@@ -208,11 +213,12 @@ def disk_full_error(
     """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
     one paragraph that says the work done is kept and how to continue it; None for any
     other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
-    chain: list[BaseException] = [exc]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
-        chain.append(cause)
     full = next(
-        (e for e in chain if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)),
+        (
+            e
+            for e in exception_chain(exc)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        ),
         None,
     )
     if full is None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from pipelines.errors import PipelineError, TrackingStoreError
+from pipelines.errors import PipelineError, TrackingStoreError, exception_chain
 
 if TYPE_CHECKING:
     from pipelines.tracking import TrackingSettings
@@ -182,9 +182,7 @@ def _store_problem(exc: BaseException, settings: TrackingSettings, uri: str) -> 
     """The paragraph for a store that failed to open: locked, damaged, read-only, other."""
     from pipelines.run_loader import sqlite_file
 
-    causes: list[BaseException] = [exc]  # MLflow wraps SQLAlchemy's error, which wraps sqlite's
-    while (cause := causes[-1].__cause__ or causes[-1].__context__) and cause not in causes:
-        causes.append(cause)
+    causes = exception_chain(exc)  # MLflow wraps SQLAlchemy's error, which wraps sqlite's
     text = " ".join(str(cause) for cause in causes).lower()
     database = sqlite_file(uri)
     store = f"The tracking store {database or uri} ({settings.uri_origin()})"

@@ -171,11 +171,12 @@ class SweepCallback(Callback):
             self._tracker.set_tags({"failed_jobs": str(len(failures))})
             objective = OmegaConf.select(config, "objective", default={}) or {}
             try:
-                best = log_best_job(self._tracker, objective)
-                log_comparison(self._tracker, state)
+                jobs = child_runs(self._tracker)
+                best = log_best_job(self._tracker, objective, jobs)
+                log_comparison(self._tracker, state, jobs)
             finally:
                 self._tracker.finish("FAILED" if failures else "FINISHED")
-            print_sweep_summary(self._tracker, best, str(objective.get("metric") or ""))
+            print_sweep_summary(self._tracker, jobs, best, str(objective.get("metric") or ""))
         os.environ.pop(STATE_ENV, None)
         if failures:
             lines = [f"{len(failures)} job(s) of the sweep failed (the others are recorded):"]
@@ -184,10 +185,9 @@ class SweepCallback(Callback):
             raise SystemExit(1)
 
 
-def print_sweep_summary(tracker: Any, best: Any, metric: str) -> None:
+def print_sweep_summary(tracker: Any, jobs: list[Any], best: Any, metric: str) -> None:
     """Where the sweep's answer is: its parent run, the best job and its settings. A sweep
     printed each job's summary and then nothing about the sweep as a whole."""
-    jobs = child_runs(tracker)
     finished = sum(child.info.status == "FINISHED" for child in jobs)
     lines = [
         f"Sweep: {len(jobs)} job(s), {finished} finished; parent MLflow run {tracker.run_id} "
@@ -213,7 +213,7 @@ def child_runs(tracker: Any) -> list[Any]:
     )
 
 
-def log_best_job(tracker: Any, objective: Any) -> Any:
+def log_best_job(tracker: Any, objective: Any, jobs: list[Any]) -> Any:
     """Log the best job's overrides (``best.<key>`` params) and value to the parent run.
 
     Best by ``objective.metric`` in ``objective.direction``, among jobs that finished with a
@@ -225,7 +225,7 @@ def log_best_job(tracker: Any, objective: Any) -> Any:
     sign = -1.0 if str((objective or {}).get("direction", "minimize")) == "maximize" else 1.0
     scored = [
         (sign * child.data.metrics[metric], index, child)
-        for index, child in enumerate(child_runs(tracker))
+        for index, child in enumerate(jobs)
         if child.info.status == "FINISHED"
         and math.isfinite(child.data.metrics.get(metric, math.nan))
     ]
@@ -241,16 +241,17 @@ def log_best_job(tracker: Any, objective: Any) -> Any:
     return best
 
 
-def log_comparison(tracker: Any, state: Path, metric: str = "val/loss") -> Path | None:
-    """Plot ``metric`` per epoch for every child run and log the figure to the parent.
+def log_comparison(
+    tracker: Any, state: Path, jobs: list[Any], metric: str = "val/loss"
+) -> Path | None:
+    """Plot ``metric`` per epoch for every job (child run) and log the figure to the parent.
 
     Each curve is labelled with the overrides that differ between the jobs (the book's
     ch. 4 figures: original vs smaller vs L2 vs dropout), so a sweep reads at a glance.
     """
     client = tracker.client
-    children = child_runs(tracker)
     curves = {}
-    for child in children:
+    for child in jobs:
         history = client.get_metric_history(child.info.run_id, metric)
         if history:
             curves[child.data.tags.get("overrides", child.info.run_name)] = history

@@ -62,11 +62,12 @@ class Report:
         datamodule = ctx.require("datamodule", "report", "prepare")
         tracker.flush()
         test = _test_split(datamodule)
-        with _uncompiled(), tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            if self.figures:
-                for path in self._figures(ctx, model, datamodule, test, folder):
-                    tracker.log_artifact(path, self.artifact_dir)
+        with _uncompiled():
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                if self.figures:
+                    for path in self._figures(ctx, model, datamodule, test, folder):
+                        tracker.log_artifact(path, self.artifact_dir)
             if self.log_model and test is not None:
                 tracking = ctx.config.get("tracking") or {}
                 register_as = self.register_as or tracking.get("register_as")
