@@ -67,6 +67,47 @@ def test_header_whitespace_and_errors(tmp_path: Path) -> None:
         TabularRegressionDataModule(path=str(path), target="price").setup("fit")
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_compressed_table_reads_like_the_plain_one(tmp_path: Path, suffix: str) -> None:
+    """The separator and header are sniffed from the text, not from the compressed bytes."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    text = "a,b,price\n1,2,10\n2,3,20\n3,5,30\n4,4,40\n5,1,50\n"
+    path = tmp_path / f"h.csv{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("h.csv", text)
+    else:
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+        with opener(path, "wt") as handle:
+            handle.write(text)
+    module = TabularRegressionDataModule(path=str(path), target="price", test_fraction=0.4)
+    module.setup("fit")
+    assert module.feature_names == ["a", "b"]
+    assert sorted(module.raw["train"][1].tolist() + module.raw["test"][1].tolist()) == [
+        10.0, 20.0, 30.0, 40.0, 50.0,
+    ]  # fmt: skip
+
+
+def test_damaged_or_ambiguous_compressed_table_is_one_paragraph(tmp_path: Path) -> None:
+    import lzma
+    import zipfile
+
+    damaged = tmp_path / "h.csv.xz"
+    damaged.write_bytes(lzma.compress(b"a,b,price\n1,2,10\n" * 50)[:40] + b"garbage" * 9)
+    with pytest.raises(PipelineError, match=r"(?s)h\.csv\.xz.*intact copy"):
+        TabularRegressionDataModule(path=str(damaged), target="price").setup("fit")
+    two = tmp_path / "h.csv.zip"
+    with zipfile.ZipFile(two, "w") as archive:
+        archive.writestr("a.csv", "a,price\n1,2\n")
+        archive.writestr("b.csv", "a,price\n1,2\n")
+    with pytest.raises(PipelineError, match=r"holds 2 files.*exactly one"):
+        TabularRegressionDataModule(path=str(two), target="price").setup("fit")
+
+
 @pytest.mark.skipif(not BOSTON.is_file(), reason="Boston housing not in ../shared/data")
 def test_real_boston_csv_gives_keras_split() -> None:
     module = TabularRegressionDataModule(path=str(BOSTON), split_seed=113)

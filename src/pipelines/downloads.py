@@ -10,11 +10,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,11 +30,14 @@ log = logging.getLogger(__name__)
 
 #: what reading a damaged or cut-short file raises deep inside a decompressor: EOFError (a
 #: compressed stream ends early), zlib.error (garbled compressed data), gzip.BadGzipFile (a
-#: bad header or checksum) and tarfile.TarError (a tar cut short or garbled)
+#: bad header or checksum), lzma.LZMAError (garbled .xz), zipfile.BadZipFile and
+#: tarfile.TarError (an archive cut short or garbled)
 DAMAGED_FILE_ERRORS: tuple[type[Exception], ...] = (
     EOFError,
     zlib.error,
     gzip.BadGzipFile,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
     tarfile.TarError,
 )
 #: how to replace a damaged file, for data modules that can download theirs

@@ -25,7 +25,11 @@ normalised with that fold's own training rows.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import logging
+import lzma
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,8 +260,8 @@ def read_table(path: Path, header: bool | None) -> Any:
             "(the Boston housing layout: 14 columns, no header, the price last), or "
             "`data.path=null` for scikit-learn's bundled diabetes data."
         )
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
+    with reading_data_file(path, "put an intact copy in its place"):
+        first = _first_line(path)
     separator = "," if "," in first else r"\s+"
     if header is None:
         cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
@@ -267,6 +271,29 @@ def read_table(path: Path, header: bool | None) -> Any:
             return pd.read_csv(path, sep=separator, header=0 if header else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc
+
+
+#: the compressions pandas infers from a table's name, opened the same way here so the
+#: separator and header are read from the text, not from the compressed bytes
+_DECOMPRESSING_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _first_line(path: Path) -> str:
+    """The first line of the table's text, decompressed as ``pandas.read_csv`` will."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:  # pandas refuses these too, with a less helpful message
+                raise DataNotFoundError(
+                    f"{path} holds {len(members)} files; a zipped table must hold exactly "
+                    "one. Unzip it and set 'data.path' to the table inside."
+                )
+            with archive.open(members[0]) as raw:
+                return raw.readline().decode("utf-8", errors="replace")
+    opener = _DECOMPRESSING_OPENERS.get(suffix, open)
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        return handle.readline()
 
 
 def _is_number(text: str) -> bool:
