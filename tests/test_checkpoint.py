@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipelines.checkpoint import _hard_link, engine_checkpoints
+from pipelines.checkpoint import _hard_link, checkpoint_damage, engine_checkpoints
 
 #: val/loss per epoch: better, better, worse, better
 SCRIPTED_VAL_LOSS = (3.0, 2.0, 2.5, 1.0)
@@ -130,7 +130,7 @@ def test_resume_skips_a_damaged_last_checkpoint_for_the_newest_intact_one(tmp_pa
 
 
 _DISK_FILLS_UP = """
-import errno, runpy, sys
+import errno, os, runpy, sys
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 real, calls = TorchCheckpointIO.save_checkpoint, []
@@ -138,6 +138,9 @@ real, calls = TorchCheckpointIO.save_checkpoint, []
 def save_until_the_disk_is_full(self, checkpoint, path, storage_options=None):
     calls.append(path)
     if len(calls) >= 2:  # the first checkpoint fits, the next does not
+        if os.environ.get("DISK_FULL_MIDWAY"):  # the file is cut short, as a real disk does
+            real(self, checkpoint, path, storage_options)
+            os.truncate(path, os.path.getsize(path) // 2)
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
     return real(self, checkpoint, path, storage_options)
 
@@ -170,3 +173,43 @@ def test_a_full_disk_keeps_the_work_and_says_how_to_continue(tmp_path: Path) -> 
     assert run.info.status == "FAILED"
     assert "The disk is full" in run.data.tags["pipelines.failure"]
     assert list(tmp_path.glob("outputs/runs/*/*/checkpoints/*.ckpt")), "the first is kept"
+
+
+def test_a_checkpoint_cut_short_by_a_full_disk_is_not_the_runs_model(tmp_path: Path) -> None:
+    """The disk fills while the second best checkpoint is written, leaving it half written:
+    the run records the intact first one as its model, and ``evaluate`` rebuilds it."""
+    import subprocess
+    import sys
+
+    from conftest import mlflow_runs, run_cli, store_uri
+    from pipelines.run_loader import BEST_CHECKPOINT_TAG
+
+    script = tmp_path / "disk_fills_up.py"
+    script.write_text(_DISK_FILLS_UP)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+    env["DISK_FULL_MIDWAY"] = "1"
+    # val/loss falls from epoch to epoch at this learning rate, so the second save is a best
+    result = subprocess.run(
+        [sys.executable, str(script), "trainer.max_epochs=2", "model.lr=0.01"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    (cut_short,) = tmp_path.glob("outputs/runs/*/*/checkpoints/best-001.ckpt")
+    assert checkpoint_damage(cut_short), "the second save was cut short"
+    (run,) = mlflow_runs(store_uri(tmp_path))
+    assert run.data.tags[BEST_CHECKPOINT_TAG] == "checkpoints/best-000.ckpt"
+    evaluated = run_cli(module="pipelines.evaluate", args=[run.info.run_id], cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test/acc" in evaluated.stdout
+
+
+def test_loading_a_damaged_checkpoint_is_one_paragraph(tmp_path: Path) -> None:
+    from pipelines.errors import PipelineError
+    from pipelines.run_loader import load_checkpoint
+
+    path = tmp_path / "best-003.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(64, 64)}}, path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(PipelineError, match=r"(?s)Cannot load .*best-003\.ckpt: it is damaged"):
+        load_checkpoint(path)

@@ -141,25 +141,37 @@ def resumable_checkpoint(folder: Path) -> Path | None:
     """The newest intact checkpoint in ``folder`` to resume from: ``last.ckpt``, else the
     newest ``best-NNN.ckpt`` (None if there is none).
 
-    A checkpoint is a zip archive; one cut short (a full disk, a copy interrupted) fails
-    its CRC check here, in a second, instead of failing the resume with a 47-line traceback
-    from torch's zip reader while an intact best checkpoint sits beside it.
+    A checkpoint cut short (a full disk, a copy interrupted) is skipped here, in a second,
+    instead of failing the resume with a 47-line traceback from torch's zip reader while an
+    intact best checkpoint sits beside it.
     """
     import logging
-    import zipfile
 
     candidates = [folder / "last.ckpt", *sorted(folder.glob("best-*.ckpt"), reverse=True)]
     for path in candidates:
         if not path.is_file():
             continue
-        try:
-            with zipfile.ZipFile(path) as archive:
-                damaged = archive.testzip()
-        except (OSError, zipfile.BadZipFile) as error:
-            damaged = str(error)
-        if damaged is None:
+        damage = checkpoint_damage(path)
+        if damage is None:
             return path
         logging.getLogger(__name__).warning(
-            "%s is damaged (%s); resuming from an older checkpoint if there is one", path, damaged
+            "%s is damaged (%s); resuming from an older checkpoint if there is one", path, damage
         )
     return None
+
+
+def checkpoint_damage(path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be read back (None if it is intact).
+
+    torch saves a checkpoint as a zip archive: one cut short has no central directory and
+    one garbled fails a member's CRC, both found here from the file's bytes alone, without
+    unpickling anything.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as error:
+        return str(error) or type(error).__name__
+    return None if bad_member is None else f"{bad_member} fails its checksum"

@@ -229,6 +229,8 @@ def model_of(record: RecordedRun) -> Any:
     """The LightningModule of a fetched run, with the weights of its best checkpoint."""
     from mlflow.exceptions import MlflowException
 
+    from pipelines.checkpoint import checkpoint_damage
+
     artifact = record.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(
         record.client, record.run_id
     )
@@ -244,6 +246,14 @@ def model_of(record: RecordedRun) -> Any:
                 f"The checkpoint '{artifact}' of run '{record.run_id}' is missing from its "
                 "artifacts (deleted?), so its model cannot be rebuilt."
             ) from None
+        damage = checkpoint_damage(path)
+        if damage is not None:
+            raise PipelineError(
+                f"The checkpoint '{artifact}' of run '{record.run_id}' is damaged ({damage}): "
+                "it was cut short or garbled after it was written (a full disk, an "
+                "interrupted copy), so its model cannot be rebuilt. Train it again with "
+                f"`python -m pipelines.rerun {record.run_id}`."
+            )
         checkpoint = load_checkpoint(path)
     factory = registry.load("model", record.config["model"]["name"])
     hparams = dict(checkpoint.get("hyper_parameters") or {})
@@ -264,6 +274,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     import torch
 
+    from pipelines.checkpoint import checkpoint_damage
+
+    damage = checkpoint_damage(path)
+    if damage is not None:
+        raise PipelineError(
+            f"Cannot load {path}: it is damaged ({damage}), cut short or garbled after it "
+            "was written (a full disk, an interrupted copy). Use an intact copy."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

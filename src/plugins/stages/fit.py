@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipelines.checkpoint import resumable_checkpoint
+from pipelines.checkpoint import checkpoint_damage, resumable_checkpoint
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.speed import SpeedSettings, apply_speed_settings
 from pipelines.trainer import build_trainer
+
+log = logging.getLogger(__name__)
 
 
 class BestEpochMetrics(Callback):
@@ -126,25 +129,40 @@ class Fit:
 
 
 def _best_saved_checkpoint(checkpoint: ModelCheckpoint | None) -> str:
-    """The best checkpoint that is on disk ("" if none).
+    """The best intact checkpoint that is on disk ("" if none).
 
     ``ModelCheckpoint`` names its new best (and forgets the old one) before writing it, so a
-    run stopped in between (Ctrl-C, a full disk) has a ``best_model_path`` with no file.
-    The best one still on disk stands in: the best of the top-k kept, else the newest
-    non-"last" checkpoint, which with ``save_top_k=1`` is the previous best.
+    run stopped in between (Ctrl-C, a full disk) has a ``best_model_path`` with no file, or
+    with a file cut short (a full disk mid-write), which the run must not record as its
+    model. The best intact one still on disk stands in: the best of the top-k kept, else the
+    newest non-"last" checkpoint, which with ``save_top_k=1`` is the previous best.
     """
     if checkpoint is None or not checkpoint.best_model_path:
         return ""
-    if Path(checkpoint.best_model_path).is_file():
+    if _intact(checkpoint.best_model_path):
         return checkpoint.best_model_path
-    kept = {path: score for path, score in checkpoint.best_k_models.items() if Path(path).is_file()}
+    kept = {path: score for path, score in checkpoint.best_k_models.items() if _intact(path)}
     if kept:
         choose = min if checkpoint.mode == "min" else max
         return choose(kept, key=lambda path: float(kept[path]))
     last = checkpoint.CHECKPOINT_NAME_LAST or "last"
-    saved = [
-        path
-        for path in Path(checkpoint.dirpath or ".").glob(f"*{checkpoint.FILE_EXTENSION}")
-        if not path.stem.startswith(last)
-    ]
-    return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else ""
+    saved = sorted(
+        (
+            path
+            for path in Path(checkpoint.dirpath or ".").glob(f"*{checkpoint.FILE_EXTENSION}")
+            if not path.stem.startswith(last)
+        ),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    return next((str(path) for path in saved if _intact(path)), "")
+
+
+def _intact(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint file that can be read back whole."""
+    if not Path(path).is_file():
+        return False
+    damage = checkpoint_damage(path)
+    if damage is not None:
+        log.warning("%s is damaged (%s): not recorded as the run's model", path, damage)
+    return damage is None
