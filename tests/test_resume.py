@@ -154,3 +154,33 @@ def test_rerun_overrides_change_recorded_keys_and_refuse_group_choices() -> None
     assert changed.trainer.max_epochs == 1 and changed.seed == 2
     with pytest.raises(PipelineError, match=r"tracking\.enabled=false"):
         record.config_with(["tracking=none"])
+
+
+def test_runs_started_together_each_get_a_folder_of_their_own(workdir: Path) -> None:
+    """`cmd & cmd &`: Hydra's folder had a one-second name, so runs started together shared
+    it and all but one were refused by its lock ("Run  is still running")."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [
+        subprocess.Popen([*command, f"seed={seed}"], cwd=workdir, env=env, **pipes)
+        for seed in (1, 2)
+    ]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in results]
+    runs = mlflow_runs(store_uri(workdir))
+    folders = {run.data.tags["pipelines.output_dir"] for run in runs}
+    assert len(runs) == 2 and len(folders) == 2
+
+
+def test_a_new_run_in_a_folder_in_use_is_told_to_take_its_own(tmp_path: Path) -> None:
+    import fcntl
+
+    from pipelines.errors import PipelineError
+    from pipelines.run_lock import LOCK_FILE, run_lock
+
+    with open(tmp_path / LOCK_FILE, "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = pytest.raises(PipelineError, match=r"in use by another run.*hydra\.run\.dir=")
+        with refused, run_lock(tmp_path, None):
+            pass

@@ -78,7 +78,7 @@ def rerun(run_id: str, overrides: list[str], tracking_uri: str | None) -> dict[s
     _track_into(record.client.tracking_uri)
     config = record.config_with(overrides)
     # the folder a run made by `python -m pipelines.run` would get (conf/config.yaml)
-    output_dir = Path("outputs/runs") / f"{datetime.now():%Y-%m-%d/%H-%M-%S}"
+    output_dir = Path("outputs/runs") / f"{datetime.now():%Y-%m-%d/%H-%M-%S-%f}"
     output_dir.mkdir(parents=True, exist_ok=True)
     return run_pipeline(
         config,

@@ -36,8 +36,14 @@ def run_lock(output_dir: Path, run_id: str | None) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            if run_id is None:  # a new run given a folder that a live run is using
+                raise PipelineError(
+                    f"The run folder {output_dir} is in use by another run ({holder} holds "
+                    f"{path}). Give this run a folder of its own, e.g. "
+                    "`hydra.run.dir=outputs/runs/NAME`, or start it once that run ends."
+                ) from None
             raise PipelineError(
-                f"Run {run_id or ''} is still running ({holder} holds {path}). Wait for it to "
+                f"Run {run_id} is still running ({holder} holds {path}). Wait for it to "
                 "end, or stop it (Ctrl-C, or kill that process) and then resume it."
             ) from None
         handle.seek(0)
