@@ -1,4 +1,5 @@
-"""The report stage: learning curves, confusion matrix, sample predictions, the MLflow model."""
+"""The report stage: learning curves, confusion matrix, sample predictions (a figure for
+images, a table for texts), the MLflow model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import mlflow_runs, run_cli, store_uri
+from conftest import FAST, mlflow_runs, run_cli, store_uri
+from plugins.stages import text_samples
 from plugins.stages.report import confusion, learning_curves
 
 
@@ -114,3 +116,147 @@ def test_a_model_compiled_for_training_is_not_compiled_again_for_the_report() ->
     with _uncompiled():
         predicted = predict_classes(model.eval(), torch.rand(5, 4, 4), batch_size=3)
     assert len(graphs) == 1 and predicted.shape == (5,)
+
+
+# -- text classifiers: report/sample_predictions.csv ---------------------------------------
+
+CUES = {"pos": ["good", "great", "superb"], "neg": ["bad", "awful", "poor"]}
+FILLERS = ["phone", "battery", "screen", "case", "charger", "the"]
+
+
+def write_reviews(path: Path, count: int, seed: int, contradicting: int = 0) -> list[list[str]]:
+    """A CSV of ``count`` one-line reviews (``text,label``) whose one cue word gives the
+    label away, but for the first ``contradicting`` ones, whose cue says the other label:
+    any model that learned the cues gets those wrong. Returns the rows written."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        label = ("pos", "neg")[index % 2]
+        cue_label = {"pos": "neg", "neg": "pos"}[label] if index < contradicting else label
+        words = [*rng.choices(FILLERS, k=4), rng.choice(CUES[cue_label]), f"item{seed}x{index}"]
+        rng.shuffle(words)
+        rows.append([" ".join(words).capitalize() + ".", label])
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows([["text", "label"], *rows])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def text_report(tmp_path_factory: pytest.TempPathFactory):
+    """bow_dense on a small review file with a separate test file (three mislabelled)."""
+    from mlflow import MlflowClient
+
+    workdir = tmp_path_factory.mktemp("text_report")
+    write_reviews(workdir / "train.csv", 60, seed=0)
+    test_rows = write_reviews(workdir / "test.csv", 10, seed=1, contradicting=3)
+    args = [
+        "model=bow_dense",
+        "data=text_classification",
+        f"data.path={workdir / 'train.csv'}",
+        f"data.test_path={workdir / 'test.csv'}",
+        "data.batch_size=8",
+        "model.lr=0.01",
+        *FAST,
+        "pipeline.stages=[prepare,fit,test,{name:report,log_model:false}]",
+    ]
+    result = run_cli(args, workdir)
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    client = MlflowClient(store_uri(workdir))
+    return client, run, test_rows
+
+
+def test_a_text_classifier_logs_its_sample_predictions_as_a_table(text_report) -> None:
+    """Every test review (10, under the 16 samples) is a row: the original text with the
+    file's label, the model's class and confidence; its mistakes are all there, first,
+    most confident first. Before, a text run's report had no sample predictions at all."""
+    import csv
+
+    client, run, test_rows = text_report
+    names = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "report")}
+    assert names == {"learning_curves.png", "confusion_matrix.png", "sample_predictions.csv"}
+    path = client.download_artifacts(run.info.run_id, "report/sample_predictions.csv")
+    with open(path, encoding="utf-8", newline="") as stream:
+        reader = csv.DictReader(stream)
+        assert tuple(reader.fieldnames or ()) == text_samples.COLUMNS
+        rows = list(reader)
+    assert sorted(int(row["test_index"]) for row in rows) == list(range(len(test_rows)))
+    for row in rows:
+        text, label = test_rows[int(row["test_index"])]
+        assert (row["text"], row["true"]) == (text, label)
+        assert row["predicted"] in ("neg", "pos") and 0.5 <= float(row["confidence"]) <= 1
+        assert row["correct"] == ("yes" if row["predicted"] == row["true"] else "no")
+    wrong = round((1 - run.data.metrics["test/acc"]) * len(test_rows))
+    assert wrong >= 1, "three reviews contradict their label: some prediction is wrong"
+    marks = [row["correct"] for row in rows]
+    assert marks == ["no"] * wrong + ["yes"] * (len(rows) - wrong)
+    confidences = [float(row["confidence"]) for row in rows[:wrong]]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_sample_choice_puts_the_most_confident_mistakes_first() -> None:
+    correct = np.array([True, False, True, False, False, True, True, True, True, True])
+    confidence = np.array([0.9, 0.6, 0.8, 0.99, 0.7, 0.5, 0.9, 0.9, 0.9, 0.9])
+    chosen = text_samples.choose_examples(correct, confidence, 4)
+    assert chosen[:2].tolist() == [3, 4], "half the rows at most: the two surest mistakes"
+    assert len(chosen) == 4 and len(set(chosen.tolist())) == 4
+    assert not set(chosen[2:].tolist()) & {3, 4} and chosen[2:].tolist() == sorted(chosen[2:])
+    assert chosen.tolist() == text_samples.choose_examples(correct, confidence, 4).tolist()
+    # a single row is the surest mistake; no mistakes: ordinary examples only; never more
+    # rows than examples, nor any for samples=0
+    assert text_samples.choose_examples(correct, confidence, 1).tolist() == [3]
+    assert len(text_samples.choose_examples(np.ones(3, dtype=bool), np.ones(3), 2)) == 2
+    assert sorted(text_samples.choose_examples(correct, confidence, 50).tolist()) == list(range(10))
+    assert text_samples.choose_examples(correct, confidence, 0).tolist() == []
+
+
+@pytest.mark.parametrize("mode", ["multi_hot", "int", "char"])
+def test_texts_are_decoded_from_the_vocabulary_when_the_originals_are_gone(mode: str) -> None:
+    """A setup that loaded the data cache has ids, not texts: they are decoded, and a bag
+    (word order lost) says so."""
+    from types import SimpleNamespace
+
+    from plugins.data.vectorize import TextVectorizer, VectorizeSettings
+
+    vectorizer = TextVectorizer(VectorizeSettings(mode=mode, sequence_length=16))
+    vectorizer.fit(["the good film", "the bad film", "the film ends"])
+    inputs = vectorizer.transform(["The awful film!", "The good film"])
+    datamodule = SimpleNamespace(vectorizer=vectorizer, test_texts=None)
+    describe = text_samples.text_describer(datamodule, object(), inputs)
+    assert describe is not None
+    expected = {
+        "multi_hot": "(bag of 3 words, rarest first) the, film, [UNK]",
+        "int": "the [UNK] film",
+        "char": "the a\ufffdf\ufffdl film",
+    }
+    assert describe(0) == expected[mode]
+
+
+def test_original_texts_are_shown_on_one_line_and_shortened() -> None:
+    from types import SimpleNamespace
+
+    long_text = "A fine<br /><br />film.\n" + "word " * 200
+    datamodule = SimpleNamespace(test_texts=["Short\ttext", long_text])
+    describe = text_samples.text_describer(datamodule, object(), torch.zeros(2, 5))
+    assert describe is not None and describe(0) == "Short text"
+    shown = describe(1)
+    assert shown.startswith("A fine film. word word") and shown.endswith("word…")
+    assert len(shown) <= text_samples.MAX_CHARS
+
+
+def test_only_text_data_gets_a_text_table() -> None:
+    """A table of features (2-D floats, no vocabulary, no texts) has no text to show; token
+    ids without a vocabulary are shown as ids, and said to be."""
+    from types import SimpleNamespace
+
+    features = torch.rand(3, 4)
+    assert text_samples.text_describer(SimpleNamespace(), object(), features) is None
+    tokens_model = SimpleNamespace(input_kind="tokens")
+    describe = text_samples.text_describer(
+        SimpleNamespace(), tokens_model, torch.tensor([[5, 7, 0, 0]])
+    )
+    assert describe is not None
+    assert describe(0) == "(token ids, no vocabulary to decode them) 5 7"

@@ -109,6 +109,9 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         #: they are, never fitted or derived from the data again
         self.fixed_vectorizer: TextVectorizer | None = None
         self.run_classes: list[str] | None = None
+        #: the test split's original texts, by row of its tensors, when setup() read the
+        #: files (not when it loaded the cache, which holds ids only): the report shows them
+        self.test_texts: list[str] | None = None
 
     # -- what subclasses provide ----------------------------------------------------------
 
@@ -222,6 +225,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
 
     def _prepare(self) -> tuple[TextVectorizer, dict[str, Encoded], dict[str, np.ndarray]]:
         parts = self.split(self._in_run_classes(self.load_texts()))
+        self.test_texts = list(parts["test"][0])
         if not parts["train"][0]:
             raise DataNotFoundError(
                 f"No training texts for {self.cache_name}: the files hold none. "

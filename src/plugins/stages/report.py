@@ -6,7 +6,12 @@ Artifacts of the run (``report/``):
   book draws them (training as dots, validation as a line), one panel per metric;
 * ``confusion_matrix.png`` (classifiers): test-split counts, true class by row;
 * ``sample_predictions.png`` (image classifiers): test images titled with the prediction,
-  red where it is wrong.
+  red where it is wrong;
+* ``sample_predictions.csv`` (text classifiers): test texts with their true and predicted
+  class, the confidence and whether it is right, the most confident mistakes first
+  (:mod:`plugins.stages.text_samples`).
+
+``samples`` is how many test examples either shows.
 
 The model is logged with ``mlflow.pytorch.log_model`` (signature and input example from the
 test split) as the run's ``model``, and registered in MLflow's model registry when
@@ -33,6 +38,7 @@ import torch
 from matplotlib.figure import Figure
 
 from pipelines.context import RunContext
+from plugins.stages import text_samples
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,8 @@ class Report:
         if test is None or getattr(model, "task", "classification") != "classification":
             return paths
         inputs, targets = test
-        predicted = predict_classes(model, inputs)
+        probabilities = predict_probabilities(model, inputs)
+        predicted = probabilities.argmax(dim=1)
         classes = list(getattr(datamodule, "classes", []) or []) or [
             str(c) for c in range(int(targets.max()) + 1)
         ]
@@ -98,6 +105,18 @@ class Report:
             shown = min(self.samples, len(inputs))
             figure = plot_samples(inputs[:shown], targets[:shown], predicted[:shown], classes)
             paths.append(_save(figure, folder / "sample_predictions.png"))
+        else:
+            table = text_samples.write_sample_table(
+                folder / "sample_predictions.csv",
+                datamodule,
+                model,
+                test,
+                probabilities,
+                classes,
+                self.samples,
+            )
+            if table is not None:  # None: not text data (a table of features, say)
+                paths.append(table)
         return paths
 
 
@@ -141,14 +160,21 @@ def plot_learning_curves(curves: dict[str, dict[str, list[float]]]) -> Figure:
     return figure
 
 
-@torch.no_grad()
 def predict_classes(model: Any, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    return predict_probabilities(model, inputs, batch_size).argmax(dim=1)
+
+
+@torch.no_grad()
+def predict_probabilities(model: Any, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Class probabilities (softmax of the logits, float32, on the CPU), in eval mode:
+    the classes for the confusion matrix and the confidence of the sample table, from one
+    pass over the test split."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         batches = [
-            model(inputs[start : start + batch_size].to(device)).argmax(dim=1).cpu()
+            model(inputs[start : start + batch_size].to(device)).float().softmax(dim=1).cpu()
             for start in range(0, len(inputs), batch_size)
         ]
     finally:
