@@ -12,7 +12,7 @@ import torch
 
 from conftest import run_cli
 from pipelines.downloads import RemoteFile, download
-from pipelines.errors import DataNotFoundError
+from pipelines.errors import ConfigValueError, DataNotFoundError
 from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx, write_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -205,3 +205,35 @@ def test_class_subset_is_reindexed(tmp_path: Path) -> None:
     assert dm.classes == ["7", "3"]
     assert len(dm.splits["test"][1]) == 10, "5 sevens and 5 threes among 50 test images"
     assert dm.model_kwargs()["num_classes"] == 2
+
+
+@pytest.mark.parametrize(
+    ("classes", "fragment"),
+    [
+        ([10], "holds 10, which is not one of its labels"),
+        ([3, -1], "holds -1, which is not one of its labels"),
+        ([7, 3, 7], "repeats 7"),
+        ([1.5], "holds 1.5, which is not a whole number"),
+        (["a"], "holds 'a', which is not a whole number"),
+        ([True], "holds True, which is not a whole number"),
+        (5, "is not a list"),
+    ],
+    ids=["too-big", "negative", "repeated", "fraction", "text", "bool", "not-a-list"],
+)
+def test_wrong_classes_are_one_paragraph_before_any_file_is_read(
+    tmp_path: Path, classes: object, fragment: str
+) -> None:
+    """Out of range was an IndexError traceback (-1) or a message about 'data.val_fraction'
+    (10); a repeated label silently made a class that no sample has."""
+    with pytest.raises(ConfigValueError) as err:
+        MNISTDataModule(root=str(tmp_path / "absent"), classes=classes)
+    message = str(err.value)
+    assert message.startswith(f"Wrong value for 'data.classes': {classes!r} {fragment}.")
+    assert "distinct MNIST labels, whole numbers from 0 to 9, in the order" in message
+    assert "\n" not in message
+
+
+def test_wrong_fashion_classes_name_the_labels() -> None:
+    with pytest.raises(ConfigValueError, match=r"from 0 to 9 \(0=T-shirt/top, .* 9=Ankle boot\)"):
+        FashionMNISTDataModule(classes=[0, 12])
+    assert MNISTDataModule(classes=[]).keep is None, "an empty list keeps every class"

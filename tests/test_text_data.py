@@ -318,7 +318,8 @@ def test_imdb_archive_is_extracted_safely(tmp_path: Path) -> None:
     dm.setup()
     assert len(dm.splits["test"][1]) == 12 and len(dm.splits["val"][1]) == 3
     extracted = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    assert len(extracted) == 1 + 24, "the archive and the 24 labelled reviews, nothing else"
+    assert len(extracted) == 1 + 24 + 1, "the archive, the 24 labelled reviews, the record"
+    assert "aclImdb/.extracted.json" in extracted, "what a complete extraction held"
     assert not (tmp_path / "deep" / "escaped.txt").exists()
     assert not (root / "aclImdb" / "train" / "pos" / "link.txt").exists()
     assert not (root / "aclImdb" / "train" / "unsup").exists()

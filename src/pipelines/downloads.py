@@ -2,7 +2,8 @@
 
 A file is written under its final name only once its checksum matches, so an interrupted
 or corrupt download never masquerades as data; the next run fetches it again. An archive
-is extracted the same way: into a temporary folder renamed into place once it is complete.
+is extracted the same way: into a temporary folder renamed into place once it is complete;
+the temporary folder of an extraction that was killed is removed by the next one.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import hashlib
 import logging
 import lzma
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.request
 import zipfile
 import zlib
@@ -40,8 +43,18 @@ DAMAGED_FILE_ERRORS: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
     tarfile.TarError,
 )
+#: what ``bz2`` raises for garbled data (or a file that is not bz2 at all): a plain OSError
+#: with this message and no errno, unlike the PermissionError or EIO a disk raises
+BZ2_DATA_ERROR = "Invalid data stream"
 #: how to replace a damaged file, for data modules that can download theirs
 REFETCH = "run again with `data.download=true` to fetch it anew"
+#: the file an extraction holds an exclusive ``flock`` on, inside its staging folder, while
+#: it runs: the system drops the lock when the process dies (SIGKILL included), so a staging
+#: folder whose lock can be taken was abandoned and may be removed
+STAGING_LOCK = ".extracting.lock"
+#: a staging folder with no lock to test (left by a version without one, or where locks are
+#: unavailable) is taken as abandoned once untouched this long: no extraction runs that long
+LOCKLESS_STAGING_AGE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,20 @@ def reading_data_file(path: Path, refetch: str = REFETCH) -> Iterator[None]:
         yield
     except DAMAGED_FILE_ERRORS as exc:
         raise damaged_file_error(path, exc, refetch) from exc
+    except OSError as exc:  # only bz2's garbled data: a permission error stays itself
+        if not is_bz2_data_error(exc):
+            raise
+        raise damaged_file_error(path, exc, refetch) from exc
+
+
+def is_bz2_data_error(error: BaseException) -> bool:
+    """True for what ``bz2`` raises on garbled data: a bare ``OSError("Invalid data stream")``.
+
+    It cannot join :data:`DAMAGED_FILE_ERRORS`, a tuple of types, since every OSError
+    (PermissionError, a failing disk) would then read as a damaged file; only the exact
+    type, message and missing errno that CPython's ``_bz2`` module uses are matched.
+    """
+    return type(error) is OSError and error.errno is None and error.args == (BZ2_DATA_ERROR,)
 
 
 def extract_tar(
@@ -145,6 +172,7 @@ def extract_tar(
     select: Callable[[str], PurePosixPath | None],
     required: Sequence[str],
     what: str,
+    finish: Callable[[Path], None] | None = None,
 ) -> Path:
     """Extract the files ``select`` picks from ``archive`` into the folder ``target``.
 
@@ -156,12 +184,17 @@ def extract_tar(
     whole archive has been read cleanly and holds every path in ``required`` (``what``
     names the archive expected, for the error if it does not): a damaged, truncated or
     killed extraction leaves nothing a later run would take for the data. A ``target``
-    already there is replaced: callers extract only when theirs is incomplete.
+    already there is replaced: callers extract only when theirs is incomplete. ``finish``
+    is called with the complete folder before it is renamed into place (e.g. to record
+    what it holds), so what it writes is there exactly when the extraction completed.
+
+    A process killed mid-extraction (SIGKILL, power loss) cannot remove its staging folder;
+    the next extraction into ``target`` does (:func:`remove_stale_staging`).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    folder = staging / target.name  # made by mkdir below, so with the usual permissions
-    try:
+    remove_stale_staging(target)
+    with _staging_folder(target) as staging:
+        folder = staging / target.name  # made by mkdir below, so with the usual permissions
         with reading_data_file(archive), tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 path = select(member.name)
@@ -183,12 +216,105 @@ def extract_tar(
                 f"{archive} lacks {target.name}/{missing[0]}: it is not {what}. "
                 f"Delete it and {REFETCH}."
             )
+        if finish is not None:
+            finish(folder)
         if target.exists() or target.is_symlink():
             os.replace(target, staging / f"{target.name}.replaced")  # removed with staging
         os.replace(folder, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextmanager
+def _staging_folder(target: Path) -> Iterator[Path]:
+    """A new hidden sibling of ``target`` to extract into, locked while in use, then removed.
+
+    The lock (:data:`STAGING_LOCK`) is what tells a later run's :func:`remove_stale_staging`
+    that this folder's process is still alive; it is released only after the folder is gone.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    lock = open(staging / STAGING_LOCK, "w")  # noqa: SIM115 - held for the whole block
+    try:
+        _lock(lock.fileno())
+        yield staging
+    finally:
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            lock.close()  # releases the lock
+        if staging.exists():  # where an open file cannot be removed (Windows)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _lock(fd: int) -> bool | None:
+    """Take an exclusive ``flock`` on ``fd`` without waiting: True if taken, False if
+    another process holds it, None where that cannot be told (no ``flock`` on Windows, or a
+    file system without locks): staging folders are then judged by age alone."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK on a network file system without a lock service
+        return None
+    return True
+
+
+def staging_pattern(target: Path) -> re.Pattern[str]:
+    """The names :func:`extract_tar` gives ``target``'s staging folders: ``tempfile.mkdtemp``
+    with the prefix ``.<name>.`` and 8 random characters of ``[a-z0-9_]``, nothing else."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}")
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Remove the staging folders of extractions into ``target`` whose process has died.
+
+    A killed extraction leaves a hidden ``.<name>.xxxxxxxx`` folder beside ``target``, as
+    big as what it had extracted, forever. Only folders that are unmistakably such
+    leftovers are removed: named by :func:`staging_pattern`, holding nothing but what an
+    extraction puts there, and abandoned (:func:`_abandoned`): a running extraction's
+    folder, or a user's folder of a similar name, is left alone. Returns what was removed.
+    """
+    pattern = staging_pattern(target)
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(target.parent) if pattern.fullmatch(e.name)]
+    except OSError:  # an unreadable parent: mkdtemp there will say so
+        return removed
+    for entry in entries:
+        folder = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False) and _abandoned(folder, target.name):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.warning("removed %s, left by an extraction that was killed", folder)
+            removed.append(folder)
+    return removed
+
+
+def _abandoned(folder: Path, name: str) -> bool:
+    """Whether ``folder`` is a staging folder of ``name`` whose extraction is not running.
+
+    It must hold only what :func:`extract_tar` puts there (its lock, ``name`` and
+    ``name.replaced``). A lock that can be taken at once means its process is gone; without
+    a lock to test (a version that wrote none, a process killed between creating the folder
+    and its lock, or no ``flock`` here) it must be untouched for :data:`LOCKLESS_STAGING_AGE_S`.
+    """
+    try:
+        contents = set(os.listdir(folder))
+        if not contents <= {STAGING_LOCK, name, f"{name}.replaced"}:
+            return False
+        if STAGING_LOCK in contents:
+            fd = os.open(folder / STAGING_LOCK, os.O_RDWR)  # a write lock needs it on NFS
+            try:
+                taken = _lock(fd)
+            finally:
+                os.close(fd)  # releases a lock just taken
+            if taken is not None:
+                return taken
+        return time.time() - folder.stat().st_mtime >= LOCKLESS_STAGING_AGE_S
+    except OSError:  # gone meanwhile (its extraction finished), or not ours to open
+        return False
 
 
 def _read_to_end(tar: tarfile.TarFile) -> None:

@@ -8,13 +8,15 @@ user's own idx files work. Downloads are verified by checksum before they are us
 from __future__ import annotations
 
 import gzip
+import numbers
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 
 from pipelines.downloads import REFETCH, RemoteFile, download, ensure_file, reading_data_file
-from pipelines.errors import DataNotFoundError
+from pipelines.errors import ConfigValueError, DataNotFoundError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
     InMemoryImageData,
@@ -86,6 +88,54 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def checked_classes(
+    classes: Sequence[int] | None, names: Sequence[str], dataset: str
+) -> list[int] | None:
+    """``data.classes`` as a list of distinct labels of ``dataset`` (None: keep them all).
+
+    Unchecked, a label out of 0..9 ended in an IndexError traceback (-1) or a message about
+    'data.val_fraction' (10, which selects no image at all), and a repeated label silently
+    gave the model a class no sample has. Refused here, before any file is read.
+    """
+    if classes is None:
+        return None
+    is_list = isinstance(classes, Sequence) and not isinstance(classes, str)
+    values = list(classes) if is_list else None
+    if values == []:
+        return None
+    problem = _classes_problem(values, len(names))
+    if problem is None:
+        return [int(c) for c in values or ()]
+    raise ConfigValueError(
+        f"Wrong value for 'data.classes': {classes!r} {problem}. It must list distinct "
+        f"{dataset} labels, whole numbers from 0 to {len(names) - 1}{_numbering(names)}, in "
+        "the order they are to be numbered: e.g. `data.classes=[0,1,2,3,4]`, or "
+        "`data.classes=null` for all of them."
+    )
+
+
+def _numbering(names: Sequence[str]) -> str:
+    """`` (0=T-shirt/top, 1=Trouser, ...)``, or nothing where the names are the numbers."""
+    if list(names) == [str(i) for i in range(len(names))]:
+        return ""
+    return " (" + ", ".join(f"{i}={name}" for i, name in enumerate(names)) + ")"
+
+
+def _classes_problem(values: list | None, count: int) -> str | None:
+    """What is wrong with the ``data.classes`` ``values`` (None: nothing), as a clause."""
+    if values is None:
+        return "is not a list"
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"holds {value!r}, which is not a whole number"
+        if not 0 <= value < count:
+            return f"holds {value}, which is not one of its labels"
+    repeated = sorted({int(v) for v in values if values.count(v) > 1})
+    if repeated:
+        return f"repeats {', '.join(map(str, repeated))}"
+    return None
+
+
 def _kind(key: str) -> IdxKind:
     """What a :attr:`MNISTDataModule.files` key's file holds: ``train_labels`` -> labels."""
     return "labels" if key.endswith("_labels") else "images"
@@ -126,7 +176,7 @@ class MNISTDataModule(InMemoryImageData):
         self.download = download
         self.val_fraction = val_fraction
         self.train_limit = train_limit
-        self.keep = list(classes) if classes else None
+        self.keep = checked_classes(classes, self.class_names, self.folder)
 
     def candidates(self, stem: str) -> list[Path]:
         """Where a file may be: flat or torchvision's layout, gzipped or not."""
