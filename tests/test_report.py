@@ -260,3 +260,34 @@ def test_only_text_data_gets_a_text_table() -> None:
     )
     assert describe is not None
     assert describe(0) == "(token ids, no vocabulary to decode them) 5 7"
+
+
+def test_classes_without_names_cover_what_the_model_can_predict() -> None:
+    """A class absent from the test labels can still be predicted: it needs a name."""
+    from types import SimpleNamespace
+
+    from plugins.stages.report import class_names
+
+    targets = torch.tensor([0, 2, 1, 2])
+    assert class_names(SimpleNamespace(), targets, outputs=5) == ["0", "1", "2", "3", "4"]
+    assert class_names(SimpleNamespace(classes=["a", "b"]), targets[:2] % 2, 2) == ["a", "b"]
+
+
+def test_no_sample_figure_when_no_samples_are_asked_for(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from plugins.stages.report import Report
+
+    class NoCurves:
+        def get_run(self, run_id: str) -> Any:
+            return SimpleNamespace(data=SimpleNamespace(metrics={}))
+
+    ctx = SimpleNamespace(tracker=SimpleNamespace(client=NoCurves(), run_id="r"))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    test = (torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2]))
+    for samples, expected in (
+        (0, {"confusion_matrix.png"}),
+        (4, {"confusion_matrix.png", "sample_predictions.png"}),
+    ):
+        paths = Report(samples=samples)._figures(ctx, model, SimpleNamespace(), test, tmp_path)
+        assert {path.name for path in paths} == expected

@@ -96,15 +96,14 @@ class Report:
         inputs, targets = test
         probabilities = predict_probabilities(model, inputs)
         predicted = probabilities.argmax(dim=1)
-        classes = list(getattr(datamodule, "classes", []) or []) or [
-            str(c) for c in range(int(targets.max()) + 1)
-        ]
+        classes = class_names(datamodule, targets, probabilities.shape[1])
         matrix = confusion(targets.numpy(), predicted.numpy(), len(classes))
         paths.append(_save(plot_confusion(matrix, classes), folder / "confusion_matrix.png"))
         if inputs.ndim == 4 and inputs.shape[1] in (1, 3):
             shown = min(self.samples, len(inputs))
-            figure = plot_samples(inputs[:shown], targets[:shown], predicted[:shown], classes)
-            paths.append(_save(figure, folder / "sample_predictions.png"))
+            if shown > 0:  # `samples: 0` turns the figure off
+                figure = plot_samples(inputs[:shown], targets[:shown], predicted[:shown], classes)
+                paths.append(_save(figure, folder / "sample_predictions.png"))
         else:
             table = text_samples.write_sample_table(
                 folder / "sample_predictions.csv",
@@ -118,6 +117,16 @@ class Report:
             if table is not None:  # None: not text data (a table of features, say)
                 paths.append(table)
         return paths
+
+
+def class_names(datamodule: Any, targets: torch.Tensor, outputs: int) -> list[str]:
+    """The data module's class names; without them, the numbers of every class that the
+    test labels or the model's ``outputs`` can name (a class missing from a small test
+    split can still be predicted, and must have a row and a column)."""
+    named = list(getattr(datamodule, "classes", []) or [])
+    if named:
+        return [str(name) for name in named]
+    return [str(c) for c in range(max(int(targets.max()) + 1, outputs))]
 
 
 def _test_split(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
