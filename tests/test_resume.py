@@ -184,3 +184,13 @@ def test_a_new_run_in_a_folder_in_use_is_told_to_take_its_own(tmp_path: Path) ->
         refused = pytest.raises(PipelineError, match=r"in use by another run.*hydra\.run\.dir=")
         with refused, run_lock(tmp_path, None):
             pass
+
+
+def test_rerun_without_a_run_says_only_the_run_is_required(capsys) -> None:
+    from pipelines.resume import main
+
+    with pytest.raises(SystemExit):
+        main("rerun", [])
+    error = capsys.readouterr().err
+    assert "the following arguments are required: run_id" in error
+    assert "overrides" not in error.splitlines()[-1], "the overrides are optional"

@@ -110,7 +110,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
         help="the store holding the run (default: $MLFLOW_TRACKING_URI, else ./mlruns)",
     )
     if command == "rerun":
-        parser.add_argument("overrides", nargs="*", help="KEY=VALUE changes to the config")
+        # a default, or argparse lists the optional overrides as required in its usage error
+        parser.add_argument(
+            "overrides", nargs="*", default=[], help="KEY=VALUE changes to the config"
+        )
     return parser
 
 
