@@ -189,6 +189,18 @@ def plain_cuda_check_without_gpu() -> None:
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
+#: where Lightning's hardware lines and tips are logged from: its unified package's modules,
+#: and the standalone ``pytorch_lightning`` / ``lightning_fabric`` ones, which report under
+#: their own names once imported (``mlflow.pytorch`` imports ``pytorch_lightning`` when it
+#: logs a model, so from a sweep's second job on every Trainer spoke up again)
+_CHATTY_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+)
+
+
 def quiet_lightning() -> None:
     """Silence Lightning's start-up chatter and warnings that do not apply to our set-up.
 
@@ -198,7 +210,7 @@ def quiet_lightning() -> None:
     import logging
     import warnings
 
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # a resumed run writes its checkpoints into the folder it started in
