@@ -117,15 +117,15 @@ def test_a_best_checkpoint_named_but_never_written_falls_back_to_the_one_on_disk
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_top_k=1)
     previous, newest_last = tmp_path / "best-002.ckpt", tmp_path / "last.ckpt"
-    previous.write_bytes(b"x")
-    newest_last.write_bytes(b"x")
+    torch.save({"epoch": 2}, previous)  # real checkpoints: a damaged one is passed over
+    torch.save({"epoch": 3}, newest_last)
     os.utime(previous, (1, 1))  # older than last.ckpt, which must still not be chosen
     checkpoint.best_model_path = str(tmp_path / "best-003.ckpt")  # named, not written
     checkpoint.best_k_models = {checkpoint.best_model_path: torch.tensor(0.1)}
     assert _best_saved_checkpoint(checkpoint) == str(previous)
 
     top_two = ModelCheckpoint(dirpath=tmp_path, monitor="val/acc", mode="max", save_top_k=2)
-    (tmp_path / "best-001.ckpt").write_bytes(b"x")
+    torch.save({"epoch": 1}, tmp_path / "best-001.ckpt")
     top_two.best_model_path = str(tmp_path / "best-003.ckpt")
     top_two.best_k_models = {
         top_two.best_model_path: torch.tensor(0.99),
