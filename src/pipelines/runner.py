@@ -153,13 +153,18 @@ def run_pipeline(
             tracker.log_params(dict(flatten(config)))
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             resume_after_startup()  # the heavy imports are done; data and training follow
-            for index, node in enumerate(stages):
-                path = f"pipeline.stages[{index}]"
-                stage = registry.build("stage", node, path=path)
+            built = [
+                registry.build("stage", node, path=f"pipeline.stages[{index}]")
+                for index, node in enumerate(stages)
+            ]
+            for index, (node, stage) in enumerate(zip(stages, built, strict=True)):
                 log.info("stage %s: %s", index, node["name"])
                 ctx.stage_key = f"pipeline.stages.{index}"
                 stage_started, cpu_started = time.perf_counter(), time.process_time()
+                before = (ctx.model, ctx.datamodule)
                 stage.run(ctx)
+                if ctx.model is not before[0] or ctx.datamodule is not before[1]:
+                    check_later_stages(ctx, built, index)
                 # where a run's time goes, per stage: wall seconds, and the CPU seconds of
                 # all the process's threads (above wall when several cores computed, far
                 # below when it waited on a download or a GPU); benchmarks read both
@@ -205,6 +210,26 @@ def run_pipeline(
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
+
+
+def check_later_stages(ctx: RunContext, stages: list[Any], done: int) -> None:
+    """Ask every stage after ``stages[done]`` whether it can work on the model and data
+    that stage just built (``ctx.model``, ``ctx.datamodule``), before the next one runs.
+
+    A stage may define ``check(ctx)``, raising a :class:`PipelineError` that names what to
+    use instead. Without it, ``model=vae`` in the classify pipeline, or ``pipeline=generative``
+    with a classifier, trained to the end and then failed in the stage that could not use
+    the model. Called again whenever a stage replaces the model or the data.
+    """
+    running = ctx.stage_key
+    try:
+        for index in range(done + 1, len(stages)):
+            check = getattr(stages[index], "check", None)
+            if check is not None:
+                ctx.stage_key = f"pipeline.stages.{index}"  # the key the stage's messages name
+                check(ctx)
+    finally:
+        ctx.stage_key = running
 
 
 def disk_full_error(
@@ -333,6 +358,9 @@ def check_seed(seed: Any) -> None:
             f"'seed' must be a whole number, got {seed!r}: it seeds every random draw of the "
             "run (the data split, the initial weights, the shuffling). Write e.g. `seed=42`."
         )
+    from pipelines.validation import check_ranges
+
+    check_ranges({"seed": seed}, path="")  # numpy's 0..2**32-1, whatever the data plugin
 
 
 def check_registered_names(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:

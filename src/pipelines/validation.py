@@ -4,13 +4,20 @@ Hydra parses ``trainer.max_epochs=abc`` into the string ``"abc"`` without compla
 sign of trouble would otherwise be a traceback deep inside Lightning. Every plugin's
 constructor is already type-annotated, so we validate the config values against those
 annotations with pydantic (lax mode: ``"5"`` is a fine ``int``) and name the dotted key.
+
+A type is not a range: ``model.dropout=1.5`` is a fine ``float`` and ended in torch's
+traceback once training began, ``model.l2=-1`` trained to the end with a penalty that
+rewarded large weights. The ranges a key's name implies, the same in every plugin, are
+declared once here (:data:`RANGES`, :data:`MODEL_RANGES`) and checked with the types.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import ConfigValueError, did_you_mean
@@ -24,7 +31,8 @@ def check_arguments(
     what: str,
     implicit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate config ``kwargs`` for ``factory``: no unknown key, every value of its type.
+    """Validate config ``kwargs`` for ``factory``: no unknown key, every value of its type
+    and within the range its key's name implies (:func:`check_ranges`).
 
     ``implicit`` holds values the engine supplies (e.g. ``input_shape`` from the data); each
     is added only if ``factory`` accepts it, and an explicit config value wins over it.
@@ -49,7 +57,9 @@ def check_arguments(
     for key, value in implicit.items():
         if key not in merged and (key in parameters or accepts_any):
             merged[key] = value
-    return validate_arguments(factory, merged, path=path)
+    checked = validate_arguments(factory, merged, path=path)
+    check_ranges(checked, path=path, defaults=parameters)
+    return checked
 
 
 def check_data_arguments(kwargs: Mapping[str, Any], *, path: str = "data") -> None:
@@ -67,6 +77,205 @@ def check_data_arguments(kwargs: Mapping[str, Any], *, path: str = "data") -> No
             f"make one training step. Set it to a positive whole number, e.g. "
             f"`{path}.batch_size=32` on the command line or in the data config file."
         )
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a config key accepts, and what to tell a user whose value is outside.
+
+    ``accepts`` sees values of the right type only (the type check runs first) and answers
+    True for what it cannot judge (a string where a third-party plugin has no type hint):
+    a range check helps, it never blocks what it does not understand. ``None`` is never
+    checked: it means "not set" (``discriminator_lr: null``, a stage's ``max_epochs``).
+    """
+
+    accepts: Callable[[Any], bool]
+    #: the valid values, as the message says them: "must be {valid}"
+    valid: str
+    #: why, in the user's terms: what the key does, and what the refused value would do
+    why: str
+    #: a valid value for the message's example, where the plugin's default is no help
+    example: Any
+    #: said after the example where the key takes its value from elsewhere
+    note: str = ""
+    #: whether the plugin's own default (where valid) makes the better example
+    default_example: bool = True
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _sizes_positive(value: Any) -> bool:
+    """Every entry (or the one value) a whole number of at least 1; an empty list is fine
+    (``hidden_units: []``: no hidden layer), anything not whole is the type check's."""
+    return all(item >= 1 for item in (value if _is_list(value) else [value]) if _whole(item))
+
+
+def _hidden_units(value: Any) -> bool:
+    """A list of layer sizes, or one size where 0 means no hidden layer (``model=transfer``:
+    ``hidden_units: 0`` puts the classifier right on the backbone's features)."""
+    return _sizes_positive(value) if _is_list(value) else not _whole(value) or value >= 0
+
+
+#: numpy's random generators (``np.random.default_rng``, ``seed_everything``) take no other
+#: seed; torch takes more, so the narrower range is the one every seed must keep to
+SEED_MAX = 2**32 - 1
+
+PROBABILITY = Range(
+    accepts=lambda v: not _real(v) or 0 <= v < 1,
+    valid="at least 0 and below 1",
+    why="it is the fraction of values dropped at random in training; at 1 nothing gets "
+    "through, and torch refuses more",
+    example=0.5,
+)
+STEP_SIZE = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
+    valid="a finite number above 0",
+    why="it scales every optimizer step: at 0 the weights never change, and below 0 each "
+    "step climbs the loss instead of descending it",
+    example=0.001,
+)
+PENALTY = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and v >= 0),
+    valid="0 or more (0 turns it off)",
+    why="it is a weight penalty; a negative one rewards large weights instead of holding them back",
+    example=0.0,
+)
+SEED = Range(
+    accepts=lambda v: not _whole(v) or 0 <= v <= SEED_MAX,
+    valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1)",
+    why="numpy's random generators, which draw the data split and the shuffling, take no "
+    "other seed",
+    example=42,
+    # data and model nodes take ``${seed}``: the user most likely set the run's seed
+    note=" It is the run's `seed` unless set for this node alone: `seed=42` sets both.",
+    default_example=False,
+)
+EPOCHS = Range(
+    # below -1 Lightning's Trainer refuses itself, already in one paragraph
+    accepts=lambda v: not _whole(v) or v != 0,
+    valid="at least 1, or -1 for no limit",
+    why="at 0 nothing is trained, and the stages after the fit would report an untrained "
+    "model's metrics as the run's result",
+    example=10,
+)
+WIDTH = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
+    valid="a finite number above 0",
+    why="it multiplies every layer size (0.5 halves them, 2 doubles them)",
+    example=1.0,
+)
+SIZES = Range(
+    accepts=_sizes_positive,
+    valid="a whole number of at least 1 (for a list: every entry)",
+    why="it sets the size of a layer (its units, filters, dimensions or kernel), and a layer "
+    "of size 0 passes nothing on: the model trains to chance level without a word",
+    example=32,
+)
+HIDDEN_UNITS = Range(
+    accepts=_hidden_units,
+    valid="whole numbers of at least 1 ([] for no hidden layer; where it is one number, as "
+    "in model=transfer, 0 means none)",
+    why="each is the number of units of a hidden layer, and a layer of 0 units passes "
+    "nothing on: the model trains to chance level without a word",
+    example=[64],
+)
+
+#: ranges a key's name implies in every plugin node (model, data, stage, trainer)
+RANGES: dict[str, Range] = {
+    "seed": SEED,
+    "dropout": PROBABILITY,
+    "recurrent_dropout": PROBABILITY,
+    "lr": STEP_SIZE,
+    "discriminator_lr": STEP_SIZE,
+    "lr_factor": STEP_SIZE,
+    "weight_decay": PENALTY,
+    "l1": PENALTY,
+    "l2": PENALTY,
+    "max_epochs": EPOCHS,
+    "max_steps": EPOCHS,
+}
+#: ranges only in the ``model`` node: elsewhere these names may mean something else (an
+#: image's ``width``, a stage's number of ``filters`` to show)
+MODEL_RANGES: dict[str, Range] = {
+    "width": WIDTH,
+    "hidden_units": HIDDEN_UNITS,
+    **dict.fromkeys(
+        (
+            "units",
+            "dense_units",
+            "filters",
+            "sizes",
+            "generator_filters",
+            "discriminator_filters",
+            "stem_filters",
+            "kernel_size",
+            "kernel_sizes",
+            "stem_kernel",
+            "pool_size",
+            "embedding_dim",
+            "embed_dim",
+            "dense_dim",
+            "latent_dim",
+            "num_heads",
+            "num_layers",
+        ),
+        SIZES,
+    ),
+}
+
+
+def check_ranges(
+    kwargs: Mapping[str, Any],
+    *,
+    path: str,
+    defaults: Mapping[str, inspect.Parameter] | None = None,
+) -> None:
+    """Refuse a value outside the range its key's name implies (:data:`RANGES`; in the
+    ``model`` node also :data:`MODEL_RANGES`), in one paragraph naming the key.
+
+    ``path`` is the node's dotted location (``""`` for top-level keys such as ``seed``);
+    ``defaults`` (the plugin's parameters) supply the example value where theirs is valid.
+    Checked with the types, before any data loads or a run opens: torch refuses a dropout
+    or learning rate only once training starts, and a negative penalty or a zero-sized
+    layer it never refuses at all.
+    """
+    rules = {**RANGES, **(MODEL_RANGES if path.split(".")[0] == "model" else {})}
+    for key, value in kwargs.items():
+        rule = rules.get(key)
+        if rule is None or value is None or rule.accepts(value):
+            continue
+        full_key = f"{path}.{key}" if path else key
+        default = defaults[key].default if defaults and key in defaults else None
+        usable = (
+            rule.default_example
+            and default is not None
+            and default is not inspect.Parameter.empty
+            and rule.accepts(default)
+        )
+        example = _override_text(default if usable else rule.example)
+        group = path.split(".")[0] or "primary"
+        raise ConfigValueError(
+            f"'{full_key}' must be {rule.valid}, got {_override_text(value)}: {rule.why}. "
+            f"Set it to such a value, e.g. `{full_key}={example}` on the command line or "
+            f"in the {group} config file.{rule.note if path else ''}"
+        )
+
+
+def _override_text(value: Any) -> str:
+    """A value as a Hydra override writes it: ``[32,64]`` (no spaces, so no quotes)."""
+    if _is_list(value):
+        return "[" + ",".join(_override_text(item) for item in value) + "]"
+    return str(value)
 
 
 def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:

@@ -53,6 +53,24 @@ def reweight(log_probs: torch.Tensor, temperature: float | torch.Tensor) -> torc
     return torch.where(temperature > 0, scaled_logits.softmax(dim=-1), greedy)
 
 
+def require_characters(charset: Sequence[str] | None, input_shape: tuple[int, ...]) -> None:
+    """char_lstm reads windows of character ids with their ``charset``, which only
+    character-corpus data (``data=text_corpus``) gives: said as the model is built, right
+    after the data is prepared. On other data the run trained on nothing it could read:
+    digits crashed in the first step ("one_hot is only applicable to index tensor")."""
+    if charset is not None and len(tuple(input_shape)) == 1:
+        return
+    raise ConfigValueError(
+        f"model char_lstm learns to continue a text one character at a time: it reads "
+        f"windows of characters, with the characters they are made of (the data's charset), "
+        f"which data=text_corpus gives; this data gives inputs of shape {tuple(input_shape)} "
+        f"and no charset. Run `python -m pipelines.run pipeline=generative model=char_lstm "
+        f"data=text_corpus` (data.path=<a .txt file>, or the bundled default text). To "
+        f"classify this data, choose a model for it instead (e.g. model=mlp or convnet for "
+        f"images; lstm, gru, conv1d or transformer for texts)."
+    )
+
+
 class CharNet(nn.Module):
     """Character ids -> one-hot (``embedding_dim`` null) or Embedding -> LSTM -> Dense."""
 
@@ -136,6 +154,7 @@ class CharLSTM(Classifier):
     ) -> None:
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
         self.save_hyperparameters()
+        require_characters(charset, input_shape)
         if num_layers < 1:
             raise ConfigValueError(f"'model.num_layers' must be at least 1, got {num_layers}.")
         if not 0.0 <= dropout < 1.0:

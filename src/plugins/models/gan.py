@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from pipelines.errors import ConfigValueError, did_you_mean
 from plugins.models.base import OPTIMIZERS, scaled
-from plugins.models.generative import EpochSamples
+from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
 from plugins.models.vae import fit_to
 
@@ -74,6 +74,9 @@ class DCGAN(L.LightningModule):
     checkpoint (a buffer), make the per-epoch grids comparable. ``num_classes`` is accepted
     and ignored (the GAN never sees labels).
     """
+
+    #: samples are all it makes: stages that score predictions refuse it (see GENERATION)
+    task: ClassVar[str] = GENERATION
 
     def __init__(
         self,

@@ -14,6 +14,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 
+#: the ``task`` a model declares (class attribute) when it learns only to draw samples (a
+#: VAE, a GAN), beside a classifier's ``classification`` and ``regression``: it predicts no
+#: class or value, so the stages that score predictions (``report``, ``visualize``) refuse it
+#: right after ``prepare``, naming ``pipeline=generative``, instead of failing after training
+GENERATION = "generation"
+
+
+def only_generates(model: object) -> bool:
+    """Whether ``model`` declares ``task = "generation"``: samples are all it makes.
+
+    char_lstm also generates, but it is a next-character classifier as well (``task``
+    ``classification``), whose predictions the report can score.
+    """
+    return getattr(model, "task", None) == GENERATION
+
 
 @runtime_checkable
 class Generative(Protocol):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from pipelines.errors import ConfigValueError, did_you_mean
 from plugins.models.base import OPTIMIZERS, scaled
-from plugins.models.generative import EpochSamples
+from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
 
 
@@ -83,6 +83,9 @@ class VAE(L.LightningModule):
     the labels. ``samples_every_n_epochs`` (0: never) sets how often the run gets the
     figures under ``samples/epoch-NNN/`` while training.
     """
+
+    #: samples are all it makes: stages that score predictions refuse it (see GENERATION)
+    task: ClassVar[str] = GENERATION
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from pipelines.context import RunContext
 from pipelines.errors import PipelineError
 from plugins.stages.feature_network import (
     FeatureNetwork,
+    check_pipeline_network,
     load_image,
     resize,
     resolve_network,
@@ -72,6 +73,12 @@ class DeepDream:
         self.max_loss = max_loss
         self.device = device
         self.artifact_dir = artifact_dir
+
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare`` (``backbone`` unset: the dream is on the model this
+        pipeline trains): that model is a convnet with the configured ``layers``."""
+        layers = {f"{ctx.stage_key}.layers": list(self.layers or {})}
+        check_pipeline_network(ctx, self.backbone, layers)
 
     def run(self, ctx: RunContext) -> None:
         key = ctx.stage_key

@@ -44,14 +44,7 @@ class FeatureNetwork:
 
     def __post_init__(self) -> None:
         self.network.eval().to(self.device)
-        first_conv = next((m for m in self.network.modules() if isinstance(m, nn.Conv2d)), None)
-        if first_conv is None:
-            raise PipelineError(
-                f"The network '{self.source}' has no Conv2d layer, so it cannot be used for "
-                "DeepDream or style transfer. Give a convnet: a torchvision model "
-                "(backbone=vgg19, inception_v3, resnet50, ...), runs:/<id> of a convnet run, "
-                "or train one in this pipeline (model=convnet)."
-            )
+        first_conv = require_convolutions(self.network, self.source)
         self.in_channels = 3 if self.imagenet_input else first_conv.in_channels
         self.modules = dict(self.network.named_modules())
         mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
@@ -69,15 +62,7 @@ class FeatureNetwork:
 
     def check_layers(self, names: Iterable[str], key: str) -> None:
         """Every name is a module of the network, or a clear error listing its conv layers."""
-        for name in names:
-            if name not in self.modules or not name:
-                convs = self.conv_names()
-                shown = ", ".join(convs[:12]) + (", ..." if len(convs) > 12 else "")
-                raise PipelineError(
-                    f"The network '{self.source}' has no layer '{name}' (in '{key}')."
-                    f"{did_you_mean(name, list(self.modules))} Name modules as "
-                    f"`named_modules()` does, e.g. its conv layers: {shown}."
-                )
+        check_layer_names(self.network, self.source, names, key)
 
     def conv_names(self) -> list[str]:
         return [name for name, m in self.modules.items() if isinstance(m, nn.Conv2d)]
@@ -154,6 +139,54 @@ class FeatureNetwork:
         return groups
 
 
+def require_convolutions(network: nn.Module, source: str) -> nn.Conv2d:
+    """The network's first Conv2d layer, or a clear error: DeepDream and style transfer
+    read feature maps of conv layers."""
+    first_conv = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
+    if first_conv is None:
+        raise PipelineError(
+            f"The network '{source}' has no Conv2d layer, so it cannot be used for "
+            "DeepDream or style transfer. Give a convnet: a torchvision model "
+            "(backbone=vgg19, inception_v3, resnet50, ...), runs:/<id> of a convnet run, "
+            "or train one in this pipeline (model=convnet)."
+        )
+    return first_conv
+
+
+def check_layer_names(network: nn.Module, source: str, names: Iterable[str], key: str) -> None:
+    """Every name is a module of ``network``, or a clear error listing its conv layers."""
+    modules = dict(network.named_modules())
+    for name in names:
+        if name not in modules or not name:
+            convs = [layer for layer, m in modules.items() if isinstance(m, nn.Conv2d)]
+            shown = ", ".join(convs[:12]) + (", ..." if len(convs) > 12 else "")
+            raise PipelineError(
+                f"The network '{source}' has no layer '{name}' (in '{key}')."
+                f"{did_you_mean(name, list(modules))} Name modules as "
+                f"`named_modules()` does, e.g. its conv layers: {shown}."
+            )
+
+
+def check_pipeline_network(
+    ctx: Any, backbone: str | None, layers: dict[str, Iterable[str]]
+) -> None:
+    """A stage's ``check`` right after ``prepare``: with ``backbone`` unset it works on the
+    model this pipeline builds (and trains first), which must be a convnet with the
+    ``layers`` named in the config (``{config key: names}``). Said at the end, a dense
+    model or a misspelt layer cost the whole training."""
+    if backbone is not None or ctx.model is None:
+        return  # a torchvision or runs:/ network: checked when it is loaded
+    source = _pipeline_model_source(ctx)
+    require_convolutions(ctx.model, source)
+    for key, names in layers.items():
+        check_layer_names(ctx.model, source, names, key)
+
+
+def _pipeline_model_source(ctx: Any) -> str:
+    """How messages and tags name the model this pipeline built (``model convnet``)."""
+    return f"model {ctx.config['model']['name']}"
+
+
 def resolve_network(
     ctx: Any, backbone: str | None, weights: str | None, key: str, device: str = "auto"
 ) -> FeatureNetwork:
@@ -171,7 +204,7 @@ def resolve_network(
                 "inception_v3, resnet50, ...) or to runs:/<run_id> of a convnet run, or put "
                 "'prepare' and 'fit' before it to use the model this pipeline trains."
             )
-        return FeatureNetwork(ctx.model, f"model {ctx.config['model']['name']}", False, target)
+        return FeatureNetwork(ctx.model, _pipeline_model_source(ctx), False, target)
     if is_run_reference(backbone):
         ctx.tracker.set_tags({"pipelines.source_run": backbone})
         return FeatureNetwork(load_run_model(backbone, ctx.tracking_uri), backbone, False, target)

@@ -26,15 +26,20 @@ class NaiveBaseline:
     def __init__(self, splits: tuple[str, ...] = ("val", "test")) -> None:
         self.splits = tuple(splits)
 
-    def run(self, ctx: RunContext) -> None:
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the data can score the baseline. In a pipeline that
+        trains before this stage, non-forecasting data was refused only after training."""
         datamodule = ctx.require("datamodule", "naive_baseline", "prepare")
-        compute = getattr(datamodule, "naive_forecast_mae", None)
-        if compute is None:
+        if not hasattr(datamodule, "naive_forecast_mae"):
             raise PipelineError(
                 f"The 'naive_baseline' stage needs forecasting data (a data plugin with "
                 f"`naive_forecast_mae(split)`, e.g. data=co2, data=jena or data=timeseries); "
                 f"data '{ctx.config['data']['name']}' has none."
             )
+
+    def run(self, ctx: RunContext) -> None:
+        self.check(ctx)
+        compute = ctx.datamodule.naive_forecast_mae
         metrics = {f"{split}/naive_mae": float(compute(split)) for split in self.splits}
         ctx.tracker.log_metrics(metrics, step=0)
         ctx.metrics.update(metrics)

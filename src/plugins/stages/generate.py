@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
 from pipelines.validation import check_arguments
 from plugins.models.generative import Generative
+from plugins.stages.requirements import model_name
 
 
 class Generate:
@@ -28,26 +30,41 @@ class Generate:
         self.source = source
         self.settings = settings
 
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the model it built can generate, and takes this stage's
+        keys. Checked at the end, a classifier (``pipeline=generative`` with the default mlp)
+        or a misspelt ``length`` was refused only after the whole training. A ``source``
+        run's network is checked when it is loaded (it is not ``ctx.model``)."""
+        if self.source is None and ctx.model is not None:
+            self._settings_for(ctx.model, ctx.stage_key, ctx.output_dir, model_name(ctx))
+
     def run(self, ctx: RunContext) -> None:
         model = self._model(ctx)
-        if not isinstance(model, Generative):
-            raise PipelineError(
-                f"The 'generate' stage needs a generative model (one with a `generate` method: "
-                f"char_lstm, vae, dcgan, ...); '{type(model).__name__}' has none. Use "
-                "pipeline=classify for it, or a generative model."
-            )
-        settings = check_arguments(
-            model.generate,
-            self.settings,
-            path=ctx.stage_key,
-            what=f"{type(model).__name__}.generate",
-            implicit={"output_dir": ctx.output_dir / "generate", "epoch": None},
-        )
+        name = self.source or model_name(ctx)
+        settings = self._settings_for(model, ctx.stage_key, ctx.output_dir, name)
         model.eval()
         files = model.generate(**settings)
         for path in files:
             ctx.tracker.log_artifact(path, "generate")
         show_samples(files)
+
+    def _settings_for(self, model: Any, key: str, output_dir: Path, name: str) -> dict[str, Any]:
+        """``generate``'s arguments for ``model`` (``name`` in messages: the configured
+        model, or the source run), or a clear error if it cannot generate."""
+        if not isinstance(model, Generative):
+            raise PipelineError(
+                f"The 'generate' stage needs a generative model (one with a `generate` method: "
+                f"char_lstm, vae, dcgan, ...); '{name}' ({type(model).__name__}) has none. Use "
+                "pipeline=classify for it, or a generative model: model=vae or model=dcgan "
+                "on images, model=char_lstm with data=text_corpus."
+            )
+        return check_arguments(
+            model.generate,
+            self.settings,
+            path=key,
+            what=f"{type(model).__name__}.generate",
+            implicit={"output_dir": output_dir / "generate", "epoch": None},
+        )
 
     def _model(self, ctx: RunContext) -> Any:
         if self.source:
@@ -73,8 +90,6 @@ def show_samples(files: list[Any]) -> None:
     """What was generated, on the console: the start of each text (the book reads them
     side by side, one per temperature) and where each image is. The stage logged them as
     artifacts and printed nothing, so a user had to open the MLflow UI to see any."""
-    from pathlib import Path
-
     for file in map(Path, files):
         if file.suffix == ".txt":
             text = file.read_text(encoding="utf-8")

@@ -68,7 +68,8 @@ class KFold:
         self.max_epochs = max_epochs
         self.metric = metric
 
-    def run(self, ctx: RunContext) -> None:
+    def check(self, ctx: RunContext) -> None:
+        """Data without folds is refused right after ``prepare``, wherever this stage is."""
         datamodule = ctx.require("datamodule", "kfold", "prepare")
         if not hasattr(datamodule, "folds"):
             raise PipelineError(
@@ -76,6 +77,10 @@ class KFold:
                 f"with `folds(k, seed)`, e.g. data=housing); data "
                 f"'{ctx.config['data']['name']}' has none."
             )
+
+    def run(self, ctx: RunContext) -> None:
+        self.check(ctx)
+        datamodule = ctx.require("datamodule", "kfold", "prepare")
         seed = ctx.seed if self.seed is None else self.seed
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         key = self.metric.replace("/", "_")

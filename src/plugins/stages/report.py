@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 
 from pipelines.context import RunContext
 from plugins.stages import text_samples
+from plugins.stages.requirements import refuse_generative_model
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,24 @@ class Report:
         self.samples = samples
         self.artifact_dir = artifact_dir
 
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the model predicts classes or values. ``model=vae`` in
+        the default classify pipeline trained and tested, then failed here with an
+        IndexError in the confusion matrix (its outputs are images); refused up front, with
+        or without tracking, so a run that works untracked does not fail tracked."""
+        refuse_generative_model(
+            ctx,
+            "report",
+            "a model's predictions on the test split (confusion matrix, sample predictions, "
+            "the model logged for serving)",
+        )
+
     def run(self, ctx: RunContext) -> None:
         tracker = ctx.tracker
         if not tracker.run_id:
             return
         model = ctx.require("model", "report", "prepare")
+        self.check(ctx)
         datamodule = ctx.require("datamodule", "report", "prepare")
         tracker.flush()
         test = _test_split(datamodule)

@@ -24,6 +24,7 @@ from pipelines.context import RunContext
 from pipelines.errors import PipelineError
 from plugins.stages.feature_network import (
     FeatureNetwork,
+    check_pipeline_network,
     load_image,
     resize,
     resolve_network,
@@ -82,6 +83,16 @@ class StyleTransfer:
         self.save_every = save_every
         self.device = device
         self.artifact_dir = artifact_dir
+
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare`` (``backbone`` unset: the style transfer is on the model
+        this pipeline trains): that model is a convnet with the configured layers."""
+        key = ctx.stage_key
+        layers = {
+            f"{key}.content_layer": [self.content_layer] if self.content_layer else [],
+            f"{key}.style_layers": list(self.style_layers or []),
+        }
+        check_pipeline_network(ctx, self.backbone, layers)
 
     def run(self, ctx: RunContext) -> None:
         key = ctx.stage_key

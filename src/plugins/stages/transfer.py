@@ -37,6 +37,10 @@ class FeatureExtraction(Fit):
     ) -> None:
         super().__init__(monitor, mode, max_epochs, metric_prefix)
 
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the model has a pretrained base to freeze."""
+        _require_base(ctx.model, self.stage_name)
+
     def before_fit(self, ctx: RunContext, model: Any) -> None:
         _require_base(model, self.stage_name)
         model.freeze_base()
@@ -64,6 +68,12 @@ class FineTune(Fit):
         super().__init__(monitor, mode, max_epochs, metric_prefix)
         self.unfreeze_blocks = unfreeze_blocks
         self.lr_factor = lr_factor
+
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the model has a pretrained base to unfreeze (in a
+        pipeline without ``feature_extraction`` before it, nothing else would say so
+        before a training stage ran)."""
+        _require_base(ctx.model, self.stage_name)
 
     def before_fit(self, ctx: RunContext, model: Any) -> None:
         _require_base(model, self.stage_name)

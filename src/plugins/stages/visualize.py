@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
+from plugins.stages.requirements import model_name, refuse_generative_model
 
 #: activations a conv layer is commonly followed by; the maps shown are taken after them
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
@@ -63,17 +64,27 @@ class Visualize:
         self.filter_step_size = filter_step_size
         self.artifact_dir = artifact_dir
 
-    def run(self, ctx: RunContext) -> None:
+    def check(self, ctx: RunContext) -> None:
+        """Right after ``prepare``: the model has Conv2d layers, and class scores for
+        Grad-CAM. ``pipeline=classify_visualize`` with the default mlp trained, tested and
+        reported before this stage, last, found nothing to show."""
         model = ctx.require("model", "visualize", "prepare")
-        datamodule = ctx.require("datamodule", "visualize", "prepare")
-        convs = conv_layers(model)
-        if not convs:
+        if not conv_layers(model):
             raise PipelineError(
                 f"The 'visualize' stage needs a convolutional model: it shows what Conv2d "
-                f"layers respond to, and '{type(model).__name__}' has none. Choose a model "
+                f"layers respond to, and model '{model_name(ctx)}' has none. Choose a model "
                 f"with convolution layers (e.g. model=convnet), or drop 'visualize' from "
                 f"pipeline.stages."
             )
+        refuse_generative_model(
+            ctx, "visualize", "a classifier's class scores (Grad-CAM shows where it looked)"
+        )
+
+    def run(self, ctx: RunContext) -> None:
+        model = ctx.require("model", "visualize", "prepare")
+        datamodule = ctx.require("datamodule", "visualize", "prepare")
+        self.check(ctx)
+        convs = conv_layers(model)
         device = next(model.parameters()).device
         images, labels = sample_test_images(datamodule, self.images)
         images = images.to(device)
