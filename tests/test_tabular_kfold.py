@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from conftest import FAST, mlflow_runs, run_cli, store_uri
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError
+from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.tracking import Tracker
 from plugins.data.tabular import TabularRegressionDataModule
 from plugins.stages.kfold import KFold
@@ -90,6 +91,22 @@ def test_compressed_table_reads_like_the_plain_one(tmp_path: Path, suffix: str) 
     assert sorted(module.raw["train"][1].tolist() + module.raw["test"][1].tolist()) == [
         10.0, 20.0, 30.0, 40.0, 50.0,
     ]  # fmt: skip
+
+
+def test_infinite_or_missing_cells_are_refused_naming_column_and_rows(tmp_path: Path) -> None:
+    """An inf made every loss NaN, and the run was reported as diverged (the learning rate
+    blamed); a blank was refused without saying where it is."""
+    path = tmp_path / "h.csv"
+    path.write_text("a,b,price\n1,2,10\n2,inf,20\n3,5,30\n4,-inf,40\n5,1,1e999\n6,2,60\n")
+    with pytest.raises(ConfigValueError) as error:
+        TabularRegressionDataModule(path=str(path), target="price").setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"Infinite values in {path}: column 'b', row(s) 2, 4; ")
+    assert "column 'price', row(s) 5 " in message and "column 'a'" not in message
+    assert "learning rate" in message and "drop those rows" in message and "\n" not in message
+    path.write_text("a,b,price\n1,2,10\n2,,20\n3,5,30\n4,nan,40\n")
+    with pytest.raises(ConfigValueError, match=r"Missing values in .*column 'b', row\(s\) 2, 4 "):
+        TabularRegressionDataModule(path=str(path), target="price").setup("fit")
 
 
 def test_damaged_or_ambiguous_compressed_table_is_one_paragraph(tmp_path: Path) -> None:
@@ -245,3 +262,10 @@ def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:
     assert len(client.get_metric_history(parent.info.run_id, "kfold/val_mae")) == 2
     finals = [c.data.metrics["val/mae"] for c in children]
     assert metrics["kfold/val_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-5)
+    # the final model, trained without validation: its final weights are the run's model,
+    # which evaluate rebuilds (it said "logged no checkpoint") and the test stage tested
+    assert parent.data.tags[BEST_CHECKPOINT_TAG] == "checkpoints/last.ckpt"
+    evaluated = run_cli([parent.info.run_id], cwd=workdir, module="pipelines.evaluate")
+    assert evaluated.returncode == 0, evaluated.output
+    line = next(line for line in evaluated.stdout.splitlines() if "test/mae" in line)
+    assert float(line.split()[1]) == pytest.approx(metrics["test/mae"], rel=1e-5)

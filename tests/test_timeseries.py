@@ -183,6 +183,41 @@ def test_missing_values_are_interpolated_within_splits(tmp_path: Path, caplog) -
     assert module.raw_target[[5, 6, 25]] == pytest.approx([5, 6, 25])
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_values_are_refused_naming_column_rows_and_times(tmp_path: Path, bad) -> None:
+    """Not interpolated like a blank (a written value, most likely a computation gone wrong)
+    and not left to make every loss NaN, which was blamed on the learning rate."""
+    values = np.arange(40, dtype=float)
+    values[[7, 30]] = bad
+    path = write_series(tmp_path / "inf.csv", values, humidity=list(np.ones(40)))
+    module = TimeseriesDataModule(
+        path=str(path), time_column="day", target="value", sequence_length=2
+    )
+    with pytest.raises(ConfigValueError) as error:
+        module.setup("fit")
+    message = str(error.value)
+    assert message.startswith(f"Infinite values in {path}: column 'value', row(s) ")
+    # the file's rows are shuffled: the rows named are the file's, with their times
+    import pandas as pd
+
+    rows = np.flatnonzero(np.isinf(pd.read_csv(path)["value"].to_numpy())) + 1
+    times = pd.read_csv(path)["day"].to_numpy()[rows - 1]
+    assert sorted(times) == ["2020-01-08", "2020-01-31"]
+    for row, time in zip(rows, times, strict=True):
+        assert f"{row} (day {time})" in message
+    assert "humidity" not in message and "learning rate" not in message
+    assert "empty them to have them interpolated" in message and "\n" not in message
+
+
+def test_infinite_values_in_a_column_left_out_are_ignored(tmp_path: Path) -> None:
+    path = write_series(tmp_path / "s.csv", np.arange(40.0), ratio=[np.inf] * 40)
+    module = TimeseriesDataModule(
+        path=str(path), time_column="day", target="value", features=["value"], sequence_length=2
+    )
+    module.setup("fit")
+    assert module.feature_names == ["value"]
+
+
 def test_non_numeric_columns_are_named(tmp_path: Path) -> None:
     path = write_series(tmp_path / "s.csv", np.arange(40.0), city=["Jena"] * 40)
     module = TimeseriesDataModule(

@@ -138,19 +138,53 @@ def damaged_file_error(
     )
 
 
+def unreadable_file_error(path: Path, setting: str) -> DataNotFoundError:
+    """The one-paragraph error for a ``path`` this user may not read (permission denied).
+
+    The file is fine, so the damaged-file advice (delete it, fetch it anew) would destroy
+    good data: the fix is its permissions -- or those of a folder above it, which deny the
+    same way -- or another file, given by ``setting`` (``data.path``, ``data.root``...).
+    """
+    return DataNotFoundError(
+        f"Cannot read {path}: permission denied. Give this user read access (chmod) to it "
+        f"and to the folders above it, or point `{setting}=` elsewhere."
+    )
+
+
+def folder_given_error(path: Path, setting: str, expected: str) -> DataNotFoundError:
+    """The one-paragraph error for a folder given where ``setting`` needs a file.
+
+    ``is_file()`` is False for a folder as for a missing path, and "does not exist" sends
+    the user looking for a typo in a path that is there; ``expected`` says what file to give.
+    """
+    return DataNotFoundError(
+        f"{path} is a folder; `{setting}` must be a file ({expected}). Point `{setting}=` at "
+        "the file itself (e.g. one inside that folder)."
+    )
+
+
 @contextmanager
-def reading_data_file(path: Path, refetch: str = REFETCH) -> Iterator[None]:
+def reading_data_file(
+    path: Path, refetch: str = REFETCH, setting: str | None = None
+) -> Iterator[None]:
     """Turn what a damaged compressed ``path`` raises into :func:`damaged_file_error`.
 
     A ``zlib.error`` or ``EOFError`` traceback from inside gzip or tarfile names neither the
     file nor the fix; ``refetch`` says how to get an intact copy (a module that cannot
-    download its files says where to put one instead).
+    download its files says where to put one instead). With ``setting`` (the config key
+    that names ``path``), a PermissionError becomes :func:`unreadable_file_error`, which
+    names that key as the alternative; without it a PermissionError stays itself, for the
+    caller to word (it alone knows which setting gave the file).
     """
     try:
         yield
     except DAMAGED_FILE_ERRORS as exc:
         raise damaged_file_error(path, exc, refetch) from exc
-    except OSError as exc:  # only bz2's garbled data: a permission error stays itself
+    except PermissionError as exc:
+        if setting is None:
+            raise
+        raise unreadable_file_error(path, setting) from exc
+    except OSError as exc:  # only bz2's garbled data: a disk's errors stay themselves
         if not is_bz2_data_error(exc):
             raise
         raise damaged_file_error(path, exc, refetch) from exc

@@ -1,7 +1,7 @@
 """Use a finished run's model: ``evaluate`` it on its data, ``predict`` on new files.
 
     python -m pipelines.evaluate RUN_ID [--split test|val|train] [KEY=VALUE ...]
-    python -m pipelines.predict RUN_ID FILE [FILE ...] [--output predictions.csv]
+    python -m pipelines.predict RUN_ID FILE [FILE ...] [--output FILE.csv] [data.KEY=VALUE ...]
 
 The model is rebuilt from the run's own record: the model plugin its ``config.yaml`` names,
 the constructor arguments and weights of its best checkpoint (loaded with
@@ -13,6 +13,13 @@ changes the data node (e.g. ``data.root=/elsewhere``). Files to predict on go th
 data plugin's own ``encode_inputs`` (images: resized and scaled like the training images;
 text: vectorized with the run's vocabulary). ``evaluate`` shows beside each number what the
 run recorded for the same checkpoint (``test/...``, and ``best/val_...`` for the val split).
+
+``predict`` needs only the run's record where the data plugin can encode files from it
+alone (``prepare_to_encode(model)``: text from the logged ``tokenizer.json``; images from
+the model's ``input_shape`` and class names that are fixed or logged as
+``data/classes.json``), so the training data may have moved or gone. Otherwise (older runs,
+plugins without it) it sets the data up as ``evaluate`` does, which ``data.KEY=VALUE``
+arguments can point at the data's new place.
 """
 
 from __future__ import annotations
@@ -35,11 +42,15 @@ def rebuild(
     overrides: list[str],
     tracking_uri: str | None,
     check_model: Callable[[Any, Any], None] | None = None,
+    to_encode: bool = False,
 ) -> tuple[Any, Any, Any]:
     """(record, model, datamodule) of a run, set up as the run had them.
 
     ``check_model(record, model)`` may refuse the model before its data is prepared (which
-    can take long), e.g. a generative model asked to ``predict``."""
+    can take long), e.g. a generative model asked to ``predict``. ``to_encode`` (``predict``):
+    only ``encode_inputs`` and ``classes`` are needed, which a plugin with
+    ``prepare_to_encode(model)`` readies from the run's record without reading its data;
+    where it cannot (it returns False), the data is set up as for ``evaluate``."""
     from omegaconf import OmegaConf
 
     from pipelines import registry
@@ -63,7 +74,19 @@ def rebuild(
         # on whatever data.KEY=VALUE points at: the model only knows the run's encoding
         with tempfile.TemporaryDirectory() as tmp:
             datamodule.use_artifacts(record.artifact_files("data", tmp))
-    datamodule = set_up_datamodule(datamodule, type(model))
+    prepare_to_encode = getattr(datamodule, "prepare_to_encode", None) if to_encode else None
+    if prepare_to_encode is None or not prepare_to_encode(model):
+        try:
+            datamodule = set_up_datamodule(datamodule, type(model))
+        except PipelineError as exc:
+            if not to_encode:
+                raise
+            raise PipelineError(
+                f"{exc} (predict must read the data of run '{record.run_id}': its data "
+                f"plugin ({type(datamodule).__name__}) cannot encode files from the run's "
+                "record alone, e.g. for a run logged by an older version. Give the data's "
+                "new place as data.KEY=VALUE after the files.)"
+            ) from exc
     resume_after_startup()  # what follows (a pass over a split) makes garbage to collect
     return record, model, datamodule
 
@@ -103,7 +126,13 @@ def evaluate(
     trainer = L.Trainer(
         logger=False, enable_progress_bar=False, enable_model_summary=False, devices=1
     )
-    (results,) = trainer.test(model, dataloaders=loaders[split](), verbose=False)
+    loader = loaders[split]()
+    if _is_empty(loader):
+        raise PipelineError(_empty_split_message(record, split, loaders))
+    results = trainer.test(model, dataloaders=loader, verbose=False)
+    if not results:  # a loader of unknown length that yielded nothing
+        raise PipelineError(_empty_split_message(record, split, loaders))
+    (results,) = results
     # the module logs as test/..., whatever split it was given
     metrics = {f"{split}/{key.split('/', 1)[1]}": float(value) for key, value in results.items()}
     print(f"{record.run_name} ({record.run_id}) on its {split} split:")
@@ -114,10 +143,75 @@ def evaluate(
     return metrics
 
 
+def _is_empty(loader: Any) -> bool:
+    """Whether ``loader`` holds no batches: ``[]`` (a split a data plugin does not have, as
+    Lightning takes it) or a loader of length 0. One of unknown length is not judged here."""
+    if isinstance(loader, (list, tuple)):
+        return all(_is_empty(item) for item in loader)
+    try:
+        return len(loader) == 0
+    except TypeError:  # an iterable-style loader: only a pass over it can tell
+        return False
+
+
+def _empty_split_message(record: Any, split: str, loaders: dict[str, Callable[[], Any]]) -> str:
+    """Evaluating on a split the run's data does not have: which ``--split`` values have
+    data, and how a run gets the missing split. Lightning only warned that the loader was
+    empty and returned no results, which ended in a ``ValueError`` from unpacking them."""
+    others = [name for name in ("test", "val", "train") if name != split]
+    with_data = [name for name in others if _has_data(loaders[name])]
+    where = (
+        "Evaluate it on a split that has data: "
+        + " or ".join(f"`--split {name}`" for name in with_data)
+        + "."
+        if with_data
+        else "No other split of its data has rows either."
+    )
+    data_node = record.config.get("data") or {}
+    fraction = f"{split}_fraction"
+    if fraction in data_node:
+        value = data_node[fraction]
+        why = f" (data.{fraction}={value})"
+        give = (
+            f"To give it one, train it again with a {split} split: `python -m pipelines.rerun "
+            f"{record.run_id} data.{fraction}=0.1`."
+            if not value
+            else f"To give it one, train it again with a larger data.{fraction} than {value}: "
+            f"`python -m pipelines.rerun {record.run_id} data.{fraction}=VALUE`."
+        )
+    else:
+        why = ""
+        give = (
+            f"Its data plugin '{data_node.get('name', '?')}' made no {split} rows from its "
+            "data: point the data.* settings at data that has them (`python -m "
+            f"pipelines.rerun {record.run_id} data.KEY=VALUE` trains it again on it)."
+        )
+    return (
+        f"Run '{record.run_id}' ({record.run_name}) has no {split} split: its data{why} "
+        f"left no {split} rows, so there is nothing to evaluate on. {where} {give}"
+    )
+
+
+def _has_data(make_loader: Callable[[], Any]) -> bool:
+    """Whether the split behind ``make_loader`` has batches; one whose loader the data
+    plugin refuses to build (a :class:`PipelineError`) has none to offer."""
+    try:
+        return not _is_empty(make_loader())
+    except PipelineError:
+        return False
+
+
 def predict(
-    run_id: str, files: list[Path], output: Path | None, tracking_uri: str | None
+    run_id: str,
+    files: list[Path],
+    output: Path | None,
+    tracking_uri: str | None,
+    overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Predictions of the run's model for ``files``; written as CSV to ``output`` if given."""
+    """Predictions of the run's model for ``files``; written as CSV to ``output`` if given.
+
+    ``overrides`` (``data.KEY=VALUE``) matter only where the data must be set up (see
+    :func:`rebuild`), e.g. to point an older run at its moved data."""
     import torch
 
     missing = [str(path) for path in files if not path.is_file()]
@@ -128,7 +222,9 @@ def predict(
             f"Cannot write {output}: the folder {output.parent} does not exist. Create it, or "
             "give --output a path in an existing folder."
         )
-    record, model, datamodule = rebuild(run_id, [], tracking_uri, check_model=_predicts)
+    record, model, datamodule = rebuild(
+        run_id, list(overrides or []), tracking_uri, check_model=_predicts, to_encode=True
+    )
     if not hasattr(datamodule, "encode_inputs"):
         raise PipelineError(
             f"The data plugin of run '{record.run_id}' ({type(datamodule).__name__}) cannot "
@@ -211,19 +307,41 @@ def main(command: str, argv: list[str] | None = None) -> None:
         parser.add_argument("--split", default="test", choices=("test", "val", "train"))
         parser.add_argument("overrides", nargs="*", help="data.KEY=VALUE changes")
     else:
-        parser.add_argument("files", nargs="+", type=Path, help="inputs (images, text files)")
+        parser.add_argument(
+            "files",
+            nargs="+",
+            type=Path,
+            help="inputs (images, text files); data.KEY=VALUE among them changes the data "
+            "node, where the run's data must be read (older runs)",
+        )
         parser.add_argument("--output", type=Path, help="also write the predictions here (CSV)")
     options = parser.parse_args(argv)
+    if command == "predict":  # data.KEY=VALUE changes among the files
+        options.overrides = [str(f) for f in options.files if _is_data_override(str(f))]
+        options.files = [f for f in options.files if not _is_data_override(str(f))]
+        if not options.files:
+            parser.error("the following arguments are required: files")
     defer_during_startup()
     logging.basicConfig(level=logging.WARNING)
     try:
         if command == "evaluate":
             evaluate(options.run_id, options.split, options.overrides, options.tracking_uri)
         else:
-            predict(options.run_id, options.files, options.output, options.tracking_uri)
+            predict(
+                options.run_id,
+                options.files,
+                options.output,
+                options.tracking_uri,
+                options.overrides,
+            )
     except PipelineError as exc:
         report_error(exc)
         raise SystemExit(2) from None
+
+
+def _is_data_override(argument: str) -> bool:
+    """``data.KEY=VALUE`` among predict's files (a file so named would need ``./``)."""
+    return argument.startswith("data.") and "=" in argument
 
 
 if __name__ == "__main__":

@@ -235,9 +235,7 @@ def model_of(record: RecordedRun) -> Any:
         record.client, record.run_id
     )
     if not artifact:
-        raise PipelineError(
-            f"Run '{record.run_id}' logged no checkpoint (did its fit stage finish an epoch?)."
-        )
+        raise PipelineError(_no_checkpoint_message(record))
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = record.download(artifact, tmp)
@@ -262,6 +260,51 @@ def model_of(record: RecordedRun) -> Any:
     model = factory(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model
+
+
+def _no_checkpoint_message(record: RecordedRun) -> str:
+    """Why a run has no checkpoint, from what it recorded, and what to do about it.
+
+    "Did its fit stage finish an epoch?" was the only answer, also for runs that finished
+    training: a run without validation data used to keep its final weights only in its
+    output folder, and a pipeline without a training stage keeps no weights at all.
+    """
+    run = f"Run '{record.run_id}' ({record.run_name})"
+    if record.status == "RUNNING":
+        return (
+            f"{run} is still running and has logged no checkpoint yet: its fit stage logs "
+            "one when it ends. Run this command again once the run has finished."
+        )
+    if record.status != "FINISHED":
+        return (
+            f"{run} ended {record.status} before its fit stage logged a checkpoint, so there "
+            f"is no model to rebuild. Continue it with `python -m pipelines.resume "
+            f"{record.run_id}` (from the last epoch saved in its output folder), or train it "
+            f"again with `python -m pipelines.rerun {record.run_id}`."
+        )
+    trained = any(key == "epoch" or key.endswith("/epoch") for key in record.metrics)
+    if trained:
+        from pipelines.runner import OUTPUT_DIR_TAG
+
+        output_dir = record.tags.get(OUTPUT_DIR_TAG) or "its output folder"
+        return (
+            f"{run} finished training but logged no checkpoint: it was trained without "
+            "validation data (data.val_fraction=0) by an earlier version of the pipelines, "
+            f"which kept its final weights only on the machine it ran on ({output_dir}/"
+            f"checkpoints/last.ckpt). Train it again with `python -m pipelines.rerun "
+            f"{record.run_id}`: runs now log their final weights as their model."
+        )
+    pipeline = (record.config.get("pipeline") or {}).get("name", "?")
+    source = record.tags.get("pipelines.source_run")
+    hint = (
+        f"Its model came from {source}: give that run instead."
+        if source
+        else "Use a run of a pipeline that trains a model (e.g. pipeline=classify)."
+    )
+    return (
+        f"{run} logged no checkpoint: its pipeline '{pipeline}' trained no model of its "
+        f"own, so there are no weights to rebuild. {hint}"
+    )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -253,3 +253,6 @@ class CIFAR10DataModule(InMemoryImageData):
         }
         names = read_label_names(folder / META)
         self.classes = [names[c] for c in self.keep] if self.keep else names
+
+    def known_classes(self) -> list[str] | None:
+        return [CLASS_NAMES[c] for c in self.keep] if self.keep else list(CLASS_NAMES)

@@ -24,9 +24,11 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 
 from pipelines.atomic import atomic_torch_save
+from pipelines.downloads import unreadable_file_error
 from pipelines.errors import ConfigValueError, DataNotFoundError, PipelineError
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import InMemoryImageData, stratified_split
@@ -57,7 +60,7 @@ ColorMode = Literal["rgb", "grayscale"]
 def image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, as Keras reads them), sorted; hidden skipped."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_denied):
         dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         found.extend(
             Path(dirpath) / name
@@ -65,6 +68,24 @@ def image_files(folder: Path) -> list[Path]:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
         )
     return sorted(found)
+
+
+def _denied(error: OSError) -> None:
+    """``os.walk``'s error handler: a folder this user may not list is raised, not skipped;
+    skipped, its class looked empty and the user was told to delete a folder of images."""
+    if isinstance(error, PermissionError):
+        raise error
+
+
+@contextmanager
+def _readable(root: Path) -> Iterator[None]:
+    """A PermissionError while listing or reading ``root``'s folders and files becomes one
+    paragraph naming what was denied (``root`` where the error names nothing)."""
+    try:
+        yield
+    except PermissionError as exc:
+        denied = Path(exc.filename) if exc.filename else root
+        raise unreadable_file_error(denied, "data.root") from exc
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -97,32 +118,52 @@ def decode_images(
     """Decode ``paths`` into one uint8 array ``(N, H, W, C)`` on a thread pool.
 
     PIL releases the GIL while it decodes and resizes, so threads scale with the cores.
-    Every file that fails is named in one :class:`DataNotFoundError`.
+    Every file that fails is named in one :class:`DataNotFoundError`; files this user may
+    not read (permission denied) apart from the damaged ones, since the damaged-file advice,
+    delete it, would destroy a photo whose only fault is its permissions.
     """
     channels = 1 if color_mode == "grayscale" else 3
     pixels = np.empty((len(paths), *size, channels), dtype=np.uint8)
     failures: list[tuple[Path, str]] = []
+    unreadable: list[Path] = []
 
     def decode(index: int) -> None:
         try:
             pixels[index] = decode_image(paths[index], size, color_mode)
+        except PermissionError:
+            unreadable.append(paths[index])
         except Exception as exc:  # any decoder error means the file is not a usable image
             failures.append((paths[index], f"{type(exc).__name__}: {exc}"))
 
     workers = min(8, os.cpu_count() or 1, max(1, len(paths)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(decode, range(len(paths))))
+    problems = [_unreadable_images(sorted(unreadable))] if unreadable else []
     if failures:
         failures.sort()
         shown = "; ".join(f"{path} ({why})" for path, why in failures[:5])
         more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
         them = "it" if len(failures) == 1 else "them"
-        raise DataNotFoundError(
+        problems.append(
             f"Cannot decode {len(failures)} image file(s): {shown}{more}. The file is corrupt, "
             f"truncated or not an image; delete {them} (or replace {them} with a valid image) "
             "and run again."
         )
+    if problems:
+        raise DataNotFoundError(" ".join(problems))
     return pixels
+
+
+def _unreadable_images(paths: list[Path]) -> str:
+    """The sentences for image files this user may not read: the fix is their permissions."""
+    if len(paths) == 1:
+        return str(unreadable_file_error(paths[0], "data.root"))
+    shown = ", ".join(map(str, paths[:5]))
+    more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+    return (
+        f"Cannot read {len(paths)} image files (permission denied): {shown}{more}. Give this "
+        "user read access (chmod) to them, or point `data.root=` elsewhere."
+    )
 
 
 def _image_size(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -190,6 +231,8 @@ class ImageFolderDataModule(InMemoryImageData):
         self.limit_per_class = limit_per_class
         self.cache = cache
         self.cache_dir = Path(cache_dir or "data_cache/image_folder_cache").expanduser()
+        #: the class names a run logged (``data/classes.json``, :meth:`use_artifacts`)
+        self.run_classes: list[str] | None = None
 
     # -- finding the files ---------------------------------------------------------------
 
@@ -253,7 +296,12 @@ class ImageFolderDataModule(InMemoryImageData):
         return classes
 
     def scan(self) -> tuple[list[str], list[tuple[Path, int, int]]]:
-        """Class names and every image as ``(path, label, source)``, in a fixed order."""
+        """Class names and every image as ``(path, label, source)``, in a fixed order; a
+        folder this user may not list is one paragraph naming it."""
+        with _readable(self.root):
+            return self._scan()
+
+    def _scan(self) -> tuple[list[str], list[tuple[Path, int, int]]]:
         if not self.root.is_dir():
             what = "is not a folder" if self.root.exists() else "does not exist"
             book = (
@@ -318,7 +366,8 @@ class ImageFolderDataModule(InMemoryImageData):
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], bool]:
         """uint8 images ``(N, C, H, W)``, labels, sources, class names, and whether cached."""
         classes, entries = self.scan()
-        path = self.cache_path(entries) if self.cache else None
+        with _readable(self.root):  # stat() is denied in a folder that may not be searched
+            path = self.cache_path(entries) if self.cache else None
         cached = _read_cache(path, len(entries)) if path else None
         if cached is not None:
             return cached["images"], cached["labels"], cached["sources"], classes, True
@@ -383,6 +432,37 @@ class ImageFolderDataModule(InMemoryImageData):
         # too few images to stratify: stratified_split names the setting to change
         split = stratified_split(labels[pool], val_fraction, test_fraction, self.seed)
         return {name: pool[idx] for name, idx in split.items()}
+
+    # -- what a run keeps: the class names, so predict needs no folder ------------------
+
+    def artifacts(self) -> dict[str, Path]:
+        """``classes.json``, the class names by label index (the folder names), logged with
+        the run: ``predict`` names its predictions with them once ``root`` is gone."""
+        if not self.classes:
+            return {}
+        folder = Path(tempfile.mkdtemp(prefix="pipelines-image-folder-"))
+        path = folder / "classes.json"
+        path.write_text(json.dumps(list(self.classes)), encoding="utf-8")
+        return {"classes.json": path}
+
+    def use_artifacts(self, files: Mapping[str, Path]) -> None:
+        """The class names of the run (its :meth:`artifacts`; older runs have none)."""
+        if "classes.json" not in files:
+            return
+        try:
+            classes = json.loads(files["classes.json"].read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigValueError(
+                f"The run's class names (artifact data/classes.json) cannot be read ({exc})."
+            ) from None
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ConfigValueError(
+                f"The run's artifact data/classes.json is not a list of class names: {classes!r}."
+            )
+        self.run_classes = classes
+
+    def known_classes(self) -> list[str] | None:
+        return self.run_classes
 
 
 def _read_cache(path: Path, count: int) -> dict[str, Any] | None:

@@ -247,6 +247,9 @@ class MNISTDataModule(InMemoryImageData):
             [self.class_names[c] for c in self.keep] if self.keep else list(self.class_names)
         )
 
+    def known_classes(self) -> list[str] | None:
+        return [self.class_names[c] for c in self.keep] if self.keep else list(self.class_names)
+
 
 class FashionMNISTDataModule(MNISTDataModule):
     """Zalando's Fashion-MNIST: the same format and sizes, ten kinds of clothing."""

@@ -38,7 +38,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import reading_data_file
+from pipelines.downloads import folder_given_error, reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import TensorBatches
 
@@ -151,11 +151,17 @@ class TabularRegressionDataModule(L.LightningDataModule):
                 f"Non-numeric column(s) {', '.join(map(repr, bad))} in {self.path}: every "
                 "feature and the target must be a number (encode categories as numbers first)."
             )
-        missing = [c for c in columns if frame[c].isna().any()]
+        missing = _rows_where(frame, columns, np.isnan)
         if missing:
             raise ConfigValueError(
-                f"Missing values in column(s) {', '.join(map(repr, missing))} of {self.path}; "
-                "fill or drop those rows first."
+                f"Missing values in {self.path}: {missing}; fill or drop those rows first."
+            )
+        infinite = _rows_where(frame, columns, np.isinf)
+        if infinite:
+            raise ConfigValueError(
+                f"Infinite values in {self.path}: {infinite}. One makes the loss infinite or "
+                "NaN, a training that diverges whatever the learning rate; fix those cells "
+                "(often a division by zero where the file was made) or drop those rows."
             )
         names = [c for c in columns if c != self.target_name]
         return (
@@ -244,30 +250,55 @@ def _quiet_no_validation() -> None:
     )
 
 
+def _rows_where(frame: Any, columns: list[str], test: Any) -> str:
+    """Which cells of ``columns`` pass ``test`` (np.isnan, np.isinf), as "column 'x', row(s)
+    3, 9; ..." (rows counted from 1, the header not counted; at most 5 per column), or "".
+
+    Naming the rows lets the user find the cells in a file of thousands of lines.
+    """
+    parts = []
+    for column in columns:
+        rows = np.flatnonzero(test(frame[column].to_numpy(dtype=np.float64))) + 1
+        if len(rows):
+            shown = ", ".join(map(str, rows[:5]))
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            parts.append(f"column {column!r}, row(s) {shown}{more}")
+    if not parts:
+        return ""
+    return f"{'; '.join(parts)} (data rows counted from 1, a header row not counted)"
+
+
 def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column means and standard deviations (1 where a column is constant)."""
     std = features.std(axis=0)
     return features.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
+#: how to replace a damaged table (the module cannot download one)
+_REPLACE_TABLE = "put an intact copy in its place"
+
+
 def read_table(path: Path, header: bool | None) -> Any:
     """A comma- or whitespace-separated table; ``header`` null detects a header row."""
     import pandas as pd
 
-    if not path.is_file():
-        raise DataNotFoundError(
-            f"No table at {path}. Set 'data.path' to a CSV of numeric features and a target "
-            "(the Boston housing layout: 14 columns, no header, the price last), or "
-            "`data.path=null` for scikit-learn's bundled diabetes data."
-        )
-    with reading_data_file(path, "put an intact copy in its place"):
+    # inside: is_file() itself is denied where a folder above the table may not be searched
+    with reading_data_file(path, _REPLACE_TABLE, "data.path"):
+        if path.is_dir():
+            raise folder_given_error(path, "data.path", "a CSV of numeric features and a target")
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"No table at {path}. Set 'data.path' to a CSV of numeric features and a "
+                "target (the Boston housing layout: 14 columns, no header, the price last), "
+                "or `data.path=null` for scikit-learn's bundled diabetes data."
+            )
         first = _first_line(path)
     separator = "," if "," in first else r"\s+"
     if header is None:
         cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
         header = not all(_is_number(c) for c in cells)
     try:  # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
-        with reading_data_file(path, "put an intact copy in its place"):
+        with reading_data_file(path, _REPLACE_TABLE, "data.path"):
             return pd.read_csv(path, sep=separator, header=0 if header else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from pipelines.atomic import atomic_torch_save
+from pipelines.downloads import folder_given_error, reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import TensorSplitLoaders
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
@@ -149,6 +150,21 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
                 f"({exc}), so texts cannot be encoded as the run encoded them."
             ) from None
         self.run_classes = self.fixed_vectorizer.classes
+
+    def prepare_to_encode(self, model: Any) -> bool:
+        """Ready :meth:`encode_inputs` and ``classes`` for ``predict`` from the run's
+        ``tokenizer.json`` alone (:meth:`use_artifacts`), without reading any texts. False
+        (set the data up instead) for a run that did not log it with its class names, or
+        whose model was built for another number of classes."""
+        if self.fixed_vectorizer is None or not self.run_classes:
+            return False
+        num_classes = dict(getattr(model, "hparams", None) or {}).get("num_classes")
+        if num_classes not in (None, len(self.run_classes)):
+            return False
+        self.vectorize = self.fixed_vectorizer.settings
+        self.vectorizer = self.fixed_vectorizer
+        self.classes = list(self.run_classes)
+        return True
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -422,9 +438,22 @@ def split_indices(
     }
 
 
-def class_names(labels: Iterable[str]) -> list[str]:
-    """The sorted distinct labels (numerically when every label is an integer)."""
+def class_names(labels: Iterable[str], where: str = "The training data") -> list[str]:
+    """The sorted distinct labels (numerically when every label is an integer).
+
+    At least two: with one class a classifier has nothing to tell apart, and a file whose
+    rows all had the same label "trained" to a test accuracy of 1.0 without a word.
+    ``where`` names the labels' file in the message.
+    """
     distinct = set(labels)
+    if len(distinct) < 2:
+        found = f"only the class {next(iter(distinct))!r}" if distinct else "no labels"
+        raise ConfigValueError(
+            f"{where} has {found}: a classifier needs at least 2 classes to learn to tell "
+            "apart, and with one it scores a perfect accuracy without learning anything. "
+            "Add examples of another class, or check that `data.label_column` names the "
+            "column that holds the labels (and `data.path` the file you meant)."
+        )
     try:
         return sorted(distinct, key=int)
     except ValueError:
@@ -488,20 +517,18 @@ def read_labelled_file(
     text_column: str = "text",
     label_column: str = "label",
     file_format: FileFormat = "auto",
+    *,
+    setting: str = "data.path",
 ) -> tuple[list[str], list[str]]:
     """Texts and (string) labels of a CSV with a header or of ``text<TAB>label`` lines.
 
     ``auto`` reads a ``.csv`` file, or a file whose first line names both columns, as CSV;
     anything else as lines split on the last tab (or, for a line without one, on the last
     run of whitespace). Lines are split on ``\\n`` only, never on U+0085 and friends, and
-    quotes mean nothing in such lines.
+    quotes mean nothing in such lines. ``setting`` is the config key that gave ``path``,
+    named by the error for a folder or an unreadable file.
     """
-    if not path.is_file():
-        raise DataNotFoundError(
-            f"The labelled text file {path} does not exist. Point `data.path=` (or "
-            "`data.test_path=`) at a CSV with a header or a file of `text<TAB>label` lines."
-        )
-    text = read_text(path)
+    text = _read_labelled_text(path, setting)
     first_line = text.split("\n", 1)[0].rstrip("\r")
     if file_format == "auto":
         header = next(csv.reader([first_line]), [])
@@ -517,6 +544,26 @@ def read_labelled_file(
             "at least one `text<TAB>label` line or CSV row."
         )
     return texts, labels
+
+
+def _read_labelled_text(path: Path, setting: str = "data.path") -> str:
+    """``path``'s text, or one paragraph for a missing, unreadable (permission denied) or
+    folder ``path``: ``is_file()`` is False for a folder as for a missing file, and a raw
+    PermissionError traceback names no fix (``is_file()`` itself raises it when a folder
+    above may not be searched)."""
+    with reading_data_file(path, "put an intact copy in its place", setting):
+        if path.is_dir():
+            raise folder_given_error(path, setting, _LABELLED_FILE)
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"The labelled text file {path} does not exist. Point `{setting}=` at "
+                f"{_LABELLED_FILE}."
+            )
+        return read_text(path)
+
+
+#: what ``data.path`` (and ``data.test_path``) must name
+_LABELLED_FILE = "a CSV with a header or a file of `text<TAB>label` lines"
 
 
 def _read_csv(
@@ -621,11 +668,15 @@ class TextClassificationDataModule(TextDataModule):
         self.file_format = file_format
 
     def input_files(self) -> list[Path]:
-        files = [self.path, *([self.test_path] if self.test_path else [])]
-        for path in files:
-            if not path.is_file():
-                read_labelled_file(path)  # raises the one-paragraph error
-        return files
+        files = [(self.path, "data.path")]
+        if self.test_path:
+            files.append((self.test_path, "data.test_path"))
+        for path, setting in files:
+            with reading_data_file(path, setting=setting):  # is_file() may be denied too
+                present = path.is_file()
+            if not present:
+                _read_labelled_text(path, setting)  # raises the one-paragraph error
+        return [path for path, _ in files]
 
     def prepare_data(self) -> None:
         self.input_files()
@@ -635,12 +686,14 @@ class TextClassificationDataModule(TextDataModule):
         texts, labels = read_labelled_file(self.path, *columns)
         # a rebuilt run keeps its own classes: another file may lack one, or add one
         from_run = self.run_classes is not None
-        self.classes = list(self.run_classes) if from_run else class_names(labels)
+        self.classes = list(self.run_classes) if from_run else class_names(labels, str(self.path))
         data: Texts = {
             "train": (texts, encode_labels(labels, self.classes, str(self.path), from_run))
         }
         if self.test_path:
-            test_texts, test_labels = read_labelled_file(self.test_path, *columns)
+            test_texts, test_labels = read_labelled_file(
+                self.test_path, *columns, setting="data.test_path"
+            )
             where = str(self.test_path)
             data["test"] = (test_texts, encode_labels(test_labels, self.classes, where, from_run))
         return data

@@ -32,7 +32,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import RemoteFile, download
+from pipelines.downloads import RemoteFile, download, folder_given_error, reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 #: the id of characters the training text does not have (always the last id)
 UNKNOWN = "\ufffd"
+
+
+#: what ``data.path`` must name, for the message when it names a folder
+_EXPECTED = "a plain-text file, e.g. a .txt"
 
 
 def pydoc_topics_text() -> str:
@@ -203,13 +207,18 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
     # -- reading and splitting ------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        if self.path is None or Path(self.path).is_file() or not self.download:
+        if self.path is None or not self.download:
             return
+        target = Path(self.path)
+        with reading_data_file(target, setting="data.path"):  # is_file() may be denied too
+            if target.is_file():
+                return
+            if target.is_dir():  # a download could only fail to replace it: say what it is
+                raise folder_given_error(target, "data.path", _EXPECTED)
         if not self.url:
             raise DataNotFoundError(
                 f"No text file at {self.path} and no 'data.url' to download it from."
             )
-        target = Path(self.path)
         log.info("downloading %s to %s", self.url, target)
         download(RemoteFile(target.name, (self.url,), sha256=self.sha256), target.parent)
 
@@ -219,21 +228,30 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
             text = pydoc_topics_text()
         else:
             path = Path(self.path)
-            if not path.is_file():
-                if self.url and not self.download:
-                    fetch = f"; `data.download=true` fetches it from {self.url}"
-                elif not self.download:
-                    fetch = " (or set `data.download=true` with `data.url`)"
-                else:
-                    fetch = ""
-                raise DataNotFoundError(
-                    f"The text corpus {path} does not exist. Point `data.path=` at a .txt "
-                    f"file{fetch}, or set `data.path=null` for the bundled Python documentation."
-                )
-            text = read_corpus(path)
+            with reading_data_file(path, setting="data.path"):  # is_file() may be denied too
+                text = self._read_corpus_file(path)
         if self.lowercase:
             text = text.lower()
         return text[: self.max_chars] if self.max_chars else text
+
+    def _read_corpus_file(self, path: Path) -> str:
+        """``path``'s text, or one paragraph for a folder or a missing file: ``is_file()``
+        is False for both, and "does not exist" sends a user hunting a typo in a path that
+        is there."""
+        if path.is_dir():
+            raise folder_given_error(path, "data.path", _EXPECTED)
+        if not path.is_file():
+            if self.url and not self.download:
+                fetch = f"; `data.download=true` fetches it from {self.url}"
+            elif not self.download:
+                fetch = " (or set `data.download=true` with `data.url`)"
+            else:
+                fetch = ""
+            raise DataNotFoundError(
+                f"The text corpus {path} does not exist. Point `data.path=` at a .txt "
+                f"file{fetch}, or set `data.path=null` for the bundled Python documentation."
+            )
+        return read_corpus(path)
 
     def split_text(self, text: str) -> dict[str, str]:
         """Train, then validation, then test, in the text's order (no shared characters)."""
@@ -251,25 +269,55 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         if self.ids:
             return
         self.prepare_data()
-        self.texts = self.split_text(self.read_text())
+        text = self.read_text()
+        self.texts = self.split_text(text)
         self.charset = build_charset(self.texts["train"])
         self.ids = {
             name: torch.from_numpy(encode(text, self.charset)) for name, text in self.texts.items()
         }
-        for name in ("train", "val"):
-            if not len(self.window_starts(name)):
-                raise ConfigValueError(
-                    f"The {name} text has {len(self.texts[name])} characters, too few for one "
-                    f"window of data.sequence_length={self.sequence_length} and the character "
-                    "after it. Use a longer text (or a larger data.max_chars / "
-                    "data.val_fraction) or a shorter sequence_length."
-                )
+        short = [name for name in ("train", "val") if not len(self.window_starts(name))]
+        if short:
+            raise ConfigValueError(self._too_short(short, len(text)))
         log.info(
             "text corpus: %d characters (%s), %d distinct + unknown, %s windows",
             sum(len(text) for text in self.texts.values()),
             self.path or "pydoc topics",
             len(self.charset) - 1,
             ", ".join(f"{name} {len(self.window_starts(name))}" for name in SPLITS),
+        )
+
+    def _too_short(self, short: list[str], size: int) -> str:
+        """Why the ``short`` splits (of a ``size``-character text) hold no window, offering
+        only fixes that lengthen them. The validation and test texts are cut off the *end*
+        of the text, so a larger ``val_fraction`` lengthens the validation text but shortens
+        the training text: advising it for a short training text made things worse. Where
+        the text is too short for a window in both, no split setting is offered at all."""
+        need = self.sequence_length + 1
+        lengths = ", ".join(f"{name} {len(self.texts[name])}" for name in short)
+        fixes = ["a longer text"]
+        if self.max_chars is not None and size >= self.max_chars:
+            fixes.append(f"a larger data.max_chars (it keeps {self.max_chars} characters)")
+        if size >= 2 * need:  # some split of the text holds a window in each part
+            if short == ["train"]:
+                fixes.append(
+                    "a smaller data.val_fraction or data.test_fraction (they take the end of "
+                    "the text; the training text is what they leave)"
+                )
+            elif short == ["val"]:
+                fixes.append(
+                    "a larger data.val_fraction (the validation text is the end of the text, "
+                    "before any test text; a larger one shortens the training text)"
+                )
+            else:  # only val_fraction lengthens the validation text; test takes the rest
+                fixes.append("a larger data.val_fraction with a smaller data.test_fraction")
+        longest = min(len(self.texts[name]) for name in ("train", "val")) - 1
+        if longest >= 1:
+            fixes.append(f"a data.sequence_length of at most {longest}")
+        choices = f"{', '.join(fixes[:-1])} or {fixes[-1]}" if len(fixes) > 1 else fixes[0]
+        return (
+            f"The {' and '.join(short)} {'texts hold' if len(short) > 1 else 'text holds'} too "
+            f"few characters ({lengths}) for one window of data.sequence_length="
+            f"{self.sequence_length} and the character after it ({need}). Use {choices}."
         )
 
     def window_starts(self, split: str) -> np.ndarray:

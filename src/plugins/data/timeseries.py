@@ -41,7 +41,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import RemoteFile, download, reading_data_file
+from pipelines.downloads import RemoteFile, download, folder_given_error, reading_data_file
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
@@ -217,8 +217,14 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
 
     # -- loading ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.path is None or Path(self.path).is_file() or not self.download:
+        if self.path is None or not self.download:
             return
+        path = Path(self.path)
+        with reading_data_file(path, setting="data.path"):  # is_dir() may be denied too
+            if path.is_file():
+                return
+            if path.is_dir():  # a download could only fail to replace it: say what it is
+                raise folder_given_error(path, "data.path", _EXPECTED)
         fetch_series_file(Path(self.path), self.url, self.sha256, self.expected_rows)
 
     def setup(self, stage: str | None = None) -> None:
@@ -268,7 +274,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
             frame = load_embedded(EMBEDDED_SERIES)
             default_target = EMBEDDED_SERIES
         else:
-            frame = read_csv(Path(self.path), self.download)
+            frame = as_read = read_csv(Path(self.path), self.download)
             default_target = None
             if self.time_column is not None:
                 frame = sort_by_time(frame, self.time_column, self.time_format, self.path)
@@ -300,7 +306,37 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
             )
         if not features:
             raise ConfigValueError(f"{source} has no numeric feature columns.")
+        if self.path is not None:  # in the file's order, so the rows named are its rows
+            self._refuse_infinite(as_read, list(dict.fromkeys([*features, target])))
         return frame, features, target
+
+    def _refuse_infinite(self, frame: Any, columns: list[str]) -> None:
+        """Refuse ±inf in ``columns``, naming the rows (and their times): unlike a blank,
+        which is a gap and is interpolated, an infinite value was written there -- a
+        division by zero or an overflow where the file was made -- so it is not filled
+        silently; it would make the normalisation and every loss NaN, which reads as a
+        learning rate too high. Blanking the cells has them interpolated."""
+        found = []
+        for column in columns:
+            rows = np.flatnonzero(np.isinf(frame[column].to_numpy(dtype=np.float64)))
+            if not len(rows):
+                continue
+            named = [f"{row + 1}{self._time_of(frame, row)}" for row in rows[:5]]
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            found.append(f"column {column!r}, row(s) {', '.join(named)}{more}")
+        if found:
+            raise ConfigValueError(
+                f"Infinite values in {self.path}: {'; '.join(found)} (data rows counted from "
+                "1, the header not counted). Fix those cells (often a division by zero where "
+                "the file was made), or empty them to have them interpolated like missing "
+                "values."
+            )
+
+    def _time_of(self, frame: Any, row: int) -> str:
+        """`` (<time column> <value>)`` for a message naming ``row``, or "" without one."""
+        if self.time_column is None or self.time_column not in frame.columns:
+            return ""
+        return f" ({self.time_column} {frame[self.time_column].iloc[row]})"
 
     def _interpolate(self, values: Any) -> Any:
         """Fill missing values linearly, each split on its own so none borrows from another."""
@@ -415,19 +451,29 @@ def load_embedded(name: str) -> Any:
     return co2.load_pandas().data.sort_index()
 
 
+#: what ``data.path`` must name, for the message when it names a folder
+_EXPECTED = "a CSV of a time column and numeric columns"
+
+
 def read_csv(path: Path, download: bool) -> Any:
     import pandas as pd
 
-    if not path.is_file():
-        fetch = "" if download else ", or set `data.download=true` (presets with a 'data.url')"
-        raise DataNotFoundError(f"No time-series file at {path}. Place the file there{fetch}.")
     # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
     refetch = (
         "put an intact copy there, or run again with `data.download=true` (presets with a "
         "'data.url') to fetch it anew"
     )
     try:
-        with reading_data_file(path, refetch):
+        with reading_data_file(path, refetch, "data.path"):  # is_file() may be denied too
+            if path.is_dir():
+                raise folder_given_error(path, "data.path", _EXPECTED)
+            if not path.is_file():
+                fetch = (
+                    "" if download else ", or set `data.download=true` (presets with a 'data.url')"
+                )
+                raise DataNotFoundError(
+                    f"No time-series file at {path}. Place the file there{fetch}."
+                )
             return pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as CSV: {exc}") from exc

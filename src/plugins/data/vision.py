@@ -36,6 +36,9 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
         self.augmentation = BatchAugmentation(augment) if augment and augment.active else None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
+        #: (C, H, W) that :meth:`encode_inputs` makes, set by :meth:`prepare_to_encode`
+        #: (without it, the training images' shape)
+        self.encode_shape: tuple[int, int, int] | None = None
 
     @property
     def fused_batches_are_exact(self) -> bool:
@@ -53,12 +56,35 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
         images, _ = self.splits["train"]
         return {"input_shape": tuple(images.shape[1:]), "num_classes": len(self.classes)}
 
+    def known_classes(self) -> list[str] | None:
+        """The class names by label index where they are known without reading the data
+        (fixed ones, such as MNIST's digits; or what the run logged); None where only the
+        data's files can tell (then ``predict`` sets the data up)."""
+        return None
+
+    def prepare_to_encode(self, model: Any) -> bool:
+        """Ready :meth:`encode_inputs` and ``classes`` for ``predict`` without the training
+        images: their shape is the model's ``input_shape`` (its hyper-parameters), the class
+        names :meth:`known_classes`. False (set the data up instead) where either is unknown
+        or the model was built for another number of classes."""
+        hparams = dict(getattr(model, "hparams", None) or {})
+        shape = hparams.get("input_shape")
+        classes = self.known_classes()
+        if classes is None or shape is None or len(shape) != 3:
+            return False
+        if hparams.get("num_classes") not in (None, len(classes)):
+            return False
+        channels, height, width = (int(size) for size in shape)
+        self.encode_shape = (channels, height, width)
+        self.classes = list(classes)
+        return True
+
     def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
         """Image files as the model's inputs (``python -m pipelines.predict``): grey or RGB
         as the training images, resized to their size, scaled to [0, 1] like them."""
         from PIL import Image
 
-        channels, height, width = self.splits["train"][0].shape[1:]
+        channels, height, width = self.encode_shape or self.splits["train"][0].shape[1:]
         mode = "L" if channels == 1 else "RGB"
         batch = []
         for path in paths:
@@ -185,6 +211,9 @@ class DigitsDataModule(InMemoryImageData):
             )
         self.splits = {name: (images[idx], labels[idx]) for name, idx in split.items()}
         self.classes = [str(c) for c in digits.target_names]
+
+    def known_classes(self) -> list[str] | None:
+        return [str(digit) for digit in range(10)]  # load_digits' target_names
 
     def _resize(self, images: torch.Tensor) -> torch.Tensor:
         from torch.nn import functional as F

@@ -1,4 +1,10 @@
-"""The ``fit`` stage: train the model, keep the best checkpoint, log it to the run."""
+"""The ``fit`` stage: train the model, keep the best checkpoint, log it to the run.
+
+Without validation (``data.val_fraction=0``: the book's final models, trained on every
+training row) no epoch is ever scored, so there is no best checkpoint: the final weights
+(``last.ckpt``) are then the run's model, logged and tagged like a best checkpoint, so the
+test stage, ``evaluate`` and ``predict`` all use the same weights.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any, Literal
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipelines.checkpoint import checkpoint_damage, resumable_checkpoint
+from pipelines.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.speed import SpeedSettings, apply_speed_settings
@@ -109,7 +115,9 @@ class Fit:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         finally:
             # Whatever happened, what was saved on disk goes into the tracked run too.
-            best = _best_saved_checkpoint(checkpoint)
+            best = _best_saved_checkpoint(checkpoint) or _final_saved_checkpoint(
+                trainer, checkpoint
+            )
             if best:
                 ctx.artifacts["best_checkpoint"] = best
                 ctx.tracker.log_artifact(best, checkpoint_dir)
@@ -156,6 +164,29 @@ def _best_saved_checkpoint(checkpoint: ModelCheckpoint | None) -> str:
         reverse=True,
     )
     return next((str(path) for path in saved if _intact(path)), "")
+
+
+def _final_saved_checkpoint(trainer: Any, checkpoint: ModelCheckpoint | None) -> str:
+    """The final weights (``last.ckpt``) where no epoch was ever scored ("" otherwise).
+
+    The best checkpoint is chosen by a validation metric: a fit without validation data
+    (``data.val_fraction=0``, or validation never due) never saves one, and its final
+    weights, which the test stage evaluates, are the run's model. Not logged, they stayed
+    in the output folder only, and ``evaluate``/``predict`` found no checkpoint in the run.
+    Where an epoch was scored, the best one is the model and ``last.ckpt`` is only for
+    resuming, so it never stands in for a best checkpoint that is missing or damaged.
+    """
+    if checkpoint is None or checkpoint.best_model_score is not None or checkpoint.best_model_path:
+        return ""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, LastCheckpoint) and callback.best is checkpoint:
+            last = Path(callback.dirpath or ".") / (
+                f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+            )
+            if _intact(last):
+                log.info("no epoch was validated: the final weights (%s) are the model", last)
+                return str(last)
+    return ""
 
 
 def _intact(path: str | Path) -> bool:

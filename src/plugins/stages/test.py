@@ -1,4 +1,4 @@
-"""The ``test`` stage: evaluate the best checkpoint on the test split."""
+"""The ``test`` stage: evaluate the run's model (its best checkpoint) on the test split."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from pipelines.trainer import build_trainer
 
 class Test:
     """Tests ``ctx.model`` with the weights of the best checkpoint the ``fit`` stage kept.
+
+    Without validation data that is its final weights (``last.ckpt``): loaded from the
+    file the run logged as its model, so the numbers recorded here are the ones
+    ``evaluate`` reproduces from the run.
 
     ``metric_prefix`` tells apart tests run at several points of one pipeline (e.g. after
     feature extraction and again after fine-tuning).
