@@ -163,6 +163,20 @@ def folder_given_error(path: Path, setting: str, expected: str) -> DataNotFoundE
     )
 
 
+def file_already_there(path: Path, setting: str, expected: str) -> bool:
+    """Whether the file ``setting`` names is there to use, before a download would fetch it.
+
+    A folder in its place is refused (:func:`folder_given_error`): the download could only
+    fail to replace it. A path that cannot be examined is refused as unreadable.
+    """
+    with reading_data_file(path, setting=setting):  # is_file() may be denied too
+        if path.is_file():
+            return True
+        if path.is_dir():
+            raise folder_given_error(path, setting, expected)
+    return False
+
+
 @contextmanager
 def reading_data_file(
     path: Path, refetch: str = REFETCH, setting: str | None = None

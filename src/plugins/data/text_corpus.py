@@ -32,7 +32,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import RemoteFile, download, folder_given_error, reading_data_file
+from pipelines.downloads import (
+    RemoteFile,
+    download,
+    file_already_there,
+    folder_given_error,
+    reading_data_file,
+)
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
@@ -210,11 +216,8 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         if self.path is None or not self.download:
             return
         target = Path(self.path)
-        with reading_data_file(target, setting="data.path"):  # is_file() may be denied too
-            if target.is_file():
-                return
-            if target.is_dir():  # a download could only fail to replace it: say what it is
-                raise folder_given_error(target, "data.path", _EXPECTED)
+        if file_already_there(target, "data.path", _EXPECTED):
+            return
         if not self.url:
             raise DataNotFoundError(
                 f"No text file at {self.path} and no 'data.url' to download it from."

@@ -41,7 +41,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import RemoteFile, download, folder_given_error, reading_data_file
+from pipelines.downloads import (
+    RemoteFile,
+    download,
+    file_already_there,
+    folder_given_error,
+    reading_data_file,
+)
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
@@ -219,12 +225,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.path is None or not self.download:
             return
-        path = Path(self.path)
-        with reading_data_file(path, setting="data.path"):  # is_dir() may be denied too
-            if path.is_file():
-                return
-            if path.is_dir():  # a download could only fail to replace it: say what it is
-                raise folder_given_error(path, "data.path", _EXPECTED)
+        if file_already_there(Path(self.path), "data.path", _EXPECTED):
+            return
         fetch_series_file(Path(self.path), self.url, self.sha256, self.expected_rows)
 
     def setup(self, stage: str | None = None) -> None:
