@@ -209,3 +209,22 @@ def test_cli_refuses_the_combination_before_training(
     assert "stage 0: prepare" in result.output
     assert "stage 1:" not in result.output, "refused before the fit stage"
     assert not list(workdir.glob("outputs/**/*.ckpt")), "nothing was trained"
+
+
+def test_prepare_refuses_a_classifier_of_one_class_but_not_a_generative_model() -> None:
+    """An image folder with one class folder (or ``data.classes=[3]``) trained to a perfect
+    accuracy; a VAE may learn a single digit."""
+    from types import SimpleNamespace
+
+    from pipelines.errors import PipelineError
+    from plugins.models.dense import MLP
+    from plugins.models.vae import VAE
+    from plugins.stages.prepare import _refuse_a_single_class
+
+    ctx = SimpleNamespace(config={"data": {"name": "image_folder"}})
+    one = SimpleNamespace(classes=["cats"])
+    with pytest.raises(PipelineError, match=r"gives 1 class \(cats\).*at least 2"):
+        _refuse_a_single_class(ctx, MLP, one, {"num_classes": 1})
+    _refuse_a_single_class(ctx, VAE, one, {"num_classes": 1})
+    _refuse_a_single_class(ctx, MLP, one, {"num_classes": 1, "task": "regression"})
+    _refuse_a_single_class(ctx, MLP, one, {"num_classes": 2})

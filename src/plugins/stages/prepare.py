@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipelines import registry
 from pipelines.context import RunContext, set_up_datamodule
+from pipelines.errors import DataNotFoundError
+from plugins.models.generative import GENERATION
 
 
 class Prepare:
@@ -14,6 +18,7 @@ class Prepare:
         datamodule = set_up_datamodule(ctx.build_datamodule(), model_class)
         ctx.datamodule = datamodule
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+        _refuse_a_single_class(ctx, model_class, datamodule, data_kwargs)
         # Models that load an earlier run's network (runs:/...) read it from this store.
         ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
         params = {f"data.{key}": value for key, value in data_kwargs.items()}
@@ -27,3 +32,28 @@ class Prepare:
         artifacts = datamodule.artifacts() if hasattr(datamodule, "artifacts") else {}
         for path in artifacts.values():
             ctx.tracker.log_artifact(path, "data")
+
+
+def _refuse_a_single_class(
+    ctx: RunContext, model_class: type, datamodule: Any, data_kwargs: dict[str, Any]
+) -> None:
+    """A classifier of fewer than two classes, refused before training: it learns nothing and
+    scores a perfect accuracy (an image folder with one class folder, ``data.classes=[3]``).
+    A generative model may well learn one class (the VAE on one digit)."""
+    classes = data_kwargs.get("num_classes")
+    if (
+        classes is None
+        or classes >= 2
+        or data_kwargs.get("task", "classification") != "classification"
+        or getattr(model_class, "task", None) == GENERATION
+    ):
+        return
+    names = list(getattr(datamodule, "classes", []) or [])
+    found = f" ({', '.join(map(str, names))})" if names else ""
+    data = ctx.config["data"]
+    raise DataNotFoundError(
+        f"Data '{data['name']}' gives {classes} class{found}, and a classifier needs at least 2: "
+        "with one, every prediction is right and nothing is learnt. Check the data settings "
+        "(data.classes, data.path or data.root) for the classes you meant, or train a "
+        "generative model on it (pipeline=generative)."
+    )
