@@ -194,3 +194,28 @@ def test_rerun_without_a_run_says_only_the_run_is_required(capsys) -> None:
     error = capsys.readouterr().err
     assert "the following arguments are required: run_id" in error
     assert "overrides" not in error.splitlines()[-1], "the overrides are optional"
+
+
+def test_ctrl_c_ends_the_run_killed_with_the_shells_exit_code(workdir: Path) -> None:
+    """Lightning's graceful stop on Ctrl-C exits 1, which scripts read as a failure; the
+    shell's code for an interrupted command is 130. The run is KILLED and resumable."""
+
+    def default_sigint() -> None:  # a test runner's worker may ignore SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(workdir.glob("outputs/runs/*/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint yet"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.info.status == "KILLED"
+    assert f"python -m pipelines.resume {run.info.run_id}" in stderr

@@ -194,6 +194,10 @@ def run_pipeline(
                 # exit 143, also where Lightning's own SIGTERM exit is 0, and never a failed
                 # job that a sweep would follow with the next one
                 termination.stop_if_requested()
+                if _interrupted_by_the_user(exc):
+                    # 130, the shell's code for Ctrl-C; Lightning's graceful stop exits 1,
+                    # which reads as a failure to scripts and schedulers
+                    raise SystemExit(INTERRUPTED_EXIT_CODE) from None
             full = disk_full_error(exc, tracker.run_id, output_dir)
             if full is not None:
                 with contextlib.suppress(Exception):  # the store may be on that disk too
@@ -210,6 +214,16 @@ def run_pipeline(
     if not secondary:
         _print_summary(ctx, subject, time.perf_counter() - started)
     return ctx.metrics
+
+
+#: the exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED_EXIT_CODE = 130
+
+
+def _interrupted_by_the_user(exc: BaseException) -> bool:
+    """Ctrl-C: a ``KeyboardInterrupt``, or the ``SystemExit(1)`` Lightning raises after it
+    stopped a Trainer gracefully on one."""
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and exc.code == 1)
 
 
 def check_later_stages(ctx: RunContext, stages: list[Any], done: int) -> None:

@@ -123,8 +123,12 @@ def close_unfinished_sweep(error: BaseException) -> None:
     if parent is None:
         return
     interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+    ctrl_c = isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, SystemExit) and error.code == 130
+    )
+    reason = "interrupted (Ctrl-C)" if ctrl_c else f"{type(error).__name__}: {error}"
     try:
-        parent.set_tags({"error": f"{type(error).__name__}: {error}"[:500]})
+        parent.set_tags({"error": reason[:500]})
     finally:
         parent.finish("KILLED" if interrupted else "FAILED")
 
