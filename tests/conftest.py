@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,10 +45,20 @@ def run_cli(
     prefix: list[str] | None = None,
 ) -> CliResult:
     """``python -m pipelines.run ARGS`` (or another ``module``) in ``cwd``, with a clean
-    tracking environment; ``prefix`` is a command that runs it (e.g. in a mount namespace)."""
+    tracking environment; ``prefix`` is a command that runs it (e.g. in a mount namespace).
+
+    Run by the fork server (tests/cli_server.py) where it can be: a real process, minus
+    the seconds of imports. A prefix, or an environment that changes how the interpreter
+    starts (``PYTHON*``), gets a fresh interpreter, as does every command when
+    ``PIPELINES_TEST_FORK=0``.
+    """
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
     full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
+    if not prefix:
+        forked = _FORK_SERVER.run(module, args, cwd, full_env, timeout)
+        if forked is not None:
+            return forked
     proc = subprocess.run(
         [*(prefix or []), sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -53,6 +68,84 @@ def run_cli(
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr, cwd)
+
+
+class _ForkServer:
+    """The client of tests/cli_server.py: one server per test process, started on first use.
+
+    Falls back (returns None) wherever the server cannot stand in for a fresh interpreter,
+    or is not there: commands are never lost to it.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.replies: Any = None
+        self.env: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def run(
+        self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> CliResult | None:
+        if os.environ.get("PIPELINES_TEST_FORK", "1") == "0" or not hasattr(os, "fork"):
+            return None
+        if sys.platform != "linux" or not self.lock.acquire(blocking=False):
+            return None  # macOS cannot fork after some imports; a second thread waits less
+        try:
+            if not self._started(env):
+                return None
+            starting = {key: value for key, value in self.env.items() if key.startswith("PYTHON")}
+            if starting != {key: value for key, value in env.items() if key.startswith("PYTHON")}:
+                return None
+            return self._ask(module, args, cwd, env, timeout)
+        finally:
+            self.lock.release()
+
+    def _started(self, env: dict[str, str]) -> bool:
+        if self.process is not None and self.process.poll() is None:
+            return True
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("cli_server.py")), str(write_fd)],
+            stdin=subprocess.PIPE,
+            env=env,
+            pass_fds=(write_fd,),
+        )
+        os.close(write_fd)
+        self.replies = os.fdopen(read_fd, "rb")
+        self.env = dict(env)
+        atexit.register(self.process.kill)
+        return True
+
+    def _ask(
+        self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> CliResult | None:
+        assert self.process is not None and self.process.stdin is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+            request = {
+                "module": module, "args": [str(arg) for arg in args], "cwd": str(cwd),
+                "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout,
+            }  # fmt: skip
+            try:
+                self.process.stdin.write((json.dumps(request) + "\n").encode())
+                self.process.stdin.flush()
+                reply = json.loads(self.replies.readline() or b"{}")
+            except (OSError, ValueError):
+                reply = {}
+            if "returncode" not in reply and not reply.get("timed_out"):
+                self.process.kill()  # dead or confused: the next command starts another
+                self.process = None
+                return None
+            stdout = out.read_text(errors="replace") if out.exists() else ""
+            stderr = err.read_text(errors="replace") if err.exists() else ""
+        if reply.get("timed_out"):
+            raise subprocess.TimeoutExpired(
+                [sys.executable, "-m", module, *args], timeout, stdout, stderr
+            )
+        return CliResult(reply["returncode"], stdout, stderr, cwd)
+
+
+_FORK_SERVER = _ForkServer()
 
 
 def store_uri(directory: Path) -> str:

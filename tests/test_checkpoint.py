@@ -213,3 +213,26 @@ def test_loading_a_damaged_checkpoint_is_one_paragraph(tmp_path: Path) -> None:
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(PipelineError, match=r"(?s)Cannot load .*best-003\.ckpt: it is damaged"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_is_checked_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit's pick of the best intact checkpoint and the test stage's load of it read the
+    file once, not twice; a file cut short afterwards is checked again and found damaged."""
+    import zipfile
+
+    path = tmp_path / "best-000.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(64, 64)}}, path)
+    reads: list[str] = []
+    testzip = zipfile.ZipFile.testzip
+    monkeypatch.setattr(
+        zipfile.ZipFile, "testzip", lambda archive: reads.append("read") or testzip(archive)
+    )
+    assert checkpoint_damage(path) is None
+    assert checkpoint_damage(str(path)) is None
+    assert reads == ["read"]
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    os.utime(path, ns=(1, 1))  # even a same-second rewrite is told apart (by its size)
+    assert checkpoint_damage(path)

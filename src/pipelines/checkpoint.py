@@ -21,6 +21,7 @@ under several processes, or where the filesystem has no hard links, nothing is l
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -165,8 +166,25 @@ def checkpoint_damage(path: str | Path) -> str | None:
 
     torch saves a checkpoint as a zip archive: one cut short has no central directory and
     one garbled fails a member's CRC, both found here from the file's bytes alone, without
-    unpickling anything.
+    unpickling anything. torch's own reader skips the CRCs, so a garbled file would load.
+
+    The answer is remembered for the file as it is on disk (device, inode, size, mtime):
+    one file is asked about several times in a row (the fit stage picks the best intact
+    checkpoint, then the test stage loads it; ``evaluate`` words its own message, then
+    loads), and each check reads the whole file, ~0.2 s for a fine-tuned Xception. A file
+    rewritten or cut short since has another size or mtime, so it is checked again.
     """
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return str(error) or type(error).__name__
+    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _zip_damage(os.path.abspath(path), identity)
+
+
+@functools.lru_cache(maxsize=64)
+def _zip_damage(path: str, identity: tuple[int, int, int, int]) -> str | None:
+    """The zip check behind :func:`checkpoint_damage`, once per ``identity`` of a file."""
     import zipfile
 
     try:
