@@ -92,6 +92,21 @@ def test_predict_output_into_a_missing_folder_is_refused_first(
     assert "Traceback" not in result.output and "prediction" not in result.stdout
 
 
+def test_data_changes_may_follow_the_options(finished_run, tmp_path: Path) -> None:
+    """`predict RUN a.png --output x.csv data.KEY=VALUE` stopped at argparse's
+    "unrecognized arguments": the changes had to come before the options."""
+    from PIL import Image
+
+    workdir, run = finished_run
+    image = tmp_path / "a.png"
+    Image.new("L", (8, 8)).save(image)
+    out = tmp_path / "out.csv"
+    args = [run.info.run_id, str(image), "--output", str(out), "data.batch_size=16"]
+    result = run_cli(module="pipelines.predict", args=args, cwd=workdir)
+    assert result.returncode == 0, result.output
+    assert out.read_text().startswith("file,prediction,probability")
+
+
 def test_an_unknown_command_says_so_and_suggests_one(tmp_path: Path) -> None:
     result = run_cli(module="pipelines.cli", args=["train"], cwd=tmp_path)
     assert result.returncode == 2

@@ -11,15 +11,22 @@ the run's, not today's defaults; what the data plugin fitted and logged under th
 (``use_artifacts``), so even other data is encoded as the model was trained. ``KEY=VALUE``
 changes the data node (e.g. ``data.root=/elsewhere``). Files to predict on go through the
 data plugin's own ``encode_inputs`` (images: resized and scaled like the training images;
-text: vectorized with the run's vocabulary). ``evaluate`` shows beside each number what the
-run recorded for the same checkpoint (``test/...``, and ``best/val_...`` for the val split).
+text: vectorized with the run's vocabulary; tables: the run's feature columns, normalised
+with its training statistics). ``evaluate`` shows beside each number what the run recorded
+for the same checkpoint (``test/...``, and ``best/val_...`` for the val split).
 
 ``predict`` needs only the run's record where the data plugin can encode files from it
 alone (``prepare_to_encode(model)``: text from the logged ``tokenizer.json``; images from
 the model's ``input_shape`` and class names that are fixed or logged as
-``data/classes.json``), so the training data may have moved or gone. Otherwise (older runs,
-plugins without it) it sets the data up as ``evaluate`` does, which ``data.KEY=VALUE``
-arguments can point at the data's new place.
+``data/classes.json``; tables from the logged ``data/features.json``), so the training data
+may have moved or gone. Otherwise (older runs, plugins without it) it sets the data up as
+``evaluate`` does, which ``data.KEY=VALUE`` arguments can point at the data's new place.
+
+It prints CSV: a classifier's ``file,prediction,probability`` (the likeliest class), a
+regressor's ``file,prediction`` (the value, in the target's units where the plugin has
+``decode_outputs``). A plugin whose files hold many inputs each (a table: one per row) names
+each input's ``(file, row)`` in ``encoded_rows`` after ``encode_inputs``; a ``row`` column
+(data rows counted from 1, a header row not counted) then follows ``file``.
 """
 
 from __future__ import annotations
@@ -241,25 +248,22 @@ def predict(
     model.eval()
     with torch.no_grad():
         outputs = model.predict_step(inputs, 0)
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or len(outputs) != len(files):
+    sources = _input_sources(datamodule, files)
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or len(outputs) != len(sources):
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
         raise PipelineError(
             f"predict is for classifiers and regressors (one row of class probabilities or "
-            f"values per file), but the model of run '{record.run_id}' "
-            f"({type(model).__name__}) returned {shape} for {len(files)} file(s). "
+            f"values per input), but the model of run '{record.run_id}' "
+            f"({type(model).__name__}) returned {shape} for {len(sources)} input(s). "
             "Use its own pipeline to apply it: python -m pipelines.run --help lists them."
         )
-    classes = list(getattr(datamodule, "classes", []) or [])
-    rows = []
-    for path, output_row in zip(files, outputs, strict=True):
-        if getattr(model, "task", "classification") == "regression":
-            rows.append({"file": str(path), "prediction": float(output_row.flatten()[0])})
-            continue
-        index = int(output_row.argmax())
-        label = classes[index] if index < len(classes) else str(index)
-        rows.append(
-            {"file": str(path), "prediction": label, "probability": float(output_row[index])}
-        )
+    if getattr(model, "task", "classification") == "regression":
+        if hasattr(datamodule, "decode_outputs"):  # e.g. a normalised target, scaled back
+            outputs = datamodule.decode_outputs(outputs)
+        predicted = [{"prediction": float(row.flatten()[0])} for row in outputs]
+    else:
+        predicted = _labelled(outputs, list(getattr(datamodule, "classes", []) or []))
+    rows = [{**source, **value} for source, value in zip(sources, predicted, strict=True)]
     writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
@@ -269,6 +273,26 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
     return rows
+
+
+def _input_sources(datamodule: Any, files: list[Path]) -> list[dict[str, Any]]:
+    """Where each model input came from: its ``file``, one input per file, or, where the
+    plugin's ``encoded_rows`` lists them (a table: one input per row), file and ``row``."""
+    encoded_rows = getattr(datamodule, "encoded_rows", None)
+    if encoded_rows is None:
+        return [{"file": str(path)} for path in files]
+    return [{"file": str(path), "row": row} for path, row in encoded_rows]
+
+
+def _labelled(outputs: Any, classes: list[str]) -> list[dict[str, Any]]:
+    """A classifier's likeliest class per row of probabilities, by name where ``classes``
+    has it, with its probability."""
+    labelled = []
+    for output_row in outputs:
+        index = int(output_row.argmax())
+        label = classes[index] if index < len(classes) else str(index)
+        labelled.append({"prediction": label, "probability": float(output_row[index])})
+    return labelled
 
 
 def _predicts(record: Any, model: Any) -> None:
@@ -311,11 +335,12 @@ def main(command: str, argv: list[str] | None = None) -> None:
             "files",
             nargs="+",
             type=Path,
-            help="inputs (images, text files); data.KEY=VALUE among them changes the data "
-            "node, where the run's data must be read (older runs)",
+            help="inputs (images, text files, CSV tables: one prediction per row); "
+            "data.KEY=VALUE among them changes the data node, where the run's data must be "
+            "read (older runs)",
         )
         parser.add_argument("--output", type=Path, help="also write the predictions here (CSV)")
-    options = parser.parse_args(argv)
+    options = parser.parse_intermixed_args(argv)
     if command == "predict":  # data.KEY=VALUE changes among the files
         options.overrides = [str(f) for f in options.files if _is_data_override(str(f))]
         options.files = [f for f in options.files if not _is_data_override(str(f))]

@@ -17,6 +17,14 @@ stay in their own units (the book's choice, so MAE reads in $1000s); ``normalize
 true`` scales them too and passes their standard deviation to the model as
 ``target_scale``, so the reported MAE keeps the data's units.
 
+What encoding a row needs is logged with the run as ``data/features.json`` (the feature
+columns in order, their training means and standard deviations, the target's name and
+scaling: :class:`FeatureEncoding`). ``python -m pipelines.predict RUN_ID new.csv`` reads it
+back (:meth:`TabularRegressionDataModule.prepare_to_encode`), so new tables are encoded as
+the training rows were, without the training file: their columns are picked by name (the
+target, if there, is ignored) and normalised with the run's statistics, one prediction per
+row, in the target's own units.
+
 K-fold contract (the ``kfold`` stage): :meth:`TabularRegressionDataModule.folds` yields one
 ``(train_loader, val_loader)`` pair per fold over the training rows (train + val merged,
 the test rows never), each row validated exactly once, the features of every fold
@@ -27,10 +35,14 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import logging
 import lzma
+import math
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +56,79 @@ from pipelines.tensor_loader import TensorBatches
 
 log = logging.getLogger(__name__)
 
+#: the run artifact (under ``data/``) that holds a run's :class:`FeatureEncoding`
+FEATURES_ARTIFACT = "features.json"
+#: what to do about a damaged one
+_DAMAGED_ENCODING_FIX = (
+    "Train the run again (`python -m pipelines.rerun RUN_ID` logs a new one), or delete that "
+    "artifact so that predict reads the run's training table instead (data.path=...)."
+)
+
+
+@dataclass(frozen=True)
+class FeatureEncoding:
+    """How a table's rows become the model's inputs, and its outputs the target's values:
+    what ``predict`` needs of a run, logged as ``data/features.json`` so that the training
+    file is not needed.
+
+    ``features``: the feature columns in the model's input order; ``mean``/``std``: their
+    training rows' statistics (the normalisation); ``target``: the target column (ignored
+    in new tables); ``target_mean``/``target_std``: the target's scaling (0 and 1 unless
+    ``normalize_target``), undone on the outputs; ``header``: whether the training table
+    had a header row (without one, the column names are positions: ``"0"``, ``"1"``...).
+    """
+
+    features: list[str]
+    mean: list[float]
+    std: list[float]
+    target: str
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    header: bool = True
+
+    def save(self, path: Path) -> Path:
+        """Write it as JSON (floats round-trip exactly: new rows get the same inputs)."""
+        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureEncoding:
+        """Read and check a logged encoding: a damaged one would encode rows wrongly, in
+        silence, so anything odd is a :class:`ConfigValueError` naming the artifact."""
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+            encoding = cls(**fields)
+            numbers = [*encoding.mean, *encoding.std, encoding.target_mean, encoding.target_std]
+            valid = (
+                len(encoding.features) == len(encoding.mean) == len(encoding.std) > 0
+                and all(isinstance(name, str) for name in [*encoding.features, encoding.target])
+                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers)
+                and all(std > 0 for std in [*encoding.std, encoding.target_std])
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigValueError(
+                f"The run's feature encoding (artifact data/{FEATURES_ARTIFACT}) cannot be "
+                f"read ({exc}), so new rows cannot be encoded as the run encoded them. "
+                f"{_DAMAGED_ENCODING_FIX}"
+            ) from None
+        if not valid:
+            raise ConfigValueError(
+                f"The run's artifact data/{FEATURES_ARTIFACT} is not a feature encoding (one "
+                "name, finite mean and positive standard deviation per feature column, and "
+                "the target's name), so new rows cannot be encoded as the run encoded them. "
+                f"{_DAMAGED_ENCODING_FIX}"
+            )
+        return encoding
+
 
 class TabularRegressionDataModule(L.LightningDataModule):
     """Numeric features -> one numeric target, as in-memory tensors batched by index."""
+
+    #: what :meth:`encode_inputs` reads (``predict`` names it when a file is not that)
+    predict_inputs = (
+        "CSV tables (comma- or whitespace-separated, may be compressed) holding the run's "
+        "feature columns, one row per prediction"
+    )
 
     def __init__(
         self,
@@ -86,6 +168,14 @@ class TabularRegressionDataModule(L.LightningDataModule):
         self.target_mean = 0.0
         self.target_std = 1.0
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: whether the table read had a header row (its column names are not positions)
+        self.had_header = True
+        #: how rows are encoded: fitted by setup(), or the run's (:meth:`prepare_to_encode`)
+        self.encoding: FeatureEncoding | None = None
+        #: the encoding an earlier run logged (:meth:`use_artifacts`)
+        self.run_encoding: FeatureEncoding | None = None
+        #: (file, data row counted from 1) of each row the last :meth:`encode_inputs` made
+        self.encoded_rows: list[tuple[Path, int]] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -114,6 +204,15 @@ class TabularRegressionDataModule(L.LightningDataModule):
         self.splits = {
             name: self._tensors(x, y, self.mean, self.std) for name, (x, y) in self.raw.items()
         }
+        self.encoding = FeatureEncoding(
+            features=list(self.feature_names),
+            mean=self.mean.tolist(),
+            std=self.std.tolist(),
+            target=str(self.target_name),
+            target_mean=self.target_mean,
+            target_std=self.target_std,
+            header=self.had_header,
+        )
         log.info(
             "tabular %s: %d features, target %r, rows train %d / val %d / test %d",
             self.path or "diabetes (scikit-learn)",
@@ -134,6 +233,7 @@ class TabularRegressionDataModule(L.LightningDataModule):
                 list(data.feature_names),
             )
         frame = read_table(Path(self.path), self.header)
+        self.had_header = not _headerless(frame)
         columns = [str(c) for c in frame.columns]
         frame.columns = columns
         if self.target_name is None:
@@ -185,6 +285,89 @@ class TabularRegressionDataModule(L.LightningDataModule):
             "task": "regression",
             "target_scale": self.target_std,
         }
+
+    # -- what a run keeps: the encoding, so predict needs no training file -----------------
+
+    def artifacts(self) -> dict[str, Path]:
+        """``features.json`` (:class:`FeatureEncoding`), logged with the run: ``predict``
+        encodes new tables with it once the training file has moved or gone."""
+        if self.encoding is None:
+            return {}
+        folder = Path(tempfile.mkdtemp(prefix="pipelines-tabular-"))
+        return {FEATURES_ARTIFACT: self.encoding.save(folder / FEATURES_ARTIFACT)}
+
+    def use_artifacts(self, files: Mapping[str, Path]) -> None:
+        """The encoding a run logged (its :meth:`artifacts`; older runs have none)."""
+        if FEATURES_ARTIFACT in files:
+            self.run_encoding = FeatureEncoding.load(files[FEATURES_ARTIFACT])
+
+    def prepare_to_encode(self, model: Any) -> bool:
+        """Ready :meth:`encode_inputs` for ``predict`` from the run's ``features.json``
+        alone, without the training table. False (set the data up instead) for a run that
+        did not log it, or whose model takes another number of features."""
+        if self.run_encoding is None:
+            return False
+        shape = dict(getattr(model, "hparams", None) or {}).get("input_shape")
+        if shape is not None and tuple(shape) != (len(self.run_encoding.features),):
+            return False
+        self.encoding = self.run_encoding
+        return True
+
+    def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
+        """CSV tables' rows as the model's inputs: the run's feature columns picked by name
+        (the target and other columns ignored), normalised with the training statistics.
+
+        Each file is read as the training table was (compressed, comma or whitespace, a
+        header row detected); :attr:`encoded_rows` then names each row's file and row."""
+        assert self.encoding is not None, "setup() or prepare_to_encode() first"
+        blocks, self.encoded_rows = [], []
+        for path in map(Path, paths):
+            features = self._feature_rows(path, self.encoding)
+            blocks.append(features)
+            self.encoded_rows += [(path, row) for row in range(1, len(features) + 1)]
+        mean, std = np.asarray(self.encoding.mean), np.asarray(self.encoding.std)
+        return torch.from_numpy(((np.concatenate(blocks) - mean) / std).astype(np.float32))
+
+    def decode_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The model's outputs in the target's own units (``normalize_target`` undone)."""
+        assert self.encoding is not None, "setup() or prepare_to_encode() first"
+        return outputs * self.encoding.target_std + self.encoding.target_mean
+
+    def _feature_rows(self, path: Path, encoding: FeatureEncoding) -> np.ndarray:
+        """The feature values of one table to predict on, (rows, features) float64; refused
+        (one paragraph naming the fix) where a column is missing or a cell is not a number."""
+        import pandas as pd
+
+        frame = read_table(path, self.header, setting=None)
+        headerless = _headerless(frame)
+        frame.columns = [str(c) for c in frame.columns]
+        if headerless and not encoding.header and len(frame.columns) == len(encoding.features):
+            frame.columns = list(encoding.features)  # the run's layout, without its target
+        missing = [name for name in encoding.features if name not in frame.columns]
+        if missing:
+            raise DataNotFoundError(_missing_columns_message(path, missing, encoding, headerless))
+        frame = frame[encoding.features]
+        if frame.empty:
+            raise DataNotFoundError(
+                f"{path} holds no rows to predict on (only a header row?): give a table "
+                "with one row of feature values per prediction."
+            )
+        bad = [c for c in encoding.features if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise ConfigValueError(
+                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {path}: every feature "
+                "must be a number, as in the training table (encode categories as numbers "
+                "the way the training table did)."
+            )
+        for test, what in ((np.isnan, "Missing"), (np.isinf, "Infinite")):
+            cells = _rows_where(frame, encoding.features, test)
+            if cells:
+                raise ConfigValueError(
+                    f"{what} values in {path}: {cells}. The model has no prediction for a "
+                    "row without a number in every feature; fix those cells or drop those "
+                    "rows."
+                )
+        return frame.to_numpy(dtype=np.float64)
 
     def folds(self, k: int, seed: int) -> Iterator[tuple[TensorBatches, TensorBatches]]:
         """``k`` (train, validation) loader pairs over the training rows (see module doc).
@@ -268,6 +451,39 @@ def _rows_where(frame: Any, columns: list[str], test: Any) -> str:
     return f"{'; '.join(parts)} (data rows counted from 1, a header row not counted)"
 
 
+def _headerless(frame: Any) -> bool:
+    """Whether ``frame`` was read without a header row: pandas then names the columns by
+    position (integers 0, 1, ...), which are also the names a headerless run's features
+    have; a header row's names are strings, even ``"0"``."""
+    return list(frame.columns) == list(range(len(frame.columns))) and all(
+        isinstance(name, (int, np.integer)) for name in frame.columns
+    )
+
+
+def _missing_columns_message(
+    path: Path, missing: list[str], encoding: FeatureEncoding, headerless: bool
+) -> str:
+    """A table to predict on lacks feature columns of the run: which, the run's columns in
+    order, and the layout to give (by name, or by position for a headerless run)."""
+    names = ", ".join(map(repr, missing))
+    if not encoding.header:
+        return (
+            f"{path} does not have the layout of the run's training table, which had no header "
+            f"row: its {len(encoding.features)} feature columns are positions "
+            f"{', '.join(encoding.features)} (the target, {encoding.target!r}, is not needed), "
+            f"and {path} lacks {names}. Give rows of {len(encoding.features)} feature values "
+            "in the training table's column order, or whole rows of that table (the target "
+            "included, then ignored), without a header row."
+        )
+    found = "it has no header row" if headerless else "it has no column(s) " + names
+    return (
+        f"{path} lacks feature columns of the run: {found}. The run was trained on the "
+        f"columns {', '.join(map(repr, encoding.features))} (in that order; the target "
+        f"{encoding.target!r} is not needed). Give a table with a header row naming each of "
+        "them; other columns, the target among them, are ignored."
+    )
+
+
 def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column means and standard deviations (1 where a column is constant)."""
     std = features.std(axis=0)
@@ -278,12 +494,15 @@ def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _REPLACE_TABLE = "put an intact copy in its place"
 
 
-def read_table(path: Path, header: bool | None) -> Any:
-    """A comma- or whitespace-separated table; ``header`` null detects a header row."""
+def read_table(path: Path, header: bool | None, setting: str | None = "data.path") -> Any:
+    """A comma- or whitespace-separated table; ``header`` null detects a header row.
+
+    ``setting``: the config key that named ``path``, which a "permission denied" names as
+    the alternative; None (a file given to ``predict``) leaves that error to the caller."""
     import pandas as pd
 
     # inside: is_file() itself is denied where a folder above the table may not be searched
-    with reading_data_file(path, _REPLACE_TABLE, "data.path"):
+    with reading_data_file(path, _REPLACE_TABLE, setting):
         if path.is_dir():
             raise folder_given_error(path, "data.path", "a CSV of numeric features and a target")
         if not path.is_file():
@@ -298,7 +517,7 @@ def read_table(path: Path, header: bool | None) -> Any:
         cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
         header = not all(_is_number(c) for c in cells)
     try:  # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
-        with reading_data_file(path, _REPLACE_TABLE, "data.path"):
+        with reading_data_file(path, _REPLACE_TABLE, setting):
             return pd.read_csv(path, sep=separator, header=0 if header else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc
