@@ -65,3 +65,38 @@ def test_overfitting_experiment_logs_a_comparison_figure(workdir: Path) -> None:
     assert hidden["variant=dropout"]["model.dropout"] == "0.5"
     figures = MlflowClient(uri).list_artifacts(parents[0].info.run_id, "comparison")
     assert [f.path for f in figures] == ["comparison/val_loss_by_job.png"]
+
+
+def test_ctrl_c_while_a_job_imports_is_one_line_and_exit_130(workdir: Path) -> None:
+    """Ctrl-C before a job's run opens (its first seconds import torch and Lightning) was a
+    traceback from deep inside torch; it is one line, the shell's code, and no run left
+    RUNNING. Sent as the job starts: it lands in Hydra's start of the job or in the job's
+    imports, both before its run opens (handled by the command, then by the runner)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", "-m", "model.lr=0.1,0.01", "trainer.max_epochs=1"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    timer = threading.Timer(120, proc.kill)  # a hung sweep fails the test, not the suite
+    timer.start()
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "#0 : " in line:  # Hydra's word that job 0 starts now
+            proc.send_signal(signal.SIGINT)
+    timer.cancel()
+    output = "".join(lines)
+    assert proc.wait() == 130, output
+    assert "Traceback" not in output, output
+    assert lines[-1].startswith("Interrupted (Ctrl-C) "), output
+    assert "MLflow run" not in output, "interrupted before job 0's run opened"
+    (parent,) = mlflow_runs(store_uri(workdir))
+    assert parent.info.status == "KILLED" and parent.data.tags["sweep"] == "true"

@@ -17,6 +17,11 @@ from conftest import mlflow_runs, run_cli, store_uri
 EPOCHS = 15
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the child: a test runner's worker may ignore SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_until_first_checkpoint(cwd: Path, *args: str) -> subprocess.Popen:
     """Start a run; return it, still training, once its first ``last.ckpt`` is on disk."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -26,6 +31,7 @@ def _start_until_first_checkpoint(cwd: Path, *args: str) -> subprocess.Popen:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     while not any((cwd / "outputs").rglob("last.ckpt")):
@@ -79,6 +85,58 @@ def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) 
     assert [v for _, v in history] == pytest.approx([v for _, v in expected], rel=1e-5)
     for key in ("test/acc", "test/loss", "best/val_loss"):
         assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], rel=1e-5)
+
+
+def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
+    workdir: Path,
+) -> None:
+    """The interrupted run logs its best checkpoint so far (``evaluate`` can use it); once
+    resumed, the final best replaces it in the run's artifacts, not beside it."""
+    from mlflow import MlflowClient
+
+    from pipelines.run_loader import BEST_CHECKPOINT_TAG
+
+    proc = _start_until_first_checkpoint(workdir, f"trainer.max_epochs={EPOCHS}")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    uri = store_uri(workdir)
+    (stopped,) = mlflow_runs(uri)
+    assert stopped.info.status == "KILLED"
+    earlier = stopped.data.tags[BEST_CHECKPOINT_TAG]
+    client = MlflowClient(uri)
+    logged = [item.path for item in client.list_artifacts(stopped.info.run_id, "checkpoints")]
+    assert logged == [earlier], "the stopped run logged its best so far"
+
+    resumed = run_cli(module="pipelines.resume", args=[stopped.info.run_id], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = mlflow_runs(uri)
+    final = run.data.tags[BEST_CHECKPOINT_TAG]
+    assert final != earlier, "training went on to a better epoch"
+    logged = [item.path for item in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert logged == [final], "no stale best checkpoint beside the final one"
+
+
+def test_a_store_that_cannot_delete_keeps_the_earlier_checkpoint_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pipelines.tracking import Tracker
+    from plugins.stages.fit import drop_earlier_checkpoints
+
+    class Undeletable(Tracker):
+        """Like MLflow's Databricks, DBFS and FTP artifact stores: no deletion."""
+
+        def artifact_files(self, folder: str) -> list[str]:
+            return [f"{folder}/best-001.ckpt", f"{folder}/best-007.ckpt", f"{folder}/notes.txt"]
+
+    class Unlistable(Tracker):
+        def artifact_files(self, folder: str) -> list[str]:
+            raise OSError("the artifact store is unreachable")
+
+    drop_earlier_checkpoints(Undeletable(), "checkpoints", "checkpoints/best-007.ckpt")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "keep checkpoints/best-001.ckpt" in warning
+    assert "model is checkpoints/best-007.ckpt" in warning
+    drop_earlier_checkpoints(Unlistable(), "checkpoints", "checkpoints/best-007.ckpt")
 
 
 def test_resume_explains_what_cannot_be_resumed(workdir: Path) -> None:
@@ -200,14 +258,11 @@ def test_ctrl_c_ends_the_run_killed_with_the_shells_exit_code(workdir: Path) -> 
     """Lightning's graceful stop on Ctrl-C exits 1, which scripts read as a failure; the
     shell's code for an interrupted command is 130. The run is KILLED and resumable."""
 
-    def default_sigint() -> None:  # a test runner's worker may ignore SIGINT
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=default_sigint,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(workdir.glob("outputs/runs/*/*/checkpoints/last.ckpt")):

@@ -228,3 +228,40 @@ def test_prepare_refuses_a_classifier_of_one_class_but_not_a_generative_model() 
     _refuse_a_single_class(ctx, VAE, one, {"num_classes": 1})
     _refuse_a_single_class(ctx, MLP, one, {"num_classes": 1, "task": "regression"})
     _refuse_a_single_class(ctx, MLP, one, {"num_classes": 2})
+
+
+# -- report: refused untracked too, saying why ----------------------------------------------------
+
+
+def test_report_refuses_a_generative_model_untracked_too_and_says_why(tmp_path: Path) -> None:
+    """Untracked, the report writes nothing; it still refuses a VAE, so that a command does
+    not pass with tracking=none and fail once tracked, and the message says so."""
+    untracked = _context(tmp_path, VAE(input_shape=DIGITS), "vae")
+    untracked.config["tracking"] = {"enabled": False}
+    with pytest.raises(PipelineError) as error:
+        Report().check(untracked)
+    message = str(error.value)
+    assert "`python -m pipelines.run pipeline=generative model=vae`" in message
+    assert message.endswith(
+        "It is refused with tracking=none too, where the report would write nothing, so that "
+        "the same command does not pass untracked and fail once tracked."
+    )
+    tracked = _context(tmp_path, VAE(input_shape=DIGITS), "vae")
+    with pytest.raises(PipelineError) as error:
+        Report().check(tracked)
+    assert "pipeline=generative model=vae" in str(error.value)
+    assert "tracking=none" not in str(error.value), "said only where the user turned it off"
+
+
+@pytest.mark.parametrize("model", ["vae", "dcgan"])
+def test_cli_untracked_report_refusal_names_the_generative_pipeline(
+    workdir: Path, model: str
+) -> None:
+    result = run_cli([f"model={model}", "tracking=none", "trainer.max_epochs=1"], cwd=workdir)
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert f"model '{model}' is generative" in error
+    assert f"`python -m pipelines.run pipeline=generative model={model}`" in error
+    assert "refused with tracking=none too" in error
+    assert "stage 1:" not in result.output, "refused before the fit stage"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,34 @@ def test_kfold_stage_logs_folds_and_fails_a_broken_fold(tmp_path: Path) -> None:
         KFold().run(_ctx(tmp_path, object()))
 
 
+def test_the_kfold_log_names_each_fold_as_its_run_and_counts_epochs_from_0(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    module = TabularRegressionDataModule(path=str(boston_like(tmp_path / "h.csv", rows=60)))
+    module.setup("fit")
+    ctx = _ctx(tmp_path, module)
+    with caplog.at_level(logging.INFO, logger="plugins.stages.kfold"):
+        KFold(k=2, max_epochs=3).run(ctx)
+    names = [name for name, _ in ctx.tracker.children]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kfold: fold")]
+    assert [line.split()[1] for line in logged] == names == ["fold-0", "fold-1"]
+    assert all("(of fold-0..fold-1)" in line for line in logged), logged
+    curve = ctx.tracker.metrics["kfold/val_mae"]  # one value per epoch, logged at step epoch
+    assert ctx.metrics["kfold/best_epoch"] == int(np.argmin(curve))
+    epochs = int(np.argmin(curve)) + 1
+    assert f"train the final model for {epochs} epochs (trainer.max_epochs={epochs})" in (
+        caplog.text
+    )
+
+
+def test_fold_names_and_the_best_epoch_count_from_0() -> None:
+    from plugins.stages.kfold import best_epoch_of, fold_run_name
+
+    assert [fold_run_name(index) for index in range(3)] == ["fold-0", "fold-1", "fold-2"]
+    assert best_epoch_of(np.array([3.0, 1.0, 2.0])) == 1
+    assert best_epoch_of(np.array([0.5])) == 0
+
+
 def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:
     path = boston_like(tmp_path / "housing.csv", rows=120)
     args = ["pipeline=kfold", "data=housing", f"data.path={path}", "model=regressor"]
@@ -251,6 +280,10 @@ def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == ["fold-0", "fold-1"]
     assert len(runs) == 3
+    # the log names each fold as its child run is named, so the UI finds it
+    for name in ("fold-0", "fold-1"):
+        assert f"kfold: {name} (of fold-0..fold-1) val/mae" in result.output, result.output
+    assert "fold 1/2" not in result.output and "fold 2/2" not in result.output
     client = MlflowClient(uri)
     for child in children:
         assert child.info.status == "FINISHED" and "val/mae" in child.data.metrics
@@ -262,6 +295,11 @@ def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:
     assert len(client.get_metric_history(parent.info.run_id, "kfold/val_mae")) == 2
     finals = [c.data.metrics["val/mae"] for c in children]
     assert metrics["kfold/val_mae_mean"] == pytest.approx(np.mean(finals), rel=1e-5)
+    # the best epoch is the step of the mean curve's lowest point, counted from 0
+    curve = client.get_metric_history(parent.info.run_id, "kfold/val_mae")
+    lowest = min(curve, key=lambda point: point.value).step
+    assert metrics["kfold/best_epoch"] == lowest
+    assert f"train the final model for {lowest + 1} epochs" in result.output
     # the final model, trained without validation: its final weights are the run's model,
     # which evaluate rebuilds (it said "logged no checkpoint") and the test stage tested
     assert parent.data.tags[BEST_CHECKPOINT_TAG] == "checkpoints/last.ckpt"

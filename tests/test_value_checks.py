@@ -212,3 +212,99 @@ def test_the_runner_refuses_a_seed_numpy_cannot_take_whatever_the_data_plugin() 
     check_seed(SEED_MAX)
     with pytest.raises(ConfigValueError, match="'seed' must be a whole number from 0"):
         check_seed(-1)
+
+
+# -- the GAN's own numbers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [
+        ("label_noise", -0.1, "at least 0 and below 0.5 (0 turns it off)"),
+        ("label_noise", 0.5, "at least 0 and below 0.5 (0 turns it off)"),
+        ("label_noise", math.nan, "at least 0 and below 0.5 (0 turns it off)"),
+        ("clip_value", -1.0, "a finite number above 0, or null for no clipping"),
+        ("clip_value", 0, "a finite number above 0, or null for no clipping"),
+        ("leaky_slope", -0.2, "at least 0 and below 1 (0 is a plain ReLU)"),
+        ("leaky_slope", 1.0, "at least 0 and below 1 (0 is a plain ReLU)"),
+        ("leaky_slope", 1.5, "at least 0 and below 1 (0 is a plain ReLU)"),
+    ],
+)
+def test_the_gans_label_noise_clip_and_slope_outside_their_range_are_refused(
+    key: str, value: float, valid: str
+) -> None:
+    message = _refusal("model", {"name": "dcgan", key: value})
+    assert f"'model.{key}' must be {valid}, got {value}" in message
+    assert f"`model.{key}=" in message, "an example of a valid value"
+
+
+def test_the_gans_numbers_in_range_pass_and_the_examples_are_valid() -> None:
+    for settings in (
+        {"label_noise": 0.0, "clip_value": None, "leaky_slope": 0.0},
+        {"label_noise": 0.49, "clip_value": 1.0, "leaky_slope": 0.2},
+    ):
+        registry.check("model", {"name": "dcgan", **settings}, path="model")
+    # the example each message gives is itself accepted
+    message = _refusal("model", {"name": "dcgan", "clip_value": -1})
+    assert "`model.clip_value=1.0`" in message
+    assert "`model.label_noise=0.05`" in _refusal("model", {"name": "dcgan", "label_noise": 0.7})
+    assert "`model.leaky_slope=0.2`" in _refusal("model", {"name": "dcgan", "leaky_slope": 2})
+
+
+# -- the search's sampler seed ---------------------------------------------------------------------
+
+
+def _search_config(seed: Any) -> Any:
+    """A composed multirun config as Hydra hands it to callbacks: the sampler's seed is the
+    run's ``${seed}`` unless set for the sampler alone."""
+    return OmegaConf.create({"seed": seed, "hydra": {"sweeper": {"sampler": {"seed": "${seed}"}}}})
+
+
+@pytest.mark.parametrize("seed", [-1, SEED_MAX + 1, "abc", 1.5])
+def test_a_sampler_seed_numpy_cannot_take_is_refused(seed: Any) -> None:
+    from pipelines.validation import check_search_ranges
+
+    with pytest.raises(ConfigValueError) as err:
+        check_search_ranges(_search_config(seed))
+    message = str(err.value)
+    assert f"'hydra.sweeper.sampler.seed' must be a whole number from 0 to {SEED_MAX}" in message
+    assert f"got {seed}" in message
+    assert "`hydra.sweeper.sampler.seed=42` on the command line or in the hparams_search" in (
+        message
+    )
+    assert "`seed=42` sets both" in message
+
+
+def test_a_valid_or_absent_sampler_seed_passes() -> None:
+    from pipelines.validation import check_search_ranges
+
+    for seed in (0, 42, SEED_MAX, None):
+        check_search_ranges(_search_config(seed))
+    check_search_ranges({"hydra": {"sweeper": {"params": {}}}})  # a sweep without a sampler
+    check_search_ranges(OmegaConf.create({"hydra": {"sweeper": {"sampler": {"seed": "${x}"}}}}))
+
+
+def test_the_search_checks_callback_exits_2_with_the_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pipelines.preflight import SearchChecks
+
+    with pytest.raises(SystemExit) as exit_:
+        SearchChecks().on_multirun_start(config=_search_config(-1))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("Error: 'hydra.sweeper.sampler.seed' must be")
+    SearchChecks().on_multirun_start(config=_search_config(7))
+
+
+@pytest.mark.parametrize("override", ["hydra.sweeper.sampler.seed=-1", "seed=-1"])
+def test_the_cli_refuses_a_bad_sampler_seed_before_the_sweep_opens_a_run(
+    workdir: Path, override: str
+) -> None:
+    args = ["-m", "hparams_search=optuna", override, "hydra.sweeper.n_trials=1"]
+    result = run_cli([*args, "trainer.max_epochs=1"], workdir)
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "'hydra.sweeper.sampler.seed' must be a whole number from 0" in error
+    assert "got -1" in error
+    assert not (workdir / "mlruns").exists(), "no parent run was opened"

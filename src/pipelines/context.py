@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,9 @@ class RunContext:
     stage_key: str = "pipeline.stages"
     #: continuing a killed run: training stages start from their last checkpoint
     resuming: bool = False
+    #: the data plugin built before the run opened, its files found or downloaded
+    #: (:func:`find_data_before_run`); the ``prepare`` stage takes it instead of another
+    found_datamodule: Any = None
 
     @property
     def seed(self) -> int:
@@ -48,12 +55,29 @@ class RunContext:
         )
 
     def build_datamodule(self) -> Any:
-        """The data plugin named by ``data.name``, built from the ``data`` node."""
+        """The data plugin named by ``data.name``, built from the ``data`` node: the one
+        built before the run opened, the first time (its files are not looked for twice)."""
+        if self.found_datamodule is not None:
+            datamodule, self.found_datamodule = self.found_datamodule, None
+            return datamodule
         return registry.build("data", self.config["data"], path="data")
 
     def build_model(self, **data_kwargs: Any) -> Any:
-        """The model plugin named by ``model.name``; ``data_kwargs`` fill data-implied args."""
-        return registry.build("model", self.config["model"], path="model", **data_kwargs)
+        """The model plugin named by ``model.name``; ``data_kwargs`` fill data-implied args.
+
+        Checked with a dry forward pass on the data's shape, so a kernel larger than the
+        images is one paragraph naming the key now, not torch's traceback in training
+        (:mod:`pipelines.model_shapes`).
+        """
+        from pipelines.model_shapes import build_model_that_fits
+
+        def build(node: Mapping[str, Any]) -> Any:
+            return registry.build("model", node, path="model", **data_kwargs)
+
+        data = self.config.get("data") or {}
+        return build_model_that_fits(
+            build, self.config["model"], data_kwargs, str(data.get("name", "?"))
+        )
 
     def require(self, attribute: str, stage: str, provider: str) -> Any:
         """A field an earlier stage must have set, or a clear error naming the missing stage."""
@@ -70,9 +94,71 @@ class RunContext:
 
 def set_up_datamodule(datamodule: Any, model_class: type) -> Any:
     """Load and split ``datamodule``'s data for ``model_class`` (the ``prepare`` stage's and
-    ``evaluate``'s one way to do it): text data first learns how the model takes tokens."""
-    if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
-        datamodule.adapt_to_model(model_class)
-    datamodule.prepare_data()
+    ``evaluate``'s one way to do it): text data first learns how the model takes tokens.
+
+    The find-or-download step (:func:`find_data`) is skipped for a datamodule that went
+    through it before the run opened."""
+    if not _was_found(datamodule):
+        find_data(datamodule, model_class)
     datamodule.setup("fit")
     return datamodule
+
+
+#: datamodules whose :func:`find_data` is done (weak: a datamodule is not kept alive here)
+_found: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def find_data(datamodule: Any, model_class: type) -> None:
+    """Make ``datamodule``'s files available: Lightning's ``prepare_data``, where a plugin
+    finds its files and downloads the missing ones (after ``adapt_to_model``, which may
+    choose what to read), raising a one-paragraph error for data that cannot be had."""
+    if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
+        datamodule.adapt_to_model(model_class)
+    prepare_data = getattr(datamodule, "prepare_data", None)
+    if prepare_data is not None:
+        prepare_data()
+    # unhashable, or without weak references: then found again at set-up
+    with contextlib.suppress(TypeError):
+        _found.add(datamodule)
+
+
+def _was_found(datamodule: Any) -> bool:
+    """Whether :func:`find_data` is done for ``datamodule`` (never, for one it could not
+    remember: looking its files up twice is slower, not wrong)."""
+    try:
+        return datamodule in _found
+    except TypeError:  # unhashable: WeakSet hashes its weak reference, i.e. the object
+        return False
+
+
+@dataclass(frozen=True)
+class FoundData:
+    """The configured data plugin, its files found (or downloaded) before the run opened."""
+
+    datamodule: Any
+    #: the wall seconds that took (a first download: minutes), recorded in the run
+    seconds: float
+
+
+def find_data_before_run(config: dict[str, Any], stages: list[dict[str, Any]]) -> FoundData | None:
+    """Build the configured data plugin and find its files before a run is opened.
+
+    Data that is missing and cannot be downloaded was reported from inside the ``prepare``
+    stage, after the MLflow run had opened: every attempt left a FAILED run behind. Done
+    here, the one-paragraph error comes first and the store is not touched, as for a config
+    error. The work is not repeated: the ``prepare`` stage takes this datamodule
+    (:attr:`RunContext.found_datamodule`). None where no stage builds the configured data
+    (stages say so with ``builds_configured_data``; ``deepdream`` brings its own image).
+    A plugin that finds its files in ``setup`` rather than ``prepare_data`` still works:
+    its missing data is then reported inside the run, as before.
+    """
+    if not any(
+        getattr(registry.load("stage", node["name"]), "builds_configured_data", False)
+        for node in stages
+    ):
+        return None
+    started = time.perf_counter()
+    model_class = registry.load("model", config["model"]["name"], path="model.name")
+    datamodule = registry.build("data", config["data"], path="data")
+    find_data(datamodule, model_class)
+    return FoundData(datamodule, time.perf_counter() - started)

@@ -2,14 +2,20 @@
 
 Hydra's own message for ``model=lstmm`` lists the available options but not the closest
 one; users mistype names, so we answer with a suggestion, fast, and before any heavy import.
+:class:`SearchChecks` checks a sweep's composed config, before Hydra builds its sweeper.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
+from typing import Any
 
-from pipelines.errors import ConfigValueError, PluginNotFoundError, did_you_mean
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from pipelines.errors import ConfigValueError, PipelineError, PluginNotFoundError, did_you_mean
 
 _GROUP_OVERRIDE = re.compile(r"^[+~]{0,2}(?P<group>[A-Za-z_][\w]*)=(?P<value>.*)$")
 _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$|^\[.*\]$|^\$\{")
@@ -124,3 +130,24 @@ def check_appended_groups(argv: Sequence[str]) -> None:
                 f"`{arg}`: the config already lists the {group} group ({has}), so choose with "
                 f"`{plain}`, without the `+` (which adds a group the config does not list)."
             )
+
+
+class SearchChecks(Callback):
+    """Checks of a multirun's composed config before Hydra builds its sweeper.
+
+    Registered in ``conf/config.yaml`` before :class:`pipelines.sweep.SweepCallback`, so a
+    refused setting opens no MLflow parent run. Hydra builds the sweeper (Optuna: its
+    sampler) right after this hook, before any job: ``hydra.sweeper.sampler.seed=-1`` (or
+    ``seed=-1``, which it takes through ``${seed}``) ended there in a traceback of Hydra's
+    instantiation. Hydra turns a callback's exception into a warning and goes on, so the
+    refusal is printed here and the command exits with status 2 (SystemExit passes).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipelines.validation import check_search_ranges
+
+        try:
+            check_search_ranges(config)
+        except PipelineError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None

@@ -133,6 +133,10 @@ def main(command: str, argv: list[str] | None = None) -> None:
     except PipelineError as exc:
         report_error(exc)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # while the record is read: a run handles its own Ctrl-C
+        from pipelines.termination import exit_interrupted
+
+        exit_interrupted("before the run was opened: nothing was changed")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pipelines.preflight import (
     check_search_is_a_sweep,
 )
 from pipelines.sweep import close_unfinished_sweep, describe_search_error
+from pipelines.termination import exit_interrupted
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -69,6 +70,10 @@ def main() -> None:
             message = search_message or (
                 describe(exc, arguments) if isinstance(exc, Exception) else None
             )
+            if isinstance(exc, KeyboardInterrupt):
+                # a run in progress handles its own Ctrl-C (KILLED, how to resume), and so
+                # does a job's start-up; this is Hydra's work between them
+                exit_interrupted("while no run was in progress")
             if message is None:
                 raise
             print(f"Error: {message}", file=sys.stderr)

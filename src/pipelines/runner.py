@@ -11,6 +11,7 @@ import sys
 import time
 import traceback
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pipelines import distributed, registry, sweep, termination
 from pipelines.collector import resume_after_startup
 from pipelines.config import flatten
 from pipelines.console import interactive, print_config_tree
-from pipelines.context import RunContext
+from pipelines.context import FoundData, RunContext, find_data_before_run
 from pipelines.errors import (
     ConfigValueError,
     PipelineError,
@@ -103,35 +104,13 @@ def run_pipeline(
     reopened and training stages restart from the last checkpoint in ``output_dir``.
     """
     started = time.perf_counter()
-    require_values(cfg)
-    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    check_node_shapes(config)
-    stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
-    check_config(config, stages)
-    if interactive() and not distributed.is_secondary_process():
-        print_config_tree(config)
-
-    import lightning
-
-    termination.install()
-    lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
-    subject = _run_subject(config, stages)
-    # Secondary DDP ranks run the same stages but track nothing: rank 0 owns the run.
-    secondary = distributed.is_secondary_process()
-    distributed.use_job_command_for_ranks()
-    # one process per run folder: a resume of a run still training is refused here
-    folder_lock = ExitStack()
-    if not secondary:
-        folder_lock.enter_context(run_lock(output_dir, resume_run_id))
     try:
-        tracker = (
-            Tracker()
-            if secondary
-            else _open_tracker(config, subject, overrides or [], job_num, resume_run_id)
-        )
-    except BaseException:
-        folder_lock.close()
-        raise
+        opened = _open_run(cfg, output_dir, overrides or [], job_num, resume_run_id)
+    except KeyboardInterrupt:
+        termination.exit_interrupted(_unopened_run_outcome(job_num, resume_run_id))
+    config, stages, subject = opened.config, opened.stages, opened.subject
+    secondary, folder_lock = opened.secondary, opened.folder_lock
+    found, tracker = opened.found, opened.tracker
     if tracker.run_id and not resume_run_id:
         # said now, not only in the final summary: a killed run is resumed by this id
         log.info(
@@ -141,7 +120,11 @@ def run_pipeline(
             tracker.run_id,
         )
     ctx = RunContext(
-        config=config, tracker=tracker, output_dir=output_dir, resuming=bool(resume_run_id)
+        config=config,
+        tracker=tracker,
+        output_dir=output_dir,
+        resuming=bool(resume_run_id),
+        found_datamodule=found.datamodule if found else None,
     )
     status = "FAILED"
     with distributed.single_process_afterwards():
@@ -152,6 +135,7 @@ def run_pipeline(
             )
             tracker.log_params(dict(flatten(config)))
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            _log_data_time(tracker, found)
             resume_after_startup()  # the heavy imports are done; data and training follow
             built = [
                 registry.build("stage", node, path=f"pipeline.stages[{index}]")
@@ -216,8 +200,89 @@ def run_pipeline(
     return ctx.metrics
 
 
+def _log_data_time(tracker: Tracker, found: FoundData | None) -> None:
+    """Record how long finding (or downloading) the data took before the run opened.
+
+    The run opens once its data is there, so a download that fails leaves no run; one that
+    succeeds is still accounted for, beside the stages' times but outside them: the book's
+    datasets download once into a cache, and a first download counted into the ``prepare``
+    stage would make one run of a series look minutes slower than the others.
+    """
+    if found is not None:
+        tracker.log_metrics({"time/find_data_seconds": found.seconds}, step=0)
+
+
+@dataclass
+class _OpenedRun:
+    """What :func:`_open_run` made ready: the checked config, its data, the tracked run."""
+
+    config: dict[str, Any]
+    stages: list[dict[str, Any]]
+    subject: dict[str, str]
+    #: a secondary DDP rank: it runs the same stages but tracks nothing (rank 0 owns the run)
+    secondary: bool
+    #: held until the run ends: one process per run folder
+    folder_lock: ExitStack
+    found: FoundData | None
+    tracker: Tracker
+
+
+def _open_run(
+    cfg: DictConfig,
+    output_dir: Path,
+    overrides: list[str],
+    job_num: int | None,
+    resume_run_id: str | None,
+) -> _OpenedRun:
+    """Check the config, find the data, then open the tracked run: in that order, so a
+    command refused (a config error, missing data) or interrupted on the way records
+    nothing. The folder lock is released again where no run comes of it."""
+    require_values(cfg)
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    check_node_shapes(config)
+    stages = [_stage_node(node) for node in config["pipeline"]["stages"]]
+    check_config(config, stages)
+    if interactive() and not distributed.is_secondary_process():
+        print_config_tree(config)
+
+    import lightning
+
+    termination.install()
+    lightning.seed_everything(int(config.get("seed", 0)), workers=True, verbose=False)
+    subject = _run_subject(config, stages)
+    secondary = distributed.is_secondary_process()
+    distributed.use_job_command_for_ranks()
+    # one process per run folder: a resume of a run still training is refused here
+    folder_lock = ExitStack()
+    if not secondary:
+        folder_lock.enter_context(run_lock(output_dir, resume_run_id))
+    try:
+        # missing data is refused before a run is opened, like a config error
+        found = find_data_before_run(config, stages)
+        tracker = (
+            Tracker()
+            if secondary
+            else _open_tracker(config, subject, overrides, job_num, resume_run_id)
+        )
+    except BaseException:
+        folder_lock.close()
+        raise
+    return _OpenedRun(config, stages, subject, secondary, folder_lock, found, tracker)
+
+
+def _unopened_run_outcome(job_num: int | None, resume_run_id: str | None) -> str:
+    """What Ctrl-C before the run opened left: nothing, or the resumed run as it was."""
+    if resume_run_id:
+        return (
+            f"before run {resume_run_id} was reopened: it is as it was, and `python -m "
+            f"pipelines.resume {resume_run_id}` still continues it"
+        )
+    run = "the run" if job_num is None else f"job {job_num}'s run"
+    return f"before {run} was opened: nothing of it was recorded"
+
+
 #: the exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
-INTERRUPTED_EXIT_CODE = 130
+INTERRUPTED_EXIT_CODE = termination.INTERRUPTED_EXIT_CODE
 
 
 def _interrupted_by_the_user(exc: BaseException) -> bool:

@@ -18,8 +18,13 @@ do not check it (``predict``).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import NoReturn
+
+#: the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 _requested = False
 
@@ -54,3 +59,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         # noted the signal and stops at its next batch boundary
         return
     raise SystemExit(128 + signum)
+
+
+def exit_interrupted(outcome: str) -> NoReturn:
+    """End a command stopped by Ctrl-C with one line on stderr and the shell's status 130.
+
+    Python's own ending is a traceback of wherever the signal landed (often deep inside
+    torch's imports), which reads as a crash. ``outcome`` says what became of the run, e.g.
+    "before the run was opened: nothing of it was recorded".
+    """
+    print(f"Interrupted (Ctrl-C) {outcome}.", file=sys.stderr, flush=True)
+    raise SystemExit(INTERRUPTED_EXIT_CODE)

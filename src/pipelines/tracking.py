@@ -7,7 +7,9 @@ SQLite write per training step would dominate a small model's step time.
 
 from __future__ import annotations
 
+import logging
 import os
+import posixpath
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +28,8 @@ _MAX_BATCH_METRICS = 1000
 _FLUSH_SECONDS = 10.0
 
 DEFAULT_STORE_DIR = "mlruns"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,18 @@ class Tracker:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store text (e.g. the resolved config) as an artifact file."""
+
+    def artifact_files(self, folder: str) -> list[str]:
+        """The paths of the files directly in the run's artifact ``folder`` (not below)."""
+        return []
+
+    def delete_artifact(self, path: str) -> bool:
+        """Remove the artifact file ``path`` from the run; whether it is gone.
+
+        False where the artifact store cannot delete: MLflow's artifact repositories for
+        Databricks, DBFS and FTP refuse, and some others silently do nothing.
+        """
+        return False
 
     def flush(self, wait: bool = True) -> None:
         """Send buffered metrics now; ``wait=False`` hands them to a background writer
@@ -234,6 +250,24 @@ class MlflowTracker(Tracker):
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
+
+    def artifact_files(self, folder: str) -> list[str]:
+        items = self.client.list_artifacts(self.run_id, folder)
+        return [item.path for item in items if not item.is_dir]
+
+    def delete_artifact(self, path: str) -> bool:
+        # MlflowClient has no call for it: through the run's artifact repository, which
+        # may raise (NotImplementedError, MlflowException) or ignore it; what is listed
+        # afterwards is the answer
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        try:
+            artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
+            get_artifact_repository(artifact_uri, tracking_uri=self.uri).delete_artifacts(path)
+            return path not in self.artifact_files(posixpath.dirname(path))
+        except Exception as exc:
+            log.debug("could not delete artifact %s of run %s: %s", path, self.run_id, exc)
+            return False
 
     def finish(self, status: str) -> None:
         try:

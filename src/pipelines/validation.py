@@ -8,7 +8,9 @@ annotations with pydantic (lax mode: ``"5"`` is a fine ``int``) and name the dot
 A type is not a range: ``model.dropout=1.5`` is a fine ``float`` and ended in torch's
 traceback once training began, ``model.l2=-1`` trained to the end with a penalty that
 rewarded large weights. The ranges a key's name implies, the same in every plugin, are
-declared once here (:data:`RANGES`, :data:`MODEL_RANGES`) and checked with the types.
+declared once here (:data:`RANGES`, :data:`MODEL_RANGES`) and checked with the types; the
+search's own settings (:data:`SEARCH_RANGES`: the sampler's seed) are checked before Hydra
+builds the sweeper (:class:`pipelines.preflight.SearchChecks`).
 """
 
 from __future__ import annotations
@@ -189,6 +191,40 @@ HIDDEN_UNITS = Range(
     "nothing on: the model trains to chance level without a word",
     example=[64],
 )
+LABEL_NOISE = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and 0 <= v < 0.5),
+    valid="at least 0 and below 0.5 (0 turns it off)",
+    why="it is the most added at random to the discriminator's labels (0 = real, "
+    "1 = generated); a negative noise is silently none, and from 0.5 on a real image's label "
+    "can be closer to 'generated' than to 'real'",
+    example=0.05,
+)
+CLIP_VALUE = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
+    valid="a finite number above 0, or null for no clipping",
+    why="every gradient value is clipped to [-clip_value, clip_value]; at 0 or below no "
+    "range is left, and the networks would train on gradients of the clip's size instead "
+    "of their own",
+    example=1.0,
+    default_example=False,
+)
+LEAKY_SLOPE = Range(
+    accepts=lambda v: not _real(v) or (math.isfinite(v) and 0 <= v < 1),
+    valid="at least 0 and below 1 (0 is a plain ReLU)",
+    why="it is the LeakyReLU's slope for negative inputs; at 1 the activation is the "
+    "identity and the network is linear, above 1 negative inputs weigh more than positive "
+    "ones, and below 0 they are folded onto the positive side",
+    example=0.2,
+)
+SAMPLER_SEED = Range(
+    accepts=lambda v: v is None or (_whole(v) and 0 <= v <= SEED_MAX),
+    valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1), or null for another search each time",
+    why="the search's sampler draws every trial's settings from a numpy random generator, "
+    "which takes no other seed",
+    example=42,
+    note=" It is the run's `seed` unless set for the sampler alone: `seed=42` sets both.",
+    default_example=False,
+)
 
 #: ranges a key's name implies in every plugin node (model, data, stage, trainer)
 RANGES: dict[str, Range] = {
@@ -209,6 +245,9 @@ RANGES: dict[str, Range] = {
 MODEL_RANGES: dict[str, Range] = {
     "width": WIDTH,
     "hidden_units": HIDDEN_UNITS,
+    "label_noise": LABEL_NOISE,
+    "clip_value": CLIP_VALUE,
+    "leaky_slope": LEAKY_SLOPE,
     **dict.fromkeys(
         (
             "units",
@@ -256,19 +295,67 @@ def check_ranges(
             continue
         full_key = f"{path}.{key}" if path else key
         default = defaults[key].default if defaults and key in defaults else None
-        usable = (
-            rule.default_example
-            and default is not None
-            and default is not inspect.Parameter.empty
-            and rule.accepts(default)
-        )
-        example = _override_text(default if usable else rule.example)
         group = path.split(".")[0] or "primary"
-        raise ConfigValueError(
-            f"'{full_key}' must be {rule.valid}, got {_override_text(value)}: {rule.why}. "
-            f"Set it to such a value, e.g. `{full_key}={example}` on the command line or "
-            f"in the {group} config file.{rule.note if path else ''}"
-        )
+        raise range_error(full_key, value, rule, default, group, note=bool(path))
+
+
+def range_error(
+    full_key: str, value: Any, rule: Range, default: Any, group: str, *, note: bool = True
+) -> ConfigValueError:
+    """The one paragraph of a refused value: what is valid, why, and a valid example (the
+    plugin's ``default`` where it is valid and the rule prefers it) in the ``group``'s
+    config file; ``note`` adds the rule's note (where the value comes from)."""
+    usable = (
+        rule.default_example
+        and default is not None
+        and default is not inspect.Parameter.empty
+        and rule.accepts(default)
+    )
+    example = _override_text(default if usable else rule.example)
+    return ConfigValueError(
+        f"'{full_key}' must be {rule.valid}, got {_override_text(value)}: {rule.why}. "
+        f"Set it to such a value, e.g. `{full_key}={example}` on the command line or "
+        f"in the {group} config file.{rule.note if note else ''}"
+    )
+
+
+#: ranges of the hyper-parameter search's own settings, by their key in the composed config;
+#: the config group that sets them (``hparams_search=optuna``) is named in the message
+SEARCH_RANGES: dict[str, Range] = {"hydra.sweeper.sampler.seed": SAMPLER_SEED}
+
+
+def check_search_ranges(config: Mapping[str, Any]) -> None:
+    """Refuse a search setting outside its range (:data:`SEARCH_RANGES`) in one paragraph.
+
+    Hydra builds the sweeper, and Optuna its sampler, before any job runs: a seed numpy
+    cannot take (``seed=-1``, which the sampler takes through ``${seed}``) ended there in a
+    traceback of Hydra's instantiation, after the sweep's MLflow parent run was opened. A
+    key the config does not have (a sweep without a sampler) is not checked.
+    """
+    for full_key, rule in SEARCH_RANGES.items():
+        value = _select(config, full_key)
+        if value is _ABSENT or value is None or rule.accepts(value):
+            continue
+        raise range_error(full_key, value, rule, None, "hparams_search")
+
+
+#: what :func:`_select` answers for a key the config does not have (None means null)
+_ABSENT = object()
+
+
+def _select(config: Mapping[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` in nested mappings (an OmegaConf ``DictConfig`` resolves its
+    interpolations on access), or :data:`_ABSENT`; a value that cannot be resolved is
+    absent here and left to whatever reads it."""
+    node: Any = config
+    try:
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return _ABSENT
+            node = node[part]
+    except Exception:  # an interpolation that does not resolve: not this check's to report
+        return _ABSENT
+    return node
 
 
 def _override_text(value: Any) -> str:

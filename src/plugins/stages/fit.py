@@ -18,6 +18,7 @@ from pipelines.checkpoint import LastCheckpoint, checkpoint_damage, resumable_ch
 from pipelines.context import RunContext
 from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.speed import SpeedSettings, apply_speed_settings
+from pipelines.tracking import Tracker
 from pipelines.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,10 @@ class Fit:
             if best:
                 ctx.artifacts["best_checkpoint"] = best
                 ctx.tracker.log_artifact(best, checkpoint_dir)
-                ctx.tracker.set_tags({BEST_CHECKPOINT_TAG: f"{checkpoint_dir}/{Path(best).name}"})
+                logged = f"{checkpoint_dir}/{Path(best).name}"
+                ctx.tracker.set_tags({BEST_CHECKPOINT_TAG: logged})
+                if ctx.resuming:
+                    drop_earlier_checkpoints(ctx.tracker, checkpoint_dir, logged)
         # Logged, and shown in the run's summary: for pipelines without a test stage
         # (generative ones) these are the numbers that say how training went.
         best = {
@@ -134,6 +138,34 @@ class Fit:
         if best:
             ctx.metrics.update(best)
             ctx.tracker.log_metrics(best, step=trainer.global_step)
+
+
+def drop_earlier_checkpoints(tracker: Tracker, checkpoint_dir: str, logged: str) -> None:
+    """Remove from the run the checkpoints in ``checkpoint_dir`` other than ``logged``.
+
+    A stopped run (Ctrl-C, SIGTERM, a full disk) logs its best checkpoint so far, so that
+    ``evaluate`` and ``predict`` can use it; resumed, it logs the final best beside it, and
+    the run's artifacts showed two "best" models. Called only on resume: one attempt of a
+    stage logs one checkpoint. Where the artifact store cannot delete (some of MLflow's
+    cannot), the earlier file stays and a warning says which one is current.
+    """
+    try:
+        logged_before = tracker.artifact_files(checkpoint_dir)
+    except Exception as exc:  # a tidy-up: never the reason a run fails
+        log.warning("Could not list the run's checkpoints to remove earlier ones: %s", exc)
+        return
+    for path in logged_before:
+        if path == logged or not path.endswith(".ckpt"):
+            continue
+        if not tracker.delete_artifact(path):
+            log.warning(
+                "The run's artifacts keep %s, its best checkpoint before it was resumed: this "
+                "artifact store cannot delete it. The run's model is %s (tag %s); delete the "
+                "other one by hand if it is in the way.",
+                path,
+                logged,
+                BEST_CHECKPOINT_TAG,
+            )
 
 
 def _best_saved_checkpoint(checkpoint: ModelCheckpoint | None) -> str:

@@ -9,11 +9,17 @@ Contract with the data plugin: ``datamodule.folds(k, seed)`` yields one
 each fold's samples validated exactly once; ``datamodule.model_kwargs()`` gives the model's
 data-implied arguments. See :class:`plugins.data.tabular.TabularRegressionDataModule`.
 
-Each fold is a nested MLflow run (``fold-0`` ... under the pipeline's run, tagged
-``mlflow.parentRunId``) with its own per-epoch curves; the parent gets
+Each fold is a nested MLflow run (``fold-0`` ... ``fold-3`` under the pipeline's run, tagged
+``mlflow.parentRunId``, param ``fold``) with its own per-epoch curves; the parent gets
 ``kfold/val_mae_mean``, ``kfold/val_mae_std`` (over folds, of each fold's final
 ``val/mae``) and the mean validation curve ``kfold/val_mae`` per epoch -- the book's plot --
-with ``kfold/best_epoch``, the epoch (1-based) where that mean curve is lowest.
+with ``kfold/best_epoch``, the epoch where that mean curve is lowest.
+
+Everything counts from 0, as Lightning does: folds (the log says ``fold-2``, the name of the
+child run to look for in the MLflow UI, not "fold 3/4"), and epochs (``kfold/best_epoch``
+is the step of the lowest point of ``kfold/val_mae``, as checkpoint names ``best-007.ckpt``
+and the divergence message count them). Training the final model for the best number of
+epochs therefore takes ``trainer.max_epochs`` = best epoch + 1, which the log says.
 """
 
 from __future__ import annotations
@@ -90,20 +96,27 @@ class KFold:
             history = self._fold(ctx, index, seed, train_loader, val_loader, data_kwargs)
             if not history:
                 raise PipelineError(
-                    f"Fold {index} logged no '{self.metric}': the model must log it on the "
-                    "validation data (regression models log val/mae)."
+                    f"Fold run {fold_run_name(index)} logged no '{self.metric}': the model "
+                    "must log it on the validation data (regression models log val/mae)."
                 )
             finals.append(history[-1])
             curves.append(history)
-            log.info("kfold: fold %d/%d %s %.4f", index + 1, self.k, self.metric, history[-1])
+            log.info(
+                "kfold: %s (of %s) %s %.4f",
+                fold_run_name(index),
+                f"{fold_run_name(0)}..{fold_run_name(self.k - 1)}",
+                self.metric,
+                history[-1],
+            )
         epochs = min(len(curve) for curve in curves)
         mean_curve = np.mean([curve[:epochs] for curve in curves], axis=0)
         for epoch, value in enumerate(mean_curve):
             ctx.tracker.log_metrics({f"kfold/{key}": float(value)}, step=epoch)
+        best_epoch = best_epoch_of(mean_curve)
         summary = {
             f"kfold/{key}_mean": float(np.mean(finals)),
             f"kfold/{key}_std": float(np.std(finals)),
-            "kfold/best_epoch": float(int(np.argmin(mean_curve)) + 1),
+            "kfold/best_epoch": float(best_epoch),
         }
         ctx.tracker.log_metrics(summary, step=epochs)
         ctx.tracker.set_tags({"kfold.k": str(self.k), "kfold.seed": str(seed)})
@@ -114,6 +127,16 @@ class KFold:
             summary[f"kfold/{key}_mean"],
             summary[f"kfold/{key}_std"],
             self.k,
+        )
+        log.info(
+            "kfold: the mean %s is lowest at epoch %d (counted from 0, like kfold/best_epoch "
+            "and the steps of kfold/%s): train the final model for %d epochs "
+            "(trainer.max_epochs=%d)",
+            self.metric,
+            best_epoch,
+            key,
+            best_epoch + 1,
+            best_epoch + 1,
         )
 
     def _fold(
@@ -134,7 +157,7 @@ class KFold:
             "data": str(config["data"]["name"]),
             "pipeline": str(config.get("pipeline", {}).get("name", "")),
         }
-        child = ctx.tracker.child(f"fold-{index}", tags=tags)
+        child = ctx.tracker.child(fold_run_name(index), tags=tags)
         status = "FAILED"
         try:
             child.log_params({"fold": index, "kfold.k": self.k, "kfold.seed": seed})
@@ -153,3 +176,15 @@ class KFold:
             raise
         finally:
             child.finish(status)
+
+
+def fold_run_name(index: int) -> str:
+    """The child run of fold ``index`` (from 0), as the log names it: one name in both, so a
+    user reading "fold-2" in the log finds that run in the MLflow UI."""
+    return f"fold-{index}"
+
+
+def best_epoch_of(mean_curve: np.ndarray) -> int:
+    """The epoch, counted from 0 like Lightning's (and like the steps the mean curve is logged
+    at), where the mean validation curve is lowest."""
+    return int(np.argmin(mean_curve))

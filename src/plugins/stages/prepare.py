@@ -13,6 +13,11 @@ from plugins.models.generative import GENERATION
 class Prepare:
     """Builds ``ctx.datamodule`` (downloads/loads and splits) and ``ctx.model``."""
 
+    #: the engine builds the configured data and finds its files before the run opens, so
+    #: missing data is refused without leaving a FAILED run; this stage then takes that
+    #: datamodule (``ctx.build_datamodule()``) and loads and splits it
+    builds_configured_data = True
+
     def run(self, ctx: RunContext) -> None:
         model_class = registry.load("model", ctx.config["model"]["name"], path="model.name")
         datamodule = set_up_datamodule(ctx.build_datamodule(), model_class)

@@ -39,9 +39,16 @@ from matplotlib.figure import Figure
 
 from pipelines.context import RunContext
 from plugins.stages import text_samples
-from plugins.stages.requirements import refuse_generative_model
+from plugins.stages.requirements import refuse_generative_model, tracking_enabled
 
 log = logging.getLogger(__name__)
+
+#: said after the refusal of a generative model in an untracked run, where the stage itself
+#: would write nothing: one config must not pass untracked and fail once tracked
+UNTRACKED_REFUSAL = (
+    "It is refused with tracking=none too, where the report would write nothing, so that "
+    "the same command does not pass untracked and fail once tracked."
+)
 
 
 class Report:
@@ -65,12 +72,16 @@ class Report:
         """Right after ``prepare``: the model predicts classes or values. ``model=vae`` in
         the default classify pipeline trained and tested, then failed here with an
         IndexError in the confusion matrix (its outputs are images); refused up front, with
-        or without tracking, so a run that works untracked does not fail tracked."""
+        or without tracking, so a run that works untracked does not fail tracked.
+
+        Untracked, the stage would write nothing, so the message says why it refuses anyway:
+        a user who only ran ``tracking=none`` would otherwise think the refusal pointless."""
         refuse_generative_model(
             ctx,
             "report",
             "a model's predictions on the test split (confusion matrix, sample predictions, "
             "the model logged for serving)",
+            also="" if tracking_enabled(ctx) else UNTRACKED_REFUSAL,
         )
 
     def run(self, ctx: RunContext) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
+from pipelines.tracking import TrackingSettings
 from plugins.models.generative import only_generates
 
 
@@ -18,12 +19,13 @@ def model_name(ctx: RunContext) -> str:
     return str((ctx.config.get("model") or {}).get("name") or type(ctx.model).__name__)
 
 
-def refuse_generative_model(ctx: RunContext, stage: str, reads: str) -> None:
+def refuse_generative_model(ctx: RunContext, stage: str, reads: str, also: str = "") -> None:
     """A :class:`PipelineError` when ``ctx.model`` only draws samples (``task = "generation"``:
     vae, dcgan) and ``stage`` needs what it ``reads``: class scores or predicted values.
 
     ``model=vae`` in the default classify pipeline trained and tested, then the report's
     confusion matrix failed on the VAE's reconstructions (an IndexError about shapes).
+    ``also`` ends the message (a stage's word on why it refuses even where it would not run).
     """
     if not only_generates(ctx.model):
         return
@@ -33,5 +35,11 @@ def refuse_generative_model(ctx: RunContext, stage: str, reads: str) -> None:
         f"draw samples and predicts no class or value. Train it with pipeline=generative "
         f"(prepare, fit, generate: samples after every epoch and at the end), e.g. "
         f"`python -m pipelines.run pipeline=generative model={name}`, or leave '{stage}' out "
-        f"of pipeline.stages."
+        f"of pipeline.stages.{' ' + also if also else ''}"
     )
+
+
+def tracking_enabled(ctx: RunContext) -> bool:
+    """Whether the run is tracked as configured (``tracking=none``: not), whatever this
+    process's tracker (a secondary DDP rank tracks nothing in a tracked run)."""
+    return TrackingSettings.from_config(ctx.config.get("tracking")).enabled
