@@ -225,3 +225,39 @@ def test_missing_or_infinite_cells_in_new_rows_are_refused_naming_the_row(
     new.write_text("rooms,age,distance,price\n3,20,1500,\n5,30,inf,1\n")
     with pytest.raises(ConfigValueError, match=r"Infinite values .*column 'distance', row\(s\) 2 "):
         module.encode_inputs([new])
+
+
+def test_evaluate_on_other_data_uses_the_runs_columns_and_statistics(tmp_path: Path) -> None:
+    """`evaluate RUN data.path=other.csv` normalised the other table with its own rows'
+    statistics, so the model saw inputs it was never trained on; the columns are the run's,
+    by name, whatever their order in the other table."""
+    from plugins.data.tabular import FeatureEncoding
+
+    trained = TabularRegressionDataModule(
+        path=str(write_csv(tmp_path / "a.csv", [*FEATURES, "price"], houses(40, seed=0))),
+        target="price", normalize_target=True,
+    )  # fmt: skip
+    trained.setup("fit")
+    assert trained.encoding is not None
+    run = FeatureEncoding.load(trained.encoding.save(tmp_path / "features.json"))
+    pricier = houses(40, seed=1) * np.array([2.0, 1.0, 1.0, 3.0])  # other rooms and prices
+    shuffled = ["distance", "price", "rooms", "age"]
+    other_csv = write_csv(tmp_path / "b.csv", shuffled, pricier[:, [2, 3, 0, 1]])
+    other = TabularRegressionDataModule(path=str(other_csv), target="price", normalize_target=True)
+    other.use_artifacts({"features.json": tmp_path / "features.json"})
+    other.setup("fit")
+    raw_x, _ = other.raw["test"]
+    # the run's order (rooms 4-18, age 0-100, distance 1000-9000), not the file's
+    assert raw_x[:, 0].max() < 20 and raw_x[:, 1].max() <= 100 and raw_x[:, 2].min() > 999
+    inputs = other.test_dataloader()
+    first = next(iter(inputs))[0].double().numpy()
+    expected = (raw_x[: len(first)] - np.asarray(run.mean)) / np.asarray(run.std)
+    assert first == pytest.approx(expected, abs=1e-5)
+    assert (other.target_mean, other.target_std) == (run.target_mean, run.target_std)
+    with pytest.raises(DataNotFoundError, match=r"(?s)lacks feature columns.*'age'"):
+        partial = write_csv(
+            tmp_path / "c.csv", ["rooms", "distance", "price"], pricier[:, [0, 2, 3]]
+        )
+        lacking = TabularRegressionDataModule(path=str(partial), target="price")
+        lacking.use_artifacts({"features.json": tmp_path / "features.json"})
+        lacking.setup("fit")

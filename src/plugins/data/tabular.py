@@ -201,6 +201,8 @@ class TabularRegressionDataModule(L.LightningDataModule):
         if self.normalize_target:
             self.target_mean = float(train_y.mean())
             self.target_std = float(train_y.std()) or 1.0
+        if self.run_encoding is not None:
+            self._encode_as_the_run(self.run_encoding)
         self.splits = {
             name: self._tensors(x, y, self.mean, self.std) for name, (x, y) in self.raw.items()
         }
@@ -300,6 +302,27 @@ class TabularRegressionDataModule(L.LightningDataModule):
         """The encoding a run logged (its :meth:`artifacts`; older runs have none)."""
         if FEATURES_ARTIFACT in files:
             self.run_encoding = FeatureEncoding.load(files[FEATURES_ARTIFACT])
+
+    def _encode_as_the_run(self, run: FeatureEncoding) -> None:
+        """Columns in the run's order and the run's statistics, for ``evaluate`` on this data.
+
+        Normalised with their own rows' statistics, other data (``data.path=new.csv``) gave
+        the model inputs it was never trained on: a table of pricier houses looked like the
+        training table's average, and the MAE evaluate printed was not the model's. The
+        run's columns are picked by name, as ``predict`` picks them.
+        """
+        if self.feature_names != run.features:
+            missing = [name for name in run.features if name not in self.feature_names]
+            if missing:
+                where = Path(self.path) if self.path else Path("the data")
+                headerless = not self.had_header
+                raise DataNotFoundError(_missing_columns_message(where, missing, run, headerless))
+            order = [self.feature_names.index(name) for name in run.features]
+            self.raw = {name: (x[:, order], y) for name, (x, y) in self.raw.items()}
+            self.feature_names = list(run.features)
+        self.mean, self.std = np.asarray(run.mean), np.asarray(run.std)
+        if self.normalize_target:
+            self.target_mean, self.target_std = run.target_mean, run.target_std
 
     def prepare_to_encode(self, model: Any) -> bool:
         """Ready :meth:`encode_inputs` for ``predict`` from the run's ``features.json``
