@@ -2,8 +2,10 @@
 
 Each command runs in a fresh process ``--repeats`` times (median wall seconds):
 
-* ``--help``, ``--cfg job`` and a config error (``model=mpl``): targets under 1 s, which
-  needs lazy imports (no torch, Lightning or MLflow before they are needed);
+* ``--help``, ``--cfg job`` and a config error (``model=mpl``, a value out of range
+  ``model.dropout=2``): targets under 1 s, which needs lazy imports (no torch, Lightning or
+  MLflow before they are needed); a key the plugin does not take (``+model.dropuot=0.2``)
+  needs the plugin's signature, so its import, and is timed beside them;
 * a run that stops after its first training step (``trainer.max_steps=1``, no validation,
   no tracking): the time from the command to the first step (and its exit), against the
   bare import (and its exit); and the same run with Python's garbage collector left on
@@ -40,6 +42,8 @@ COMMANDS = {
     "--help": [*RUN, "--help"],
     "--cfg job": [*RUN, "model=convnet", "--cfg", "job"],
     "config error (model=mpl)": [*RUN, "model=mpl"],
+    "config error (model.dropout=2)": [*RUN, "model.dropout=2"],
+    "config error (model.dropuot=0.2)": [*RUN, "+model.dropuot=0.2"],
     "to the first training step": [*RUN, *FIRST_STEP],
     "same, collector on throughout": [sys.executable, "-c", COLLECTOR_AS_USUAL, *FIRST_STEP],
 }

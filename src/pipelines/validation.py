@@ -226,6 +226,17 @@ SAMPLER_SEED = Range(
     default_example=False,
 )
 
+#: a valid value of a key where its range's example would be odd for it (a kernel of 32),
+#: for messages given before the plugin (whose default is the better example) is imported
+KEY_EXAMPLES: dict[str, Any] = {
+    "kernel_size": 3,
+    "kernel_sizes": [3],
+    "stem_kernel": 3,
+    "pool_size": 2,
+    "num_heads": 2,
+    "num_layers": 1,
+}
+
 #: ranges a key's name implies in every plugin node (model, data, stage, trainer)
 RANGES: dict[str, Range] = {
     "seed": SEED,
@@ -311,7 +322,8 @@ def range_error(
         and default is not inspect.Parameter.empty
         and rule.accepts(default)
     )
-    example = _override_text(default if usable else rule.example)
+    key = full_key.rsplit(".", 1)[-1]
+    example = _override_text(default if usable else KEY_EXAMPLES.get(key, rule.example))
     return ConfigValueError(
         f"'{full_key}' must be {rule.valid}, got {_override_text(value)}: {rule.why}. "
         f"Set it to such a value, e.g. `{full_key}={example}` on the command line or "
