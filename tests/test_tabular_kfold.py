@@ -263,6 +263,19 @@ def test_fold_names_and_the_best_epoch_count_from_0() -> None:
     assert [fold_run_name(index) for index in range(3)] == ["fold-0", "fold-1", "fold-2"]
     assert best_epoch_of(np.array([3.0, 1.0, 2.0])) == 1
     assert best_epoch_of(np.array([0.5])) == 0
+    # an accuracy is best at its highest: always the lowest picked the worst epoch
+    assert best_epoch_of(np.array([0.7, 0.9, 0.8]), "max") == 1
+    assert best_epoch_of(np.array([0.7, 0.9, 0.8]), "min") == 0
+
+
+def test_the_kfold_mode_is_min_or_max() -> None:
+    from pipelines import registry
+    from pipelines.errors import ConfigValueError
+
+    _, kwargs = registry.check("stage", {"name": "kfold", "metric": "val/acc", "mode": "max"})
+    assert kwargs["mode"] == "max"
+    with pytest.raises(ConfigValueError, match=r"mode"):
+        registry.check("stage", {"name": "kfold", "mode": "maximum"}, path="pipeline.stages[1]")
 
 
 def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:

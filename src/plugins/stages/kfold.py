@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from lightning.pytorch import Callback
@@ -57,7 +57,9 @@ class KFold:
 
     ``k`` folds (the book: 4); ``seed`` shuffles the samples into folds (null: the run's
     ``seed``); ``max_epochs`` overrides ``trainer.max_epochs`` for the fold models only;
-    ``metric`` is the validation metric averaged over folds.
+    ``metric`` is the validation metric averaged over folds, and ``mode`` whether its best
+    epoch is its lowest (``min``: a loss or an error such as val/mae) or its highest
+    (``max``: an accuracy), as for the ``fit`` stage's ``monitor``.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class KFold:
         seed: int | None = None,
         max_epochs: int | None = None,
         metric: str = "val/mae",
+        mode: Literal["min", "max"] = "min",
     ) -> None:
         if k < 2:
             raise PipelineError(f"'kfold' needs at least 2 folds, got k={k}.")
@@ -73,6 +76,7 @@ class KFold:
         self.seed = seed
         self.max_epochs = max_epochs
         self.metric = metric
+        self.mode = mode
 
     def check(self, ctx: RunContext) -> None:
         """Data without folds is refused right after ``prepare``, wherever this stage is."""
@@ -112,7 +116,7 @@ class KFold:
         mean_curve = np.mean([curve[:epochs] for curve in curves], axis=0)
         for epoch, value in enumerate(mean_curve):
             ctx.tracker.log_metrics({f"kfold/{key}": float(value)}, step=epoch)
-        best_epoch = best_epoch_of(mean_curve)
+        best_epoch = best_epoch_of(mean_curve, self.mode)
         summary = {
             f"kfold/{key}_mean": float(np.mean(finals)),
             f"kfold/{key}_std": float(np.std(finals)),
@@ -129,10 +133,11 @@ class KFold:
             self.k,
         )
         log.info(
-            "kfold: the mean %s is lowest at epoch %d (counted from 0, like kfold/best_epoch "
+            "kfold: the mean %s is %s at epoch %d (counted from 0, like kfold/best_epoch "
             "and the steps of kfold/%s): train the final model for %d epochs "
             "(trainer.max_epochs=%d)",
             self.metric,
+            "lowest" if self.mode == "min" else "highest",
             best_epoch,
             key,
             best_epoch + 1,
@@ -184,7 +189,9 @@ def fold_run_name(index: int) -> str:
     return f"fold-{index}"
 
 
-def best_epoch_of(mean_curve: np.ndarray) -> int:
+def best_epoch_of(mean_curve: np.ndarray, mode: str = "min") -> int:
     """The epoch, counted from 0 like Lightning's (and like the steps the mean curve is logged
-    at), where the mean validation curve is lowest."""
-    return int(np.argmin(mean_curve))
+    at), where the mean validation curve is lowest (``mode="min"``) or highest (``"max"``).
+
+    Always the lowest, a ``metric=val/acc`` picked the epoch of the worst accuracy."""
+    return int(np.argmax(mean_curve) if mode == "max" else np.argmin(mean_curve))
