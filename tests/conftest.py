@@ -91,7 +91,7 @@ class _ForkServer:
         if sys.platform != "linux" or not self.lock.acquire(blocking=False):
             return None  # macOS cannot fork after some imports; a second thread waits less
         try:
-            if not self._started(env):
+            if not self._started():
                 return None
             starting = {key: value for key, value in self.env.items() if key.startswith("PYTHON")}
             if starting != {key: value for key, value in env.items() if key.startswith("PYTHON")}:
@@ -100,9 +100,14 @@ class _ForkServer:
         finally:
             self.lock.release()
 
-    def _started(self, env: dict[str, str]) -> bool:
+    def _started(self) -> bool:
+        """The server, started on first use with the test process's own environment (not
+        one command's: a first command given PYTHONPATH would send all others to fresh
+        interpreters, their start-up settings differing from the server's)."""
         if self.process is not None and self.process.poll() is None:
             return True
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
+        env.pop("HYDRA_FULL_ERROR", None)
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("cli_server.py")), str(write_fd)],

@@ -7,6 +7,7 @@ expects the same exit status and output.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,19 @@ def test_an_uncaught_exception_prints_its_traceback_and_exits_1(tmp_path: Path) 
     result = run_cli(args=[], cwd=tmp_path, module="crash_module")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ValueError: boom" in result.stderr
+
+
+def test_a_pythonpath_of_its_own_gets_a_fresh_interpreter(tmp_path: Path) -> None:
+    """PYTHONPATH acts when an interpreter starts, so a forked child would not see it: such
+    a command (the third-party plugin test's) runs in a fresh interpreter, and the server,
+    started with the test process's environment, still serves the commands after it."""
+    import conftest
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "only_on_pythonpath.py").write_text("print('found')\n", encoding="utf-8")
+    result = run_cli(
+        args=[], cwd=tmp_path, module="only_on_pythonpath", env={"PYTHONPATH": str(extra)}
+    )
+    assert result.returncode == 0 and result.stdout == "found\n", result.output
+    assert conftest._FORK_SERVER.env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
