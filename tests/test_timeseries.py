@@ -144,6 +144,31 @@ def test_normalisation_uses_training_rows_only(tmp_path: Path) -> None:
     assert module.series[39, 0].item() == pytest.approx((39000 - 9.5) / np.arange(20).std())
 
 
+def test_other_data_is_scaled_as_the_run_scaled_its_own(tmp_path: Path) -> None:
+    """`evaluate RUN data.path=other.csv` scaled the other series by its own rows, so the
+    model was handed values it was never trained on; the run's normalisation and its
+    features (by name, whatever the other file's column order) are used instead."""
+    values = np.arange(40, dtype=float)
+    trained = TimeseriesDataModule(
+        path=str(write_series(tmp_path / "a.csv", values, other=list(np.linspace(0, 1, 40)))),
+        time_column="day", target="value", sequence_length=2, horizon=1,
+    )  # fmt: skip
+    trained.setup("fit")
+    logged = trained.artifacts()
+    other_csv = write_series(tmp_path / "b.csv", values * 10, other=list(np.linspace(5, 9, 40)))
+    other = TimeseriesDataModule(
+        path=str(other_csv), time_column="day", sequence_length=2, horizon=1
+    )  # no target set: the run's is used
+    other.use_artifacts(logged)
+    other.setup("fit")
+    assert other.feature_names == ["value", "other"] and other.target_name == "value"
+    assert other.mean == pytest.approx(trained.mean) and other.std == pytest.approx(trained.std)
+    assert other.target_std == pytest.approx(trained.target_std)
+    assert other.series[39, 0].item() == pytest.approx(
+        (390 - trained.mean[0]) / trained.std[0], rel=1e-5
+    )
+
+
 def test_naive_baseline_on_a_ramp_is_slope_times_the_rows_ahead(tmp_path: Path) -> None:
     module = ramp_module(tmp_path, rows=60, slope=0.5, sampling_rate=2, horizon=3)
     # the target lies sampling_rate * horizon = 6 rows after the window's last row
@@ -349,3 +374,11 @@ def test_forecast_pipeline_end_to_end_on_co2(workdir: Path) -> None:
     assert run.info.run_name.startswith("dense_forecaster-co2-")
     assert "dense_forecaster on co2 (forecast)" in result.stdout
     assert run.data.tags["data"] == "timeseries", "tags name the plugin"
+    # the run keeps its normalisation, and evaluate rebuilds the series with it
+    from mlflow import MlflowClient
+
+    logged = MlflowClient(store_uri(workdir)).list_artifacts(run.info.run_id, "data")
+    assert "data/scaling.json" in [item.path for item in logged]
+    evaluated = run_cli(module="pipelines.evaluate", args=[run.info.run_id], cwd=workdir)
+    assert evaluated.returncode == 0, evaluated.output
+    assert f"(recorded {metrics['test/mae']:.4f})" in evaluated.stdout, evaluated.stdout

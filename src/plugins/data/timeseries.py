@@ -28,12 +28,13 @@ rows, ~210,000 training windows of 120 x 14 values) costs the memory of the seri
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
 log = logging.getLogger(__name__)
+
+#: the run's normalisation, logged as ``data/scaling.json``
+SCALING_ARTIFACT = "scaling.json"
 
 SPLITS = ("train", "val", "test")
 #: the series used when ``path`` is null: statsmodels' bundled weekly Mauna Loa CO2 (ppm)
@@ -201,6 +205,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.std: np.ndarray | None = None
         self.target_mean = 0.0
         self.target_std = 1.0
+        #: the normalisation an earlier run logged (:meth:`use_artifacts`), used by setup
+        self.run_scaling: dict[str, Any] | None = None
         self.bounds: dict[str, tuple[int, int]] = {}
         self.series: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
@@ -252,6 +258,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.std = _safe_std(self.raw[train].std(axis=0))
         self.target_mean = float(self.raw_target[train].mean())
         self.target_std = float(_safe_std(np.array([self.raw_target[train].std()]))[0])
+        if self.run_scaling is not None:
+            self._scale_as_the_run(self.run_scaling)
         normalised = (self.raw - self.mean) / self.std
         self.series = torch.from_numpy(normalised.astype(np.float32))
         target = (self.raw_target - self.target_mean) / self.target_std
@@ -380,6 +388,49 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
                 "'data.sequence_length', 'data.sampling_rate' or 'data.horizon', or larger "
                 "split fractions."
             )
+
+    # -- what a run keeps: its normalisation, so evaluate on other data scales it alike --
+
+    def artifacts(self) -> dict[str, Path]:
+        """``scaling.json``: the features and target, and the training rows' means and
+        standard deviations, logged with the run (``data/scaling.json``)."""
+        if self.mean is None or self.std is None:
+            return {}
+        scaling = {
+            "features": list(self.feature_names or []),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "target": self.target_name,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
+        path = Path(tempfile.mkdtemp(prefix="pipelines-series-")) / SCALING_ARTIFACT
+        path.write_text(json.dumps(scaling, indent=1), encoding="utf-8")
+        return {SCALING_ARTIFACT: path}
+
+    def use_artifacts(self, files: Mapping[str, Path]) -> None:
+        """The run's features, target and normalisation (its :meth:`artifacts`), for
+        ``evaluate`` on other data (``data.path=other.csv``): normalised with that series'
+        own statistics, the model was handed values it was never trained on. Older runs
+        logged none: their data is scaled by its own rows, as before."""
+        if SCALING_ARTIFACT not in files:
+            return
+        try:
+            scaling = json.loads(Path(files[SCALING_ARTIFACT]).read_text(encoding="utf-8"))
+            features, target = list(scaling["features"]), str(scaling["target"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigValueError(
+                f"The run's normalisation (artifact data/{SCALING_ARTIFACT}) cannot be read "
+                f"({exc}), so the series cannot be scaled as the run scaled it."
+            ) from None
+        self.feature_names, self.target_name = features, target  # the run's, by name
+        self.run_scaling = scaling
+
+    def _scale_as_the_run(self, scaling: Mapping[str, Any]) -> None:
+        self.mean = np.asarray(scaling["mean"], dtype=np.float64)
+        self.std = np.asarray(scaling["std"], dtype=np.float64)
+        self.target_mean = float(scaling["target_mean"])
+        self.target_std = float(scaling["target_std"])
 
     # -- what the model and the stages use ------------------------------------------------
     def model_kwargs(self) -> dict[str, Any]:
