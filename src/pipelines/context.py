@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,20 +90,16 @@ class RunContext:
         return value
 
 
-def set_up_datamodule(datamodule: Any, model_class: type) -> Any:
+def set_up_datamodule(datamodule: Any, model_class: type, *, found: bool = False) -> Any:
     """Load and split ``datamodule``'s data for ``model_class`` (the ``prepare`` stage's and
     ``evaluate``'s one way to do it): text data first learns how the model takes tokens.
 
-    The find-or-download step (:func:`find_data`) is skipped for a datamodule that went
-    through it before the run opened."""
-    if not _was_found(datamodule):
+    ``found``: the datamodule went through :func:`find_data` before the run opened
+    (:attr:`RunContext.found_datamodule`), so its files are not looked for twice."""
+    if not found:
         find_data(datamodule, model_class)
     datamodule.setup("fit")
     return datamodule
-
-
-#: datamodules whose :func:`find_data` is done (weak: a datamodule is not kept alive here)
-_found: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def find_data(datamodule: Any, model_class: type) -> None:
@@ -117,18 +111,6 @@ def find_data(datamodule: Any, model_class: type) -> None:
     prepare_data = getattr(datamodule, "prepare_data", None)
     if prepare_data is not None:
         prepare_data()
-    # unhashable, or without weak references: then found again at set-up
-    with contextlib.suppress(TypeError):
-        _found.add(datamodule)
-
-
-def _was_found(datamodule: Any) -> bool:
-    """Whether :func:`find_data` is done for ``datamodule`` (never, for one it could not
-    remember: looking its files up twice is slower, not wrong)."""
-    try:
-        return datamodule in _found
-    except TypeError:  # unhashable: WeakSet hashes its weak reference, i.e. the object
-        return False
 
 
 @dataclass(frozen=True)

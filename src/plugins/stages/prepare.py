@@ -20,7 +20,8 @@ class Prepare:
 
     def run(self, ctx: RunContext) -> None:
         model_class = registry.load("model", ctx.config["model"]["name"], path="model.name")
-        datamodule = set_up_datamodule(ctx.build_datamodule(), model_class)
+        found = ctx.found_datamodule is not None  # its files were found before the run
+        datamodule = set_up_datamodule(ctx.build_datamodule(), model_class, found=found)
         ctx.datamodule = datamodule
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         _refuse_a_single_class(ctx, model_class, datamodule, data_kwargs)
