@@ -1,4 +1,4 @@
-"""The speed node: data on the device, channels_last, compile; checked keys; CPU defaults.
+"""The speed node: data on the device, channels_last, TF32, compile; checked keys; CPU defaults.
 
 The GPU effects are measured by ``benchmarks/gpu.py`` when a GPU is lent; here the settings
 are checked to apply (or stay off) and to train correctly on CPU, where each also works.
@@ -15,7 +15,12 @@ from mlflow import MlflowClient
 
 from conftest import FAST, mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines.errors import ConfigValueError
-from pipelines.speed import AUTO_STEPS_PER_CALL, SpeedSettings, apply_speed_settings
+from pipelines.speed import (
+    AUTO_STEPS_PER_CALL,
+    SpeedSettings,
+    apply_speed_settings,
+    channels_last_pays,
+)
 
 
 def _digits(**kwargs):
@@ -68,9 +73,45 @@ def test_data_on_device_needs_in_memory_splits() -> None:
         apply_speed_settings(settings, _convnet(), streaming, quiet_trainer())
 
 
+def test_channels_last_is_left_off_for_depthwise_convolutions_in_16_bits() -> None:
+    """NHWC made the book's mini Xception (separable = depthwise + pointwise convolutions)
+    slower an epoch in bf16 on an H200, faster in float32 (benchmarks/gpu_precision.py)."""
+    from plugins.models.dense import MLP
+    from plugins.models.xception import MiniXception
+
+    shape = {"input_shape": (3, 32, 32), "num_classes": 2}
+    xception = MiniXception(**shape, sizes=[8, 16])
+    assert channels_last_pays(_convnet(), "bf16-mixed")
+    assert channels_last_pays(xception, "32-true")
+    assert not channels_last_pays(xception, "bf16-mixed")
+    assert not channels_last_pays(xception, "16-mixed")
+    assert channels_last_pays(MiniXception(**shape, sizes=[8, 16], separable=False), "bf16-mixed")
+    assert not channels_last_pays(MLP(input_shape=(64,), num_classes=10))
+
+
+@pytest.fixture
+def matmul_precision():
+    """TF32 is process-wide: put torch's setting back after the test."""
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+def test_tf32_is_off_on_cpu_unless_asked(matmul_precision) -> None:
+    torch.set_float32_matmul_precision("highest")
+    applied = apply_speed_settings(SpeedSettings(), _convnet(), _digits(), quiet_trainer())
+    assert "tf32" not in applied
+    assert torch.get_float32_matmul_precision() == "highest"
+    settings = SpeedSettings(tf32=True)
+    applied = apply_speed_settings(settings, _convnet(), _digits(), quiet_trainer())
+    assert applied["tf32"] is True
+    assert torch.get_float32_matmul_precision() == "high"
+
+
 @pytest.mark.parametrize(
     ("node", "fragment"),
     [
+        ({"tf32": "sometimes"}, "Wrong value for 'speed.tf32': got 'sometimes'"),
         ({"data_on_devise": True}, "'speed.data_on_devise'. Did you mean 'data_on_device'?"),
         ({"compile": "maybe"}, "Wrong value for 'speed.compile': got 'maybe'"),
         ({"compile_mode": "fastest"}, "Wrong value for 'speed.compile_mode'"),
