@@ -13,13 +13,19 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pipelines import plugin_keys
 from pipelines.errors import (
     ConfigValueError,
     PipelineError,
     PluginNotFoundError,
     did_you_mean,
 )
-from pipelines.validation import check_arguments, check_data_arguments
+from pipelines.validation import (
+    check_arguments,
+    check_data_arguments,
+    check_known_keys,
+    parameters_of,
+)
 
 #: plugin kind (the config node that names it) -> entry-point group
 GROUPS: dict[str, str] = {
@@ -68,12 +74,28 @@ def load(kind: str, name: str, *, path: str | None = None) -> Any:
             f"'{GROUPS[kind]}'."
         )
     try:
-        return plugins[name].load()
+        factory = plugins[name].load()
     except Exception as exc:  # a broken plugin package: say which one, keep the cause
         raise PipelineError(
             f"The {kind} plugin '{name}' ({plugins[name].value}) is registered but failed to "
             f"import: {type(exc).__name__}: {exc}. Reinstall or fix the package that provides it."
         ) from exc
+    plugin_keys.remember(kind, plugins[name].value, factory, parameters_of(factory))
+    return factory
+
+
+def check_noted_keys(kind: str, node: Mapping[str, Any], *, path: str) -> None:
+    """Refuse a key the plugin does not take, by the keys noted when it was last imported
+    (:mod:`pipelines.plugin_keys`), before importing it; where no note holds, nothing is
+    checked here and :func:`check` decides after the import. Same message as there."""
+    plugin = available(kind).get(str(node.get("name")))
+    noted = plugin_keys.recall(kind, plugin.value) if plugin is not None else None
+    if noted is None:
+        return
+    keys, accepts_any = noted
+    kwargs = {key: value for key, value in node.items() if key != "name"}
+    what = f"The {kind} plugin '{node['name']}'"
+    check_known_keys(kwargs, keys, keys, accepts_any, path=path, what=what)
 
 
 def check(

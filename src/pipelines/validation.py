@@ -48,13 +48,7 @@ def check_arguments(
         for name, p in parameters.items()
         if name not in implicit and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     ]
-    for key in kwargs:
-        if key not in parameters and not accepts_any:
-            raise ConfigValueError(
-                f"{what} does not accept the key '{path}.{key}'."
-                f"{did_you_mean(key, configurable)} Its keys are: "
-                f"{', '.join(configurable) or '(none)'}. Remove or rename `{path}.{key}`."
-            )
+    check_known_keys(kwargs, [*parameters], configurable, accepts_any, path=path, what=what)
     merged = dict(kwargs)
     for key, value in implicit.items():
         if key not in merged and (key in parameters or accepts_any):
@@ -375,6 +369,28 @@ def _override_text(value: Any) -> str:
     if _is_list(value):
         return "[" + ",".join(_override_text(item) for item in value) + "]"
     return str(value)
+
+
+def check_known_keys(
+    kwargs: Mapping[str, Any],
+    keys: list[str],
+    configurable: list[str],
+    accepts_any: bool,
+    *,
+    path: str,
+    what: str,
+) -> None:
+    """Every key of ``kwargs`` among ``keys`` (unless the plugin takes any key); the error
+    lists the ``configurable`` ones (those the engine does not fill in itself)."""
+    if accepts_any:
+        return
+    for key in kwargs:
+        if key not in keys:
+            raise ConfigValueError(
+                f"{what} does not accept the key '{path}.{key}'."
+                f"{did_you_mean(key, configurable)} Its keys are: "
+                f"{', '.join(configurable) or '(none)'}. Remove or rename `{path}.{key}`."
+            )
 
 
 def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:

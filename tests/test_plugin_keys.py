@@ -1,0 +1,112 @@
+"""Plugin keys noted between runs: a misspelt key refused before torch is imported, and a
+note that no longer holds (a source file changed) never used."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from pipelines import plugin_keys
+from pipelines.validation import parameters_of
+from test_help import heavy_modules
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("PIPELINES_CACHE_DIR", str(folder))
+    return folder
+
+
+def _plugin_module(folder: Path, name: str, source: str):
+    """A plugin class in a module file of its own, imported from there."""
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module, path
+
+
+BASE = "class Base:\n    def __init__(self, rate: float = 0.1, **kwargs) -> None: ...\n"
+PLUGIN = (
+    "from keys_base import Base\n"
+    "class Plugin(Base):\n"
+    "    def __init__(self, units: int = 8, rate: float = 0.1) -> None: ...\n"
+)
+
+
+def _note(tmp_path: Path) -> tuple[type, Path, Path]:
+    _, base_path = _plugin_module(tmp_path, "keys_base", BASE)
+    module, path = _plugin_module(tmp_path, "keys_plugin", PLUGIN)
+    plugin = module.Plugin
+    plugin_keys.remember("model", "keys_plugin:Plugin", plugin, parameters_of(plugin))
+    return plugin, path, base_path
+
+
+def test_keys_noted_on_import_are_recalled_while_the_files_are_unchanged(
+    cache: Path, tmp_path: Path
+) -> None:
+    _note(tmp_path)
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") == (["units", "rate"], False)
+    assert plugin_keys.recall("model", "other:Plugin") is None  # another entry point
+    assert plugin_keys.recall("data", "keys_plugin:Plugin") is None  # another kind
+
+
+@pytest.mark.parametrize("changed", ["plugin", "base"])
+def test_a_changed_source_file_voids_the_note(cache: Path, tmp_path: Path, changed: str) -> None:
+    """The constructor may be inherited: a base class's file counts as much as its own."""
+    _, path, base_path = _note(tmp_path)
+    edited = path if changed == "plugin" else base_path
+    edited.write_text(edited.read_text() + "\n# edited\n")
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
+
+
+def test_a_broken_or_unwritable_note_is_ignored(cache: Path, tmp_path: Path) -> None:
+    cache.mkdir()
+    plugin_keys.cache_file().write_text("{not json")
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
+    _note(tmp_path)  # replaces the broken note
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is not None
+    if os.geteuid() != 0:  # root writes anywhere
+        cache.chmod(0o500)
+        try:
+            plugin_keys.cache_file().unlink(missing_ok=True)
+            _note(tmp_path)  # no error, nothing noted
+        finally:
+            cache.chmod(0o700)
+
+
+def test_a_class_made_from_a_string_is_not_noted(cache: Path) -> None:
+    """Its module (here pytest's __main__) has a file, but its constructor was not in it."""
+    namespace: dict = {}
+    exec("class Made:\n    def __init__(self, a: int = 1) -> None: ...\n", namespace)
+    made = namespace["Made"]
+    made.__module__ = "__main__"
+    assert inspect.isclass(made)
+    plugin_keys.remember("model", "made:Made", made, parameters_of(made))
+    assert plugin_keys.recall("model", "made:Made") is None
+
+
+def test_a_misspelt_key_is_refused_before_any_framework_import_once_noted(
+    workdir: Path,
+) -> None:
+    """`+model.dropuot=0.2` took the plugin's import (7.8-9.5 s here) to refuse."""
+    args = ["model=convnet", "+model.kernal_size=3"]
+    first = run_cli(args, workdir)  # imports the plugin, so notes its keys
+    assert first.returncode == 2
+    assert "Did you mean 'kernel_size'?" in first.stderr
+    assert heavy_modules(args, workdir) == "HEAVY []"
+    again = run_cli(args, workdir)
+    assert again.returncode == 2 and again.stderr == first.stderr  # the same one paragraph
+    # a key it takes is still checked with the plugin's types, after its import
+    wrong_type = run_cli(["model=convnet", "model.kernel_size=wide"], workdir)
+    assert wrong_type.returncode == 2
+    assert "Wrong value for 'model.kernel_size'" in wrong_type.stderr
