@@ -6,8 +6,9 @@ Each command runs in a fresh process ``--repeats`` times (median wall seconds):
   ``model.dropout=2``): targets under 1 s, which needs lazy imports (no torch, Lightning or
   MLflow before they are needed); a key the plugin does not take (``+model.dropuot=0.2``),
   answered from the keys noted when the plugin was last imported
-  (:mod:`pipelines.plugin_keys`; noted once before the timed rounds), and without a note,
-  where it needs the plugin's signature, so its import;
+  (:mod:`pipelines.plugin_keys`; noted once before the timed rounds), likewise a value of
+  the wrong type (``model.dropout=lots``), and without a note, where it needs the
+  plugin's signature, so its import;
 * a run that stops after its first training step (``trainer.max_steps=1``, no validation,
   no tracking): the time from the command to the first step (and its exit), against the
   bare import (and its exit); and the same run with Python's garbage collector left on
@@ -47,6 +48,7 @@ COMMANDS = {
     "config error (model=mpl)": [*RUN, "model=mpl"],
     "config error (model.dropout=2)": [*RUN, "model.dropout=2"],
     "config error (model.dropuot=0.2)": [*RUN, "+model.dropuot=0.2"],
+    "config error (model.dropout=lots)": [*RUN, "model.dropout=lots"],
     "same, no keys noted yet": [*RUN, "+model.dropuot=0.2"],
     "to the first training step": [*RUN, *FIRST_STEP],
     "same, collector on throughout": [sys.executable, "-c", COLLECTOR_AS_USUAL, *FIRST_STEP],

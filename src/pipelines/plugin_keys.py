@@ -8,8 +8,11 @@ size and modification time of every source file the signature comes from (the pl
 class's module and those of its base classes). The next command checks its keys against
 that note before importing anything, if every one of those files is unchanged and the
 entry point still names the same object; otherwise it learns nothing from the note and the
-plugin's import decides, as before. The note only ever refuses sooner: a key it knows is
-still checked with the plugin's types after the import.
+plugin's import decides, as before. Besides the keys, the note holds the plain types
+(``int``, ``float``, ``bool``, ``str``, a ``Literal`` of such values, each optionally
+``| None``), so ``model.dropout=lots`` is refused as soon; other types (settings objects,
+tuples) wait for the import. The note only ever refuses sooner: whatever it lets through
+is checked again with the plugin's own signature after the import.
 
 The file is ``$PIPELINES_CACHE_DIR/plugin-keys.json`` (default: ``$XDG_CACHE_HOME`` or
 ``~/.cache``, then ``pipelines``). A note that cannot be read or written is ignored.
@@ -22,11 +25,25 @@ import inspect
 import json
 import os
 import tempfile
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 #: bumped when the note's layout changes, so an older one is ignored
-FORMAT = 1
+FORMAT = 2
+#: the types a note can hold, by name
+PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@dataclass(frozen=True)
+class NotedKeys:
+    """What a note says of a plugin: its keys, whether it takes any key, its plain types."""
+
+    keys: list[str]
+    accepts_any: bool
+    types: dict[str, Any]
 
 
 def cache_file() -> Path:
@@ -38,15 +55,24 @@ def cache_file() -> Path:
     return Path(base).expanduser() / "pipelines" / "plugin-keys.json"
 
 
-def remember(kind: str, entry_point: str, factory: Any, parameters: dict[str, Any]) -> None:
-    """Note the keys of a plugin just imported (``parameters``: its signature's)."""
+def remember(
+    kind: str,
+    entry_point: str,
+    factory: Any,
+    parameters: dict[str, Any],
+    hints: dict[str, Any],
+) -> None:
+    """Note the keys of a plugin just imported (``parameters``: its signature's; ``hints``:
+    its resolved annotations)."""
     files = _source_files(factory)
     if files is None:
         return
     variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
     keys = [name for name, p in parameters.items() if p.kind not in variadic]
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    entry = {"keys": keys, "accepts_any": accepts_any, "files": files}
+    described = {key: _describe(hints[key]) for key in keys if key in hints}
+    plain = {key: description for key, description in described.items() if description}
+    entry = {"keys": keys, "accepts_any": accepts_any, "types": plain, "files": files}
     notes = _read()
     slot = f"{kind}:{entry_point}"
     if notes.get(slot) == entry:
@@ -55,9 +81,9 @@ def remember(kind: str, entry_point: str, factory: Any, parameters: dict[str, An
     _write(notes)
 
 
-def recall(kind: str, entry_point: str) -> tuple[list[str], bool] | None:
-    """The keys noted for a plugin and whether it takes any key, or None where no note is
-    known to still hold (none taken, or one of its source files changed since)."""
+def recall(kind: str, entry_point: str) -> NotedKeys | None:
+    """What was noted of a plugin, or None where no note is known to still hold (none
+    taken, or one of its source files changed since)."""
     entry = _read().get(f"{kind}:{entry_point}")
     if not isinstance(entry, dict):
         return None
@@ -65,9 +91,38 @@ def recall(kind: str, entry_point: str) -> tuple[list[str], bool] | None:
         files, keys, accepts_any = entry["files"], entry["keys"], entry["accepts_any"]
         if not files or any(_stat(path) != list(state) for path, state in files.items()):
             return None
-        return [str(key) for key in keys], bool(accepts_any)
-    except (KeyError, TypeError, ValueError):
+        annotations = {key: _rebuild(description) for key, description in entry["types"].items()}
+        return NotedKeys([str(key) for key in keys], bool(accepts_any), annotations)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def _describe(annotation: Any) -> dict[str, Any] | None:
+    """A plain type as JSON (``{"type": "float", "optional": true}``, ``{"literal": [...]}``),
+    or None for any other."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) != 1:
+            return None
+        annotation, optional = members[0], True
+    for name, plain in PLAIN_TYPES.items():
+        if annotation is plain:
+            return {"type": name, "optional": optional}
+    if typing.get_origin(annotation) is Literal:
+        values = list(typing.get_args(annotation))
+        if all(isinstance(value, str | int | float | bool) for value in values):
+            return {"literal": values, "optional": optional}
+    return None
+
+
+def _rebuild(description: dict[str, Any]) -> Any:
+    """The type a :func:`_describe` description stands for."""
+    if "literal" in description:
+        annotation: Any = Literal.__getitem__(tuple(description["literal"]))
+    else:
+        annotation = PLAIN_TYPES[description["type"]]
+    return annotation | None if description.get("optional") else annotation
 
 
 def _source_files(factory: Any) -> dict[str, list[int]] | None:

@@ -25,6 +25,8 @@ from pipelines.validation import (
     check_data_arguments,
     check_known_keys,
     parameters_of,
+    type_hints_of,
+    validate_value,
 )
 
 #: plugin kind (the config node that names it) -> entry-point group
@@ -80,22 +82,27 @@ def load(kind: str, name: str, *, path: str | None = None) -> Any:
             f"The {kind} plugin '{name}' ({plugins[name].value}) is registered but failed to "
             f"import: {type(exc).__name__}: {exc}. Reinstall or fix the package that provides it."
         ) from exc
-    plugin_keys.remember(kind, plugins[name].value, factory, parameters_of(factory))
+    plugin_keys.remember(
+        kind, plugins[name].value, factory, parameters_of(factory), type_hints_of(factory)
+    )
     return factory
 
 
 def check_noted_keys(kind: str, node: Mapping[str, Any], *, path: str) -> None:
-    """Refuse a key the plugin does not take, by the keys noted when it was last imported
-    (:mod:`pipelines.plugin_keys`), before importing it; where no note holds, nothing is
-    checked here and :func:`check` decides after the import. Same message as there."""
+    """Refuse a key the plugin does not take, or a value not of its plain type, by what was
+    noted when it was last imported (:mod:`pipelines.plugin_keys`), before importing it;
+    where no note holds, nothing is checked here and :func:`check` decides after the
+    import. Same messages as there."""
     plugin = available(kind).get(str(node.get("name")))
     noted = plugin_keys.recall(kind, plugin.value) if plugin is not None else None
     if noted is None:
         return
-    keys, accepts_any = noted
     kwargs = {key: value for key, value in node.items() if key != "name"}
     what = f"The {kind} plugin '{node['name']}'"
-    check_known_keys(kwargs, keys, keys, accepts_any, path=path, what=what)
+    check_known_keys(kwargs, noted.keys, noted.keys, noted.accepts_any, path=path, what=what)
+    for key, value in kwargs.items():
+        if key in noted.types:
+            validate_value(noted.types[key], value, key=key, path=path)
 
 
 def check(

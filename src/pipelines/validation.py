@@ -404,6 +404,16 @@ def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     return params
 
 
+def type_hints_of(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of a class's ``__init__`` or of a function; none where they
+    cannot be resolved (forward references a third-party plugin left unresolvable)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:
+        return {}
+
+
 def validate_arguments(
     factory: Callable[..., Any], kwargs: Mapping[str, Any], *, path: str
 ) -> dict[str, Any]:
@@ -412,41 +422,40 @@ def validate_arguments(
     Parameters without a usable annotation (unresolvable names, arbitrary classes pydantic
     cannot validate) are passed through unchanged: validation helps, it never blocks.
     """
+    hints = type_hints_of(factory)
+    return {
+        key: validate_value(hints.get(key), value, key=key, path=path)
+        for key, value in kwargs.items()
+    }
+
+
+def validate_value(annotation: Any, value: Any, *, key: str, path: str) -> Any:
+    """``value`` coerced to ``annotation`` (unchanged where there is none, or pydantic has no
+    schema for it), or a one-paragraph error naming ``path.key``."""
     import pydantic
 
-    target = factory.__init__ if inspect.isclass(factory) else factory
+    if annotation is None or annotation is Any:
+        return value
     try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable forward references in a third-party plugin
-        hints = {}
-    checked: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        annotation = hints.get(key)
-        if annotation is None or annotation is Any:
-            checked[key] = value
-            continue
-        try:
-            adapter = pydantic.TypeAdapter(annotation)
-        except Exception:  # a type pydantic has no schema for: leave it to the plugin
-            checked[key] = value
-            continue
-        try:
-            checked[key] = adapter.validate_python(value)
-        except pydantic.ValidationError as exc:
-            error = exc.errors()[0]
-            nested = [str(part) for part in error.get("loc", ()) if isinstance(part, str | int)]
-            # a nested settings object (e.g. data.augment) names the inner key that is wrong
-            if nested and isinstance(value, Mapping) and nested[0] in value:
-                full_key, bad, expected = ".".join([path, key, *nested]), error.get("input"), ""
-            else:
-                full_key, bad = f"{path}.{key}", value
-                expected = f"expected {_type_name(annotation)}, "
-            raise ConfigValueError(
-                f"Wrong value for '{full_key}': {expected}got {bad!r} "
-                f"({type(bad).__name__}); {error.get('msg', '')}. Fix the value, e.g. "
-                f"`{full_key}=...` on the command line or in the config file."
-            ) from None
-    return checked
+        adapter = pydantic.TypeAdapter(annotation)
+    except Exception:  # a type pydantic has no schema for: leave it to the plugin
+        return value
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        nested = [str(part) for part in error.get("loc", ()) if isinstance(part, str | int)]
+        # a nested settings object (e.g. data.augment) names the inner key that is wrong
+        if nested and isinstance(value, Mapping) and nested[0] in value:
+            full_key, bad, expected = ".".join([path, key, *nested]), error.get("input"), ""
+        else:
+            full_key, bad = f"{path}.{key}", value
+            expected = f"expected {_type_name(annotation)}, "
+        raise ConfigValueError(
+            f"Wrong value for '{full_key}': {expected}got {bad!r} "
+            f"({type(bad).__name__}); {error.get('msg', '')}. Fix the value, e.g. "
+            f"`{full_key}=...` on the command line or in the config file."
+        ) from None
 
 
 def _type_name(annotation: Any) -> str:
