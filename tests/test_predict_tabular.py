@@ -261,3 +261,49 @@ def test_evaluate_on_other_data_uses_the_runs_columns_and_statistics(tmp_path: P
         lacking = TabularRegressionDataModule(path=str(partial), target="price")
         lacking.use_artifacts({"features.json": tmp_path / "features.json"})
         lacking.setup("fit")
+
+
+def test_a_long_table_is_predicted_in_batches_and_printed_at_float32_precision(
+    housing_run: tuple[Path, str, np.ndarray], tmp_path: Path
+) -> None:
+    """Every row is predicted (1,024 rows a forward pass, not the whole table in one), the
+    same rows alike in any batch (to float32's rounding: kernels differ by batch size), and
+    printed as float32's shortest text (25.434982, not the float64 expansion
+    25.434982299804688 of the same number)."""
+    from pipelines.evaluate import PREDICT_BATCH_SIZE
+
+    workdir, run_id, _ = housing_run
+    count = 2 * PREDICT_BATCH_SIZE + 7  # three copies of 3 rows end the table
+    table = np.tile(houses(3, seed=2)[:, :3], (count // 3 + 1, 1))[:count]
+    path = write_csv(tmp_path / "many.csv", FEATURES, table)
+    args = [run_id, str(path), "--tracking-uri", store_uri(workdir)]
+    result = run_cli(module="pipelines.predict", args=args, cwd=tmp_path)
+    assert result.returncode == 0, result.output
+    printed = [row["prediction"] for row in predictions(result.stdout)]
+    assert len(printed) == count
+    values = [float(text) for text in printed]
+    assert values[-3:] == pytest.approx(values[:3], rel=1e-6)
+    in_second_batch = (PREDICT_BATCH_SIZE // 3 + 1) * 3  # a copy of row 0
+    assert values[in_second_batch] == pytest.approx(values[0], rel=1e-6)
+    for text in printed[:3]:
+        assert text == str(np.float32(text)), "float32's shortest text"
+
+
+def test_predict_runs_the_model_on_batches_of_at_most_the_batch_size() -> None:
+    from pipelines.evaluate import PREDICT_BATCH_SIZE, _predict_in_batches
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            assert not torch.is_grad_enabled() and not self.training
+            self.sizes.append(len(batch))
+            return batch * 2
+
+    model = Recorder()
+    inputs = torch.arange(2 * PREDICT_BATCH_SIZE + 5, dtype=torch.float32)[:, None]
+    outputs = _predict_in_batches(model, inputs)
+    assert model.sizes == [PREDICT_BATCH_SIZE, PREDICT_BATCH_SIZE, 5]
+    assert torch.equal(outputs, inputs * 2)

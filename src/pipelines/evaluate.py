@@ -245,9 +245,7 @@ def predict(
             f"({record.run_name}): {exc}. What its data plugin ({type(datamodule).__name__}) "
             f"reads: {_accepted_inputs(datamodule)}. Give predict files of that kind."
         ) from None
-    model.eval()
-    with torch.no_grad():
-        outputs = model.predict_step(inputs, 0)
+    outputs = _predict_in_batches(model, inputs)
     sources = _input_sources(datamodule, files)
     if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or len(outputs) != len(sources):
         shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
@@ -260,7 +258,7 @@ def predict(
     if getattr(model, "task", "classification") == "regression":
         if hasattr(datamodule, "decode_outputs"):  # e.g. a normalised target, scaled back
             outputs = datamodule.decode_outputs(outputs)
-        predicted = [{"prediction": float(row.flatten()[0])} for row in outputs]
+        predicted = [{"prediction": _shortest(row.flatten()[0])} for row in outputs]
     else:
         predicted = _labelled(outputs, list(getattr(datamodule, "classes", []) or []))
     rows = [{**source, **value} for source, value in zip(sources, predicted, strict=True)]
@@ -273,6 +271,38 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
     return rows
+
+
+#: inputs per forward pass of ``predict``: a table of many rows is not one huge batch
+PREDICT_BATCH_SIZE = 1024
+
+
+def _predict_in_batches(model: Any, inputs: Any) -> Any:
+    """The model's ``predict_step`` over ``inputs``, ``PREDICT_BATCH_SIZE`` at a time (in
+    eval mode, without gradients), concatenated."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        parts = [
+            model.predict_step(inputs[start : start + PREDICT_BATCH_SIZE], 0)
+            for start in range(0, len(inputs), PREDICT_BATCH_SIZE)
+        ]
+    if len(parts) == 1 or not all(isinstance(part, torch.Tensor) for part in parts):
+        return parts[0] if len(parts) == 1 else parts
+    return torch.cat(parts)
+
+
+def _shortest(value: Any) -> float:
+    """A model output as the float its own precision holds: float32's 25.434982, not the
+    float64 expansion 25.434982299804688 of the same number."""
+    import numpy as np
+    import torch
+
+    number = value.item() if isinstance(value, torch.Tensor) else value
+    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+        return float(str(np.float32(number)))
+    return float(number)
 
 
 def _input_sources(datamodule: Any, files: list[Path]) -> list[dict[str, Any]]:
@@ -291,7 +321,7 @@ def _labelled(outputs: Any, classes: list[str]) -> list[dict[str, Any]]:
     for output_row in outputs:
         index = int(output_row.argmax())
         label = classes[index] if index < len(classes) else str(index)
-        labelled.append({"prediction": label, "probability": float(output_row[index])})
+        labelled.append({"prediction": label, "probability": _shortest(output_row[index])})
     return labelled
 
 
