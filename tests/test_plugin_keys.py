@@ -7,6 +7,8 @@ import importlib.util
 import inspect
 import os
 import sys
+import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+def _as_if_started_now() -> None:
+    """Files written by the test count as written before "this process" started (a note is
+    not taken of files changed while a process runs: it may hold their old version)."""
+    plugin_keys._PROCESS_STARTED_NS = time.time_ns() + 1
+
+
 def _plugin_module(folder: Path, name: str, source: str):
     """A plugin class in a module file of its own, imported from there."""
     path = folder / f"{name}.py"
@@ -37,6 +45,7 @@ def _plugin_module(folder: Path, name: str, source: str):
 
 BASE = "class Base:\n    def __init__(self, rate: float = 0.1, **kwargs) -> None: ...\n"
 PLUGIN = (
+    "from __future__ import annotations\n"
     "from keys_base import Base\n"
     "class Plugin(Base):\n"
     "    def __init__(self, units: int = 8, rate: float = 0.1) -> None: ...\n"
@@ -60,6 +69,7 @@ def test_only_plain_types_are_noted() -> None:
 def _note(tmp_path: Path) -> tuple[type, Path, Path]:
     _, base_path = _plugin_module(tmp_path, "keys_base", BASE)
     module, path = _plugin_module(tmp_path, "keys_plugin", PLUGIN)
+    _as_if_started_now()
     plugin = module.Plugin
     plugin_keys.remember(
         "model", "keys_plugin:Plugin", plugin, parameters_of(plugin), type_hints_of(plugin)
@@ -129,3 +139,73 @@ def test_a_misspelt_key_is_refused_before_any_framework_import_once_noted(
     refused = run_cli(wrong_type, workdir)
     assert refused.returncode == 2
     assert "Wrong value for 'model.kernel_size': expected int, got 'wide'" in refused.stderr
+
+
+def test_a_note_is_not_lent_to_another_checkout_or_environment(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts share ~/.cache; the same entry point names different files in each."""
+    _note(tmp_path)
+    monkeypatch.setattr(plugin_keys, "_origin", lambda entry_point: "/elsewhere/keys_plugin.py|")
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
+
+
+def test_files_changed_while_the_process_ran_are_not_noted(cache: Path, tmp_path: Path) -> None:
+    """An in-process sweep or a notebook holds the keys it imported, maybe not the file's."""
+    _note(tmp_path)
+    plugin_keys.cache_file().unlink()
+    _, path = _plugin_module(tmp_path, "keys_plugin", PLUGIN)  # rewritten: newer than start
+    plugin_keys._PROCESS_STARTED_NS = path.stat().st_mtime_ns - 1
+    plugin = sys.modules["keys_plugin"].Plugin
+    plugin_keys.remember("model", "keys_plugin:Plugin", plugin, parameters_of(plugin), {})
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
+
+
+def test_types_named_elsewhere_and_signatures_set_by_hand_are_not_noted(
+    cache: Path, tmp_path: Path
+) -> None:
+    _plugin_module(tmp_path, "keys_kinds", "from typing import Literal\nKind = Literal['a', 'b']\n")
+    source = (
+        "from __future__ import annotations\n"
+        "from keys_kinds import Kind\n"
+        "class Aliased:\n"
+        "    def __init__(self, kind: Kind = 'a', rate: float = 0.1) -> None: ...\n"
+    )
+    module, _ = _plugin_module(tmp_path, "keys_aliased", source)
+    _as_if_started_now()
+    aliased = module.Aliased
+    plugin_keys.remember(
+        "model", "keys_aliased:Aliased", aliased, parameters_of(aliased), type_hints_of(aliased)
+    )
+    noted = plugin_keys.recall("model", "keys_aliased:Aliased")
+    assert noted is not None and noted.keys == ["kind", "rate"]
+    assert noted.types == {"rate": float}  # Kind's file is not watched: left to the import
+
+    made = module.Aliased
+    made.__signature__ = inspect.signature(lambda seed=0: None)
+    plugin_keys.remember("model", "keys_made:Made", made, parameters_of(made), {})
+    assert plugin_keys.recall("model", "keys_made:Made") is None
+    del made.__signature__
+
+
+def test_optional_types_are_named_as_the_plugin_wrote_them() -> None:
+    from pipelines.validation import _type_name
+
+    for annotation in (typing.Optional[int], int | None):  # noqa: UP045
+        rebuilt = plugin_keys._rebuild(plugin_keys._describe(annotation))
+        assert _type_name(rebuilt) == _type_name(annotation)
+
+
+def test_no_home_folder_means_no_note_and_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container user without a home: Path.home() raises RuntimeError."""
+    monkeypatch.delenv("PIPELINES_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    _note(tmp_path)
+    assert plugin_keys.recall("model", "keys_plugin:Plugin") is None

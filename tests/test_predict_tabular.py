@@ -307,3 +307,8 @@ def test_predict_runs_the_model_on_batches_of_at_most_the_batch_size() -> None:
     outputs = _predict_in_batches(model, inputs)
     assert model.sizes == [PREDICT_BATCH_SIZE, PREDICT_BATCH_SIZE, 5]
     assert torch.equal(outputs, inputs * 2)
+    # a plugin's own input structure goes to the model whole, as it comes
+    model.sizes.clear()
+    pairs = (inputs, inputs)
+    assert isinstance(_predict_in_batches(model, pairs), tuple)
+    assert model.sizes == [2], "one call with the pair, not slices of it"

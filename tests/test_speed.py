@@ -106,6 +106,11 @@ def test_tf32_is_off_on_cpu_unless_asked(matmul_precision) -> None:
     applied = apply_speed_settings(settings, _convnet(), _digits(), quiet_trainer())
     assert applied["tf32"] is True
     assert torch.get_float32_matmul_precision() == "high"
+    # an in-process sweep's next run with tf32=false gets full float32 again
+    settings = SpeedSettings(tf32=False)
+    applied = apply_speed_settings(settings, _convnet(), _digits(), quiet_trainer())
+    assert "tf32" not in applied
+    assert torch.get_float32_matmul_precision() == "highest"
 
 
 @pytest.mark.parametrize(

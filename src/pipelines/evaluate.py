@@ -278,19 +278,22 @@ PREDICT_BATCH_SIZE = 1024
 
 
 def _predict_in_batches(model: Any, inputs: Any) -> Any:
-    """The model's ``predict_step`` over ``inputs``, ``PREDICT_BATCH_SIZE`` at a time (in
-    eval mode, without gradients), concatenated."""
+    """The model's ``predict_step`` over ``inputs`` (in eval mode, without gradients): a
+    tensor of more than ``PREDICT_BATCH_SIZE`` rows that many at a time, concatenated;
+    anything else (a plugin's own input structure) in one call, as it comes."""
     import torch
 
     model.eval()
     with torch.no_grad():
+        if not isinstance(inputs, torch.Tensor) or len(inputs) <= PREDICT_BATCH_SIZE:
+            return model.predict_step(inputs, 0)
         parts = [
             model.predict_step(inputs[start : start + PREDICT_BATCH_SIZE], 0)
             for start in range(0, len(inputs), PREDICT_BATCH_SIZE)
         ]
-    if len(parts) == 1 or not all(isinstance(part, torch.Tensor) for part in parts):
-        return parts[0] if len(parts) == 1 else parts
-    return torch.cat(parts)
+    if all(isinstance(part, torch.Tensor) and part.ndim > 0 for part in parts):
+        return torch.cat(parts)
+    return parts  # not rows: the shape check after this names what the model returned
 
 
 def _shortest(value: Any) -> float:

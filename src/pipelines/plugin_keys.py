@@ -21,10 +21,13 @@ The file is ``$PIPELINES_CACHE_DIR/plugin-keys.json`` (default: ``$XDG_CACHE_HOM
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import json
 import os
+import re
 import tempfile
+import time
 import types
 import typing
 from dataclasses import dataclass
@@ -32,9 +35,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 #: bumped when the note's layout changes, so an older one is ignored
-FORMAT = 2
+FORMAT = 3
 #: the types a note can hold, by name
 PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+#: the names an annotation may use to be noted: written out in the constructor's own file,
+#: not an alias from elsewhere (whose file the note does not watch)
+WRITTEN_OUT = {*PLAIN_TYPES, "None", "Optional", "Literal", "Union"}
+#: files changed after this process started may not be what it imported: not noted
+_PROCESS_STARTED_NS = time.time_ns()
 
 
 @dataclass(frozen=True)
@@ -65,14 +73,28 @@ def remember(
     """Note the keys of a plugin just imported (``parameters``: its signature's; ``hints``:
     its resolved annotations)."""
     files = _source_files(factory)
-    if files is None:
+    origin = _origin(entry_point)
+    if files is None or origin is None:
         return
+    if any(mtime_ns >= _PROCESS_STARTED_NS for mtime_ns, _ in files.values()):
+        return  # edited while this process ran: the keys in memory may be the old ones
     variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
     keys = [name for name, p in parameters.items() if p.kind not in variadic]
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    described = {key: _describe(hints[key]) for key in keys if key in hints}
+    written = _raw_annotations(factory)
+    described = {
+        key: _describe(hints[key])
+        for key in keys
+        if key in hints and _written_out(written.get(key))
+    }
     plain = {key: description for key, description in described.items() if description}
-    entry = {"keys": keys, "accepts_any": accepts_any, "types": plain, "files": files}
+    entry = {
+        "keys": keys,
+        "accepts_any": accepts_any,
+        "types": plain,
+        "files": files,
+        "origin": origin,
+    }
     notes = _read()
     slot = f"{kind}:{entry_point}"
     if notes.get(slot) == entry:
@@ -89,6 +111,8 @@ def recall(kind: str, entry_point: str) -> NotedKeys | None:
         return None
     try:
         files, keys, accepts_any = entry["files"], entry["keys"], entry["accepts_any"]
+        if entry["origin"] != _origin(entry_point):
+            return None  # another checkout or environment shares this cache
         if not files or any(_stat(path) != list(state) for path, state in files.items()):
             return None
         annotations = {key: _rebuild(description) for key, description in entry["types"].items()}
@@ -100,12 +124,14 @@ def recall(kind: str, entry_point: str) -> NotedKeys | None:
 def _describe(annotation: Any) -> dict[str, Any] | None:
     """A plain type as JSON (``{"type": "float", "optional": true}``, ``{"literal": [...]}``),
     or None for any other."""
-    optional = False
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    optional: bool | str = False
+    union = typing.get_origin(annotation)
+    if union in (typing.Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(members) != 1:
             return None
-        annotation, optional = members[0], True
+        # "Optional" or "|", so the message names the type as the plugin's import does
+        annotation, optional = members[0], "Optional" if union is typing.Union else "|"
     for name, plain in PLAIN_TYPES.items():
         if annotation is plain:
             return {"type": name, "optional": optional}
@@ -122,7 +148,41 @@ def _rebuild(description: dict[str, Any]) -> Any:
         annotation: Any = Literal.__getitem__(tuple(description["literal"]))
     else:
         annotation = PLAIN_TYPES[description["type"]]
-    return annotation | None if description.get("optional") else annotation
+    optional = description.get("optional")
+    if optional == "Optional":
+        return typing.Optional[annotation]  # noqa: UP045 -- as the plugin wrote it
+    return annotation | None if optional else annotation
+
+
+def _raw_annotations(factory: Any) -> dict[str, Any]:
+    """The constructor's annotations as written (text under ``from __future__ import
+    annotations``), before any name in them is resolved."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    return dict(getattr(inspect.unwrap(target), "__annotations__", None) or {})
+
+
+def _written_out(raw: Any) -> bool:
+    """Whether an annotation is text that names only plain types (``"float | None"``,
+    ``"Literal['same', 'valid']"``), so the watched file holds all it means."""
+    if not isinstance(raw, str):
+        return False
+    unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", raw)
+    names = re.findall(r"[A-Za-z_][\w.]*", unquoted)
+    return all(name.removeprefix("typing.") in WRITTEN_OUT for name in names)
+
+
+def _origin(entry_point: str) -> str | None:
+    """Where the entry point's top-level package is found now (imports nothing), so a cache
+    shared by two checkouts or environments never lends one's note to the other."""
+    top = entry_point.split(":")[0].split(".")[0].strip()
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    return str(spec.origin) + "|" + "|".join(str(location) for location in locations)
 
 
 def _source_files(factory: Any) -> dict[str, list[int]] | None:
@@ -134,16 +194,25 @@ def _source_files(factory: Any) -> dict[str, list[int]] | None:
         owners = [cls for cls in factory.__mro__ if cls is not object]
     else:
         owners = [factory]
+    if any("__signature__" in vars(owner) for owner in owners if hasattr(owner, "__dict__")):
+        return None  # a signature set by hand, from wherever: not noted
     files: dict[str, list[int]] = {}
-    # the file the constructor's code was compiled from: a class made at run time (exec,
-    # type()) names a module it was not written in, and code from a string has no file
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    code = getattr(inspect.unwrap(target), "__code__", None)
-    if code is not None:
-        state = _stat(code.co_filename)
-        if state is None:
+    # the files the constructor's code was compiled from, decorators' wrappers included: a
+    # class made at run time (exec, type()) names a module it was not written in, code from
+    # a string has no file, and a wrapper may set its own signature (then nothing is noted)
+    function = factory.__init__ if inspect.isclass(factory) else factory
+    for _ in range(100):  # a __wrapped__ chain, however long, ends
+        if function is None:
+            break
+        if "__signature__" in getattr(function, "__dict__", {}):
             return None
-        files[code.co_filename] = state
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            state = _stat(code.co_filename)
+            if state is None:
+                return None
+            files[code.co_filename] = state
+        function = getattr(function, "__wrapped__", None)
     for owner in owners:
         try:
             path = inspect.getsourcefile(owner)
@@ -169,7 +238,7 @@ def _stat(path: str) -> list[int] | None:
 def _read() -> dict[str, Any]:
     try:
         notes = json.loads(cache_file().read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: no home folder to be found
         return {}
     if not isinstance(notes, dict) or notes.get("format") != FORMAT:
         return {}
@@ -178,15 +247,15 @@ def _read() -> dict[str, Any]:
 
 def _write(plugins: dict[str, Any]) -> None:
     """Replace the note in one step (another process may be reading it)."""
-    path = cache_file()
     written = None
     try:
+        path = cache_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
             written = f.name
             json.dump({"format": FORMAT, "plugins": plugins}, f)
         os.replace(written, path)
-    except OSError:
+    except (OSError, RuntimeError):
         if written:
             with contextlib.suppress(OSError):
                 os.unlink(written)

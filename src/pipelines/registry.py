@@ -100,6 +100,8 @@ def check_noted_keys(kind: str, node: Mapping[str, Any], *, path: str) -> None:
     kwargs = {key: value for key, value in node.items() if key != "name"}
     what = f"The {kind} plugin '{node['name']}'"
     check_known_keys(kwargs, noted.keys, noted.keys, noted.accepts_any, path=path, what=what)
+    # a key of a type not noted (a tuple, a settings object) is checked after the import; a
+    # config wrong in two keys may then be told of a later one first
     for key, value in kwargs.items():
         if key in noted.types:
             validate_value(noted.types[key], value, key=key, path=path)

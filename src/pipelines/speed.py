@@ -125,6 +125,11 @@ def apply_speed_settings(
         # process-wide, as Lightning's own advice to set it; a run is one process
         torch.set_float32_matmul_precision("high")
         applied["tf32"] = True
+    elif settings.tf32 is False:
+        import torch
+
+        # an earlier run of this process (an in-process sweep, k-fold) may have turned it on
+        torch.set_float32_matmul_precision("highest")
 
     steps_per_call = settings.steps_per_call
     if steps_per_call == "auto":
