@@ -40,6 +40,7 @@ import lightning as L
 import torch
 import yaml
 from real_mnist import SHARED, make_split
+from training_only import training_only_trainer
 
 VARIANTS = ("plain", "ours", "ours+compile")
 #: trainer=gpu's precision, as the preset sets it
@@ -116,17 +117,11 @@ def run_variant(variant: str, root: Path, options: argparse.Namespace) -> TimeTo
     bf16 = gpu and {"auto": preset_bf16, "bf16": True, "32": False}[options.precision]
     benchmark = gpu and {"auto": False, "on": True, "off": False}[options.cudnn_benchmark]
     clock = TimeToAccuracy(test_x, test_y, options.target, bf16)
-    trainer = L.Trainer(
+    trainer = training_only_trainer(
         accelerator=options.device,
         devices=1,
         precision="bf16-mixed" if bf16 else "32-true",
         max_epochs=options.max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         benchmark=benchmark,
         callbacks=[clock],
     )

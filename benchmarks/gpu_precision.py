@@ -29,6 +29,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from training_only import training_only_trainer
 
 BOOK_AUGMENTATION = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2}
 # experiment=book_cats_dogs_augmented's model node, and conf/model/mini_xception.yaml's
@@ -95,17 +96,11 @@ def time_setting(model_name: str, precision: str, options: argparse.Namespace) -
     model_class = {"convnet": ConvNet, "mini_xception": MiniXception}[model_name]
     model = model_class(**data.model_kwargs(), **MODELS[model_name])
     clock = EpochClock()
-    trainer = L.Trainer(
+    trainer = training_only_trainer(
         accelerator=options.device,
         devices=1,
         precision=precision if options.device == "cuda" else "32-true",
         max_epochs=options.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         benchmark=False,
         callbacks=[clock],
     )

@@ -75,21 +75,12 @@ def hand_loop(epochs: int) -> float:
 
 def lightning_fit(epochs: int, automatic: bool = False, steps_per_call: int = 1) -> float:
     """CPU microseconds per optimizer step of ``trainer.fit`` on the same model and data."""
-    import lightning as L
+    from training_only import training_only_trainer
 
     from pipelines.speed import SpeedSettings, apply_speed_settings
 
     data, model = _data_and_model(automatic)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        accelerator="cpu",
-    )
+    trainer = training_only_trainer(max_epochs=epochs, accelerator="cpu")
     if steps_per_call > 1:
         apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
     started = time.process_time()
