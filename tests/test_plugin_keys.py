@@ -19,6 +19,13 @@ from pipelines.validation import parameters_of, type_hints_of
 from test_help import heavy_modules
 
 
+@pytest.fixture(autouse=True)
+def nothing_noted_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test is a process of its own as far as noting goes (a note is taken once per
+    plugin and process)."""
+    monkeypatch.setattr(plugin_keys, "_NOTED_IN_THIS_PROCESS", set())
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
@@ -30,6 +37,7 @@ def _as_if_started_now() -> None:
     """Files written by the test count as written before "this process" started (a note is
     not taken of files changed while a process runs: it may hold their old version)."""
     plugin_keys._PROCESS_STARTED_NS = time.time_ns() + 1
+    plugin_keys._NOTED_IN_THIS_PROCESS.clear()
 
 
 def _plugin_module(folder: Path, name: str, source: str):
@@ -156,6 +164,7 @@ def test_files_changed_while_the_process_ran_are_not_noted(cache: Path, tmp_path
     plugin_keys.cache_file().unlink()
     _, path = _plugin_module(tmp_path, "keys_plugin", PLUGIN)  # rewritten: newer than start
     plugin_keys._PROCESS_STARTED_NS = path.stat().st_mtime_ns - 1
+    plugin_keys._NOTED_IN_THIS_PROCESS.clear()
     plugin = sys.modules["keys_plugin"].Plugin
     plugin_keys.remember("model", "keys_plugin:Plugin", plugin, parameters_of(plugin), {})
     assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
@@ -209,3 +218,20 @@ def test_no_home_folder_means_no_note_and_no_error(
     monkeypatch.setattr(Path, "home", no_home)
     _note(tmp_path)
     assert plugin_keys.recall("model", "keys_plugin:Plugin") is None
+
+
+def test_a_base_class_from_an_interactive_session_is_not_noted(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inspect raises OSError for a class of a __main__ without a file (a notebook, a
+    pytest-xdist worker): no note, and no traceback out of loading the plugin."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    base = type("Session", (), {"__module__": "__main__"})
+    _plugin_module(tmp_path, "keys_base", BASE)
+    module, _ = _plugin_module(tmp_path, "keys_plugin", PLUGIN)
+    _as_if_started_now()
+    derived = type("Derived", (module.Plugin, base), {"__module__": "keys_plugin"})
+    plugin_keys.remember("model", "keys_plugin:Derived", derived, parameters_of(derived), {})
+    assert plugin_keys.recall("model", "keys_plugin:Derived") is None

@@ -302,10 +302,9 @@ def _shortest(value: Any) -> float:
     import numpy as np
     import torch
 
-    number = value.item() if isinstance(value, torch.Tensor) else value
     if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-        return float(str(np.float32(number)))
-    return float(number)
+        return float(str(np.float32(value.item())))
+    return float(value)
 
 
 def _input_sources(datamodule: Any, files: list[Path]) -> list[dict[str, Any]]:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.validation import constructor_of
+
 #: bumped when the note's layout changes, so an older one is ignored
 FORMAT = 3
 #: the types a note can hold, by name
@@ -43,6 +45,9 @@ PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str":
 WRITTEN_OUT = {*PLAIN_TYPES, "None", "Optional", "Literal", "Union"}
 #: files changed after this process started may not be what it imported: not noted
 _PROCESS_STARTED_NS = time.time_ns()
+#: the plugins this process has noted already (a run loads each plugin to check its node,
+#: then again to build it): the note is read, compared and written once per plugin
+_NOTED_IN_THIS_PROCESS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ def remember(
 ) -> None:
     """Note the keys of a plugin just imported (``parameters``: its signature's; ``hints``:
     its resolved annotations)."""
+    slot = f"{kind}:{entry_point}"
+    if slot in _NOTED_IN_THIS_PROCESS:
+        return
+    _NOTED_IN_THIS_PROCESS.add(slot)
     files = _source_files(factory)
     origin = _origin(entry_point)
     if files is None or origin is None:
@@ -96,7 +105,6 @@ def remember(
         "origin": origin,
     }
     notes = _read()
-    slot = f"{kind}:{entry_point}"
     if notes.get(slot) == entry:
         return
     notes[slot] = entry
@@ -157,8 +165,8 @@ def _rebuild(description: dict[str, Any]) -> Any:
 def _raw_annotations(factory: Any) -> dict[str, Any]:
     """The constructor's annotations as written (text under ``from __future__ import
     annotations``), before any name in them is resolved."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    return dict(getattr(inspect.unwrap(target), "__annotations__", None) or {})
+    constructor = inspect.unwrap(constructor_of(factory))
+    return dict(getattr(constructor, "__annotations__", None) or {})
 
 
 def _written_out(raw: Any) -> bool:
@@ -196,11 +204,11 @@ def _source_files(factory: Any) -> dict[str, list[int]] | None:
         owners = [factory]
     if any("__signature__" in vars(owner) for owner in owners if hasattr(owner, "__dict__")):
         return None  # a signature set by hand, from wherever: not noted
-    files: dict[str, list[int]] = {}
     # the files the constructor's code was compiled from, decorators' wrappers included: a
     # class made at run time (exec, type()) names a module it was not written in, code from
     # a string has no file, and a wrapper may set its own signature (then nothing is noted)
-    function = factory.__init__ if inspect.isclass(factory) else factory
+    paths: list[str | None] = []
+    function = constructor_of(factory)
     for _ in range(100):  # a __wrapped__ chain, however long, ends
         if function is None:
             break
@@ -208,22 +216,21 @@ def _source_files(factory: Any) -> dict[str, list[int]] | None:
             return None
         code = getattr(function, "__code__", None)
         if code is not None:
-            state = _stat(code.co_filename)
-            if state is None:
-                return None
-            files[code.co_filename] = state
+            paths.append(code.co_filename)
         function = getattr(function, "__wrapped__", None)
     for owner in owners:
         try:
-            path = inspect.getsourcefile(owner)
-        except TypeError:  # a built-in type
+            paths.append(inspect.getsourcefile(owner))
+        except TypeError:  # a built-in type: no file, nothing to watch
             continue
-        if path is None:
+        except OSError:  # a module without a file (__main__ of an interactive session)
             return None
-        state = _stat(path)
+    files: dict[str, list[int]] = {}
+    for path in paths:
+        state = _stat(path) if path is not None else None
         if state is None:
             return None
-        files[path] = state
+        files[path] = state  # type: ignore[index]
     return files
 
 

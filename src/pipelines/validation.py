@@ -393,11 +393,16 @@ def check_known_keys(
             )
 
 
+def constructor_of(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """What a config node's keys are the arguments of: a class's ``__init__``, or the
+    factory function itself."""
+    return factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+
+
 def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     """The keyword parameters of a class's ``__init__`` or of a function (without ``self``)."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        params = dict(inspect.signature(target).parameters)
+        params = dict(inspect.signature(constructor_of(factory)).parameters)
     except (TypeError, ValueError):  # no signature: accept anything
         return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
     params.pop("self", None)
@@ -407,9 +412,8 @@ def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
 def type_hints_of(factory: Callable[..., Any]) -> dict[str, Any]:
     """The resolved annotations of a class's ``__init__`` or of a function; none where they
     cannot be resolved (forward references a third-party plugin left unresolvable)."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(constructor_of(factory))
     except Exception:
         return {}
 
