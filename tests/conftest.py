@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,11 +19,6 @@ import pytest
 # process keeps them from fighting over the cores (OpenMP threads spin while they wait).
 # Every CLI subprocess inherits it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# the plugin keys commands note (pipelines.plugin_keys) go to a folder of this test session,
-# not the user's cache; set before the fork server starts, so every command shares it
-if "PIPELINES_CACHE_DIR" not in os.environ:
-    os.environ["PIPELINES_CACHE_DIR"] = tempfile.mkdtemp(prefix="pipelines-test-cache-")
-    atexit.register(shutil.rmtree, os.environ["PIPELINES_CACHE_DIR"], ignore_errors=True)
 
 #: keeps CLI tests fast: two epochs are enough to check wiring, not accuracy
 FAST = ["trainer.max_epochs=2"]

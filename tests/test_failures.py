@@ -113,7 +113,7 @@ def test_a_best_checkpoint_named_but_never_written_falls_back_to_the_one_on_disk
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from plugins.stages.fit import _best_saved_checkpoint
+    from pipelines.fitting import _best_saved_checkpoint
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_top_k=1)
     previous, newest_last = tmp_path / "best-002.ckpt", tmp_path / "last.ckpt"

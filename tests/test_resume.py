@@ -119,8 +119,8 @@ def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
 def test_a_store_that_cannot_delete_keeps_the_earlier_checkpoint_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from pipelines.fitting import drop_earlier_checkpoints
     from pipelines.tracking import Tracker
-    from plugins.stages.fit import drop_earlier_checkpoints
 
     class Undeletable(Tracker):
         """Like MLflow's Databricks, DBFS and FTP artifact stores: no deletion."""

@@ -52,6 +52,17 @@ class RunContext:
             or TrackingSettings.from_config(self.config.get("tracking")).resolved_uri()
         )
 
+    @property
+    def tracking_enabled(self) -> bool:
+        """Whether the run is tracked as configured (``tracking=none``: not), whatever this
+        process's tracker (a secondary DDP rank tracks nothing in a tracked run)."""
+        return TrackingSettings.from_config(self.config.get("tracking")).enabled
+
+    def model_class(self) -> type:
+        """The class of the configured model plugin (``model.name``), not built: what the
+        data adapts to before it is set up."""
+        return registry.load("model", self.config["model"]["name"], path="model.name")
+
     def build_datamodule(self) -> Any:
         """The data plugin named by ``data.name``, built from the ``data`` node: the one
         built before the run opened, the first time (its files are not looked for twice)."""

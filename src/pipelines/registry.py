@@ -13,21 +13,13 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from pipelines import plugin_keys
 from pipelines.errors import (
     ConfigValueError,
     PipelineError,
     PluginNotFoundError,
     did_you_mean,
 )
-from pipelines.validation import (
-    check_arguments,
-    check_data_arguments,
-    check_known_keys,
-    parameters_of,
-    type_hints_of,
-    validate_value,
-)
+from pipelines.validation import check_arguments, check_data_arguments
 
 #: plugin kind (the config node that names it) -> entry-point group
 GROUPS: dict[str, str] = {
@@ -82,29 +74,61 @@ def load(kind: str, name: str, *, path: str | None = None) -> Any:
             f"The {kind} plugin '{name}' ({plugins[name].value}) is registered but failed to "
             f"import: {type(exc).__name__}: {exc}. Reinstall or fix the package that provides it."
         ) from exc
-    plugin_keys.remember(
-        kind, plugins[name].value, factory, parameters_of(factory), type_hints_of(factory)
-    )
+    check_kind(kind, name, plugins[name].value, factory)
     return factory
 
 
-def check_noted_keys(kind: str, node: Mapping[str, Any], *, path: str) -> None:
-    """Refuse a key the plugin does not take, or a value not of its plain type, by what was
-    noted when it was last imported (:mod:`pipelines.plugin_keys`), before importing it;
-    where no note holds, nothing is checked here and :func:`check` decides after the
-    import. Same messages as there."""
-    plugin = available(kind).get(str(node.get("name")))
-    noted = plugin_keys.recall(kind, plugin.value) if plugin is not None else None
-    if noted is None:
+#: the Lightning class a plugin of each kind must be (stages are plain classes)
+LIGHTNING_BASES = {
+    "model": ("lightning.pytorch", "LightningModule"),
+    "data": ("lightning.pytorch", "LightningDataModule"),
+}
+
+
+def check_kind(kind: str, name: str, value: str, factory: Any) -> None:
+    """Refuse a plugin that is not of its kind (:mod:`pipelines.api`): a model that is not
+    a ``LightningModule``, data that is not a ``LightningDataModule``, a stage without
+    ``run``, or a method named one letter or two from a method hook (``model_kwarg``),
+    which the engine would never call; likewise an attribute near an attribute hook. Factories that are not classes are taken as they are.
+    """
+    import difflib
+    import inspect
+
+    from pipelines import api
+
+    if not inspect.isclass(factory):
         return
-    kwargs = {key: value for key, value in node.items() if key != "name"}
-    what = f"The {kind} plugin '{node['name']}'"
-    check_known_keys(kwargs, noted.keys, noted.keys, noted.accepts_any, path=path, what=what)
-    # a key of a type not noted (a tuple, a settings object) is checked after the import; a
-    # config wrong in two keys may then be told of a later one first
-    for key, value in kwargs.items():
-        if key in noted.types:
-            validate_value(noted.types[key], value, key=key, path=path)
+    what = f"The {kind} plugin '{name}' ({value})"
+    base: type = object
+    if kind in LIGHTNING_BASES:
+        module, class_name = LIGHTNING_BASES[kind]
+        base = getattr(__import__(module, fromlist=[class_name]), class_name)
+        if not issubclass(factory, base):
+            raise PipelineError(
+                f"{what} is not a lightning {class_name}: {kind} plugins subclass "
+                f"`lightning.{class_name}` (pipelines.api.{api.PROTOCOLS[kind].__name__} "
+                f"lists the hooks it may add). Fix the class the entry point names."
+            )
+    for hook in api.REQUIRED_HOOKS[kind]:
+        if not callable(getattr(factory, hook, None)):
+            raise PipelineError(
+                f"{what} has no '{hook}' method, which every {kind} plugin needs "
+                f"(pipelines.api.{api.PROTOCOLS[kind].__name__}.{hook}). Add it."
+            )
+    hooks, methods = api.hooks_of(kind), api.method_hooks_of(kind)
+    own = {n for n in dir(factory) if not n.startswith("_")} - set(dir(base)) - set(hooks)
+    for attribute in sorted(own):
+        # a method is compared with the method hooks, anything else with the attributes
+        # (a data plugin's ``split()`` is not the ``splits`` it sets up)
+        is_method = inspect.isfunction(inspect.getattr_static(factory, attribute))
+        alike = [h for h in hooks if (h in methods) == is_method]
+        close = difflib.get_close_matches(attribute, alike, n=1, cutoff=0.85)
+        if close:
+            raise PipelineError(
+                f"{what} defines '{attribute}', which is not a hook of a {kind} plugin; did "
+                f"you mean '{close[0]}' (pipelines.api.{api.PROTOCOLS[kind].__name__}."
+                f"{close[0]})? The engine calls hooks by their exact name. Rename it."
+            )
 
 
 def check(

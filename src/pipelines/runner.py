@@ -429,23 +429,11 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     TrackingSettings.from_config(config.get("tracking")).check()
     check_registered_names(config, stages)
     check_ranges_by_name(config, stages)
-    check_noted_keys(config, stages)
     registry.check("data", config["data"], path="data")
     registry.check("model", config["model"], path="model")
     for index, node in enumerate(stages):
         registry.check("stage", node, path=f"pipeline.stages[{index}]")
     check_hardware(trainer_arguments(config.get("trainer") or {}))
-
-
-def check_noted_keys(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
-    """A key the data, model or a stage plugin does not take, refused by the keys noted
-    when that plugin was last imported, before importing it again (~1 s instead of ~9 s
-    here; :mod:`pipelines.plugin_keys`)."""
-    nodes = [("data", "data", config["data"]), ("model", "model", config["model"])]
-    nodes += [("stage", f"pipeline.stages[{i}]", node) for i, node in enumerate(stages)]
-    for kind, path, node in nodes:
-        if isinstance(node, dict) and "name" in node:
-            registry.check_noted_keys(kind, node, path=path)
 
 
 def check_ranges_by_name(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:

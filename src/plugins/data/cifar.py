@@ -17,8 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, ensure_file, extract_tar
-from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.api import ConfigValueError, DataNotFoundError, RemoteFile, ensure_file, extract_tar
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
     InMemoryImageData,

@@ -35,9 +35,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pipelines.atomic import atomic_torch_save
-from pipelines.downloads import unreadable_file_error
-from pipelines.errors import ConfigValueError, DataNotFoundError, PipelineError
+from pipelines.api import (
+    ConfigValueError,
+    DataNotFoundError,
+    PipelineError,
+    atomic_torch_save,
+    unreadable_file_error,
+)
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import InMemoryImageData, stratified_split
 

@@ -24,8 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, ensure_file, extract_tar
-from pipelines.errors import DataNotFoundError
+from pipelines.api import DataNotFoundError, RemoteFile, ensure_file, extract_tar
 from plugins.data.text import TextDataModule, Texts
 from plugins.data.vectorize import VectorizeSettings
 from plugins.data.vision import limit_stratified

@@ -15,8 +15,15 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from pipelines.downloads import REFETCH, RemoteFile, download, ensure_file, reading_data_file
-from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.api import (
+    REFETCH,
+    ConfigValueError,
+    DataNotFoundError,
+    RemoteFile,
+    download,
+    ensure_file,
+    reading_data_file,
+)
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
     InMemoryImageData,

@@ -25,8 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from pipelines.downloads import RemoteFile, download
-from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.api import ConfigValueError, DataNotFoundError, RemoteFile, download
 from plugins.data.text import TextDataModule, Texts, class_names, encode_labels, read_text
 from plugins.data.vectorize import VectorizeSettings
 

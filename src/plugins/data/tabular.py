@@ -50,9 +50,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import folder_given_error, reading_data_file
-from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import TensorBatches
+from pipelines.api import (
+    ConfigValueError,
+    DataNotFoundError,
+    TensorBatches,
+    folder_given_error,
+    reading_data_file,
+)
 
 log = logging.getLogger(__name__)
 

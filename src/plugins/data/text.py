@@ -36,10 +36,14 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.atomic import atomic_torch_save
-from pipelines.downloads import folder_given_error, reading_data_file
-from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import TensorSplitLoaders
+from pipelines.api import (
+    ConfigValueError,
+    DataNotFoundError,
+    TensorSplitLoaders,
+    atomic_torch_save,
+    folder_given_error,
+    reading_data_file,
+)
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
 from plugins.data.vision import check_split_fractions, stratified_split
 

@@ -42,15 +42,17 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.downloads import (
+from pipelines.api import (
+    ConfigValueError,
+    DataNotFoundError,
+    FollowsTrainerEpoch,
     RemoteFile,
+    SplitLoaders,
     download,
     file_already_there,
     folder_given_error,
     reading_data_file,
 )
-from pipelines.errors import ConfigValueError, DataNotFoundError
-from pipelines.tensor_loader import FollowsTrainerEpoch, SplitLoaders
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigValueError
-from pipelines.tensor_loader import TensorSplitLoaders
+from pipelines.api import ConfigValueError, TensorSplitLoaders
 from plugins.data.augment import AugmentSettings, BatchAugmentation
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines.errors import PipelineError
-from pipelines.run_loader import is_run_reference, load_run_model
+from pipelines.api import PipelineError, is_run_reference, load_run_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,7 +68,7 @@ def torchvision_network(name: str, weights: str | None, key: str = "model.backbo
     from torchvision import models
 
     if name not in models.list_models():
-        from pipelines.errors import did_you_mean
+        from pipelines.api import did_you_mean
 
         hint = did_you_mean(name, models.list_models())
         raise PipelineError(

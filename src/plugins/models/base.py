@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError, TrainingDiverged, did_you_mean
+from pipelines.api import ConfigValueError, TrainingDiverged, did_you_mean
 from plugins.models.lean_step import lean_step_possible
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {

@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError
+from pipelines.api import ConfigValueError
 from plugins.models.base import Classifier, scaled
 from plugins.models.generative import EpochSamples
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipelines.errors import ConfigValueError
+from pipelines.api import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError, did_you_mean
+from pipelines.api import ConfigValueError, did_you_mean
 from plugins.models.base import OPTIMIZERS, scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid

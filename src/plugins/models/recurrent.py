@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError
+from pipelines.api import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.sequence import SequenceInput, head, packed_to_front
 from plugins.models.word_vectors import WordVectorsMixin

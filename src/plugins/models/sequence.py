@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigValueError
+from pipelines.api import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.dense import MLP
 from plugins.models.word_vectors import WordVectorsMixin, pretrained_embedding

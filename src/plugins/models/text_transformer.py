@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from pipelines.errors import ConfigValueError
+from pipelines.api import ConfigValueError
 from plugins.models.base import Classifier, Task, scaled
 from plugins.models.sequence import SequenceInput, head
 from plugins.models.word_vectors import WordVectorsMixin

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.downloads import reading_data_file
-from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.api import ConfigValueError, DataNotFoundError, reading_data_file
 
 #: how to replace a damaged word-vector file (they are not downloaded for you)
 _REPLACE = "put an intact copy there (GloVe: nlp.stanford.edu/projects/glove)"

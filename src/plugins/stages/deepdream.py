@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.api import PipelineError, RunContext
 from plugins.stages.feature_network import (
     FeatureNetwork,
     check_pipeline_network,

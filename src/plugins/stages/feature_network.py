@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.errors import PipelineError, did_you_mean
+from pipelines.api import PipelineError, did_you_mean
 
 #: real photographs that ship with scikit-learn: the offline defaults for every image input
 SAMPLE_IMAGES = ("china.jpg", "flower.jpg")
@@ -191,7 +191,7 @@ def resolve_network(
     ctx: Any, backbone: str | None, weights: str | None, key: str, device: str = "auto"
 ) -> FeatureNetwork:
     """The network a stage works on: ``backbone`` if set, else the model this pipeline built."""
-    from pipelines.run_loader import is_run_reference, load_run_model
+    from pipelines.api import is_run_reference, load_run_model
     from plugins.models.backbones import torchvision_network
 
     target = torch.device(

@@ -1,63 +1,10 @@
-"""The ``fit`` stage: train the model, keep the best checkpoint, log it to the run.
-
-Without validation (``data.val_fraction=0``: the book's final models, trained on every
-training row) no epoch is ever scored, so there is no best checkpoint: the final weights
-(``last.ckpt``) are then the run's model, logged and tagged like a best checkpoint, so the
-test stage, ``evaluate`` and ``predict`` all use the same weights.
-"""
+"""The ``fit`` stage: train the model, keep the best checkpoint, log it to the run."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Literal
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-
-from pipelines.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
-from pipelines.context import RunContext
-from pipelines.run_loader import BEST_CHECKPOINT_TAG
-from pipelines.speed import SpeedSettings, apply_speed_settings
-from pipelines.tracking import Tracker
-from pipelines.trainer import build_trainer
-
-log = logging.getLogger(__name__)
-
-
-class BestEpochMetrics(Callback):
-    """Keeps every validation metric of the epoch that is best by ``monitor``.
-
-    The checkpoint kept is that epoch's, so these are the validation numbers of the weights
-    the test stage will use (``best/val_acc`` beside ``best/val_loss``): what a user compares
-    runs by, and what a benchmark selects settings on without touching the test split.
-    """
-
-    def __init__(self, monitor: str, mode: str) -> None:
-        self.monitor = monitor
-        self.sign = 1.0 if mode == "min" else -1.0
-        self.best: dict[str, float] = {}
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        # after the epoch-end hooks, where models log their epoch means
-        if trainer.sanity_checking:
-            return
-        metrics = {
-            key: float(value)
-            for key, value in trainer.callback_metrics.items()
-            if key.startswith("val/") and value.numel() == 1
-        }
-        score = metrics.get(self.monitor)
-        if score is None or score != score:  # not logged, or NaN
-            return
-        if not self.best or self.sign * score < self.sign * self.best[self.monitor]:
-            self.best = metrics
-
-    # saved in every checkpoint, so a resumed run still knows its best epoch's metrics
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": dict(self.best)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = dict(state_dict.get("best") or {})
+from pipelines.api import RunContext, fit_model
 
 
 class Fit:
@@ -89,143 +36,15 @@ class Fit:
         model = ctx.require("model", self.stage_name, "prepare")
         datamodule = ctx.require("datamodule", self.stage_name, "prepare")
         self.before_fit(ctx, model)
-        overrides = {"max_epochs": self.max_epochs} if self.max_epochs is not None else {}
-        checkpoint_dir = (
-            "checkpoints" if self.stage_name == "fit" else f"checkpoints/{self.stage_name}"
-        )
-        trainer, checkpoint = build_trainer(
+        fit_model(
             ctx,
+            model,
+            datamodule,
             monitor=self.monitor,
             mode=self.mode,
-            checkpoint_dir=checkpoint_dir,
+            max_epochs=self.max_epochs,
             metric_prefix=self.metric_prefix,
-            overrides=overrides,
+            checkpoint_dir=(
+                "checkpoints" if self.stage_name == "fit" else f"checkpoints/{self.stage_name}"
+            ),
         )
-        best_metrics = BestEpochMetrics(self.monitor, self.mode)
-        trainer.callbacks.append(best_metrics)
-        speed = SpeedSettings.from_config(ctx.config.get("speed"))
-        applied = apply_speed_settings(speed, model, datamodule, trainer)
-        shown = [name if value is True else f"{name}={value}" for name, value in applied.items()]
-        ctx.tracker.set_tags({"speed": ",".join(shown) or "none"})
-        resumable = (
-            resumable_checkpoint(Path(ctx.output_dir) / checkpoint_dir) if ctx.resuming else None
-        )
-        resume_from = str(resumable) if resumable else None
-        try:
-            # weights only: a checkpoint file cannot run code when it is loaded
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        finally:
-            # Whatever happened, what was saved on disk goes into the tracked run too.
-            best = _best_saved_checkpoint(checkpoint) or _final_saved_checkpoint(
-                trainer, checkpoint
-            )
-            if best:
-                ctx.artifacts["best_checkpoint"] = best
-                ctx.tracker.log_artifact(best, checkpoint_dir)
-                logged = f"{checkpoint_dir}/{Path(best).name}"
-                ctx.tracker.set_tags({BEST_CHECKPOINT_TAG: logged})
-                if ctx.resuming:
-                    drop_earlier_checkpoints(ctx.tracker, checkpoint_dir, logged)
-        # Logged, and shown in the run's summary: for pipelines without a test stage
-        # (generative ones) these are the numbers that say how training went.
-        best = {
-            f"{self.metric_prefix}best/{key.replace('/', '_')}": value
-            for key, value in best_metrics.best.items()
-        }
-        if checkpoint and checkpoint.best_model_score is not None:
-            name = f"{self.metric_prefix}best/{self.monitor.replace('/', '_')}"
-            best[name] = float(checkpoint.best_model_score)
-        if best:
-            ctx.metrics.update(best)
-            ctx.tracker.log_metrics(best, step=trainer.global_step)
-
-
-def drop_earlier_checkpoints(tracker: Tracker, checkpoint_dir: str, logged: str) -> None:
-    """Remove from the run the checkpoints in ``checkpoint_dir`` other than ``logged``.
-
-    A stopped run (Ctrl-C, SIGTERM, a full disk) logs its best checkpoint so far, so that
-    ``evaluate`` and ``predict`` can use it; resumed, it logs the final best beside it, and
-    the run's artifacts showed two "best" models. Called only on resume: one attempt of a
-    stage logs one checkpoint. Where the artifact store cannot delete (some of MLflow's
-    cannot), the earlier file stays and a warning says which one is current.
-    """
-    try:
-        logged_before = tracker.artifact_files(checkpoint_dir)
-    except Exception as exc:  # a tidy-up: never the reason a run fails
-        log.warning("Could not list the run's checkpoints to remove earlier ones: %s", exc)
-        return
-    for path in logged_before:
-        if path == logged or not path.endswith(".ckpt"):
-            continue
-        if not tracker.delete_artifact(path):
-            log.warning(
-                "The run's artifacts keep %s, its best checkpoint before it was resumed: this "
-                "artifact store cannot delete it. The run's model is %s (tag %s); delete the "
-                "other one by hand if it is in the way.",
-                path,
-                logged,
-                BEST_CHECKPOINT_TAG,
-            )
-
-
-def _best_saved_checkpoint(checkpoint: ModelCheckpoint | None) -> str:
-    """The best intact checkpoint that is on disk ("" if none).
-
-    ``ModelCheckpoint`` names its new best (and forgets the old one) before writing it, so a
-    run stopped in between (Ctrl-C, a full disk) has a ``best_model_path`` with no file, or
-    with a file cut short (a full disk mid-write), which the run must not record as its
-    model. The best intact one still on disk stands in: the best of the top-k kept, else the
-    newest non-"last" checkpoint, which with ``save_top_k=1`` is the previous best.
-    """
-    if checkpoint is None or not checkpoint.best_model_path:
-        return ""
-    if _intact(checkpoint.best_model_path):
-        return checkpoint.best_model_path
-    kept = {path: score for path, score in checkpoint.best_k_models.items() if _intact(path)}
-    if kept:
-        choose = min if checkpoint.mode == "min" else max
-        return choose(kept, key=lambda path: float(kept[path]))
-    last = checkpoint.CHECKPOINT_NAME_LAST or "last"
-    saved = sorted(
-        (
-            path
-            for path in Path(checkpoint.dirpath or ".").glob(f"*{checkpoint.FILE_EXTENSION}")
-            if not path.stem.startswith(last)
-        ),
-        key=lambda path: path.stat().st_mtime,
-        reverse=True,
-    )
-    return next((str(path) for path in saved if _intact(path)), "")
-
-
-def _final_saved_checkpoint(trainer: Any, checkpoint: ModelCheckpoint | None) -> str:
-    """The final weights (``last.ckpt``) where no epoch was ever scored ("" otherwise).
-
-    The best checkpoint is chosen by a validation metric: a fit without validation data
-    (``data.val_fraction=0``, or validation never due) never saves one, and its final
-    weights, which the test stage evaluates, are the run's model. Not logged, they stayed
-    in the output folder only, and ``evaluate``/``predict`` found no checkpoint in the run.
-    Where an epoch was scored, the best one is the model and ``last.ckpt`` is only for
-    resuming, so it never stands in for a best checkpoint that is missing or damaged.
-    """
-    if checkpoint is None or checkpoint.best_model_score is not None or checkpoint.best_model_path:
-        return ""
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, LastCheckpoint) and callback.best is checkpoint:
-            last = Path(callback.dirpath or ".") / (
-                f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-            )
-            if _intact(last):
-                log.info("no epoch was validated: the final weights (%s) are the model", last)
-                return str(last)
-    return ""
-
-
-def _intact(path: str | Path) -> bool:
-    """Whether ``path`` is a checkpoint file that can be read back whole."""
-    if not Path(path).is_file():
-        return False
-    damage = checkpoint_damage(path)
-    if damage is not None:
-        log.warning("%s is damaged (%s): not recorded as the run's model", path, damage)
-    return damage is None

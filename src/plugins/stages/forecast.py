@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.api import PipelineError, RunContext
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
-from pipelines.validation import check_arguments
+from pipelines.api import PipelineError, RunContext, check_arguments
 from plugins.models.generative import Generative
 from plugins.stages.requirements import model_name
 
@@ -68,7 +66,7 @@ class Generate:
 
     def _model(self, ctx: RunContext) -> Any:
         if self.source:
-            from pipelines.run_loader import load_run_model
+            from pipelines.api import load_run_model
 
             ctx.tracker.set_tags({"pipelines.source_run": self.source})
             return load_run_model(self.source, ctx.tracking_uri)

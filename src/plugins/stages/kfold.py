@@ -31,10 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from lightning.pytorch import Callback
 
-from pipelines import termination
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
-from pipelines.trainer import build_trainer
+from pipelines.api import PipelineError, RunContext, build_trainer, stop_if_requested
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +170,7 @@ class KFold:
             history = _History(self.metric)
             trainer.callbacks.append(history)
             trainer.fit(model, train_dataloaders=train_loader, val_dataloaders=val_loader)
-            termination.stop_if_requested()  # a SIGTERM during the fold's last hooks
+            stop_if_requested()  # a SIGTERM during the fold's last hooks
             status = "FINISHED"
             return history.values
         except (KeyboardInterrupt, SystemExit):

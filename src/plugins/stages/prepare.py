@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines import registry
-from pipelines.context import RunContext, set_up_datamodule
-from pipelines.errors import DataNotFoundError
+from pipelines.api import DataNotFoundError, RunContext, set_up_datamodule
 from plugins.models.generative import GENERATION
 
 
@@ -19,7 +17,7 @@ class Prepare:
     builds_configured_data = True
 
     def run(self, ctx: RunContext) -> None:
-        model_class = registry.load("model", ctx.config["model"]["name"], path="model.name")
+        model_class = ctx.model_class()
         found = ctx.found_datamodule is not None  # its files were found before the run
         datamodule = set_up_datamodule(ctx.build_datamodule(), model_class, found=found)
         ctx.datamodule = datamodule

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pipelines.context import RunContext
+from pipelines.api import RunContext
 from plugins.stages import text_samples
-from plugins.stages.requirements import refuse_generative_model, tracking_enabled
+from plugins.stages.requirements import refuse_generative_model
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Report:
             "report",
             "a model's predictions on the test split (confusion matrix, sample predictions, "
             "the model logged for serving)",
-            also="" if tracking_enabled(ctx) else UNTRACKED_REFUSAL,
+            also="" if ctx.tracking_enabled else UNTRACKED_REFUSAL,
         )
 
     def run(self, ctx: RunContext) -> None:

@@ -8,9 +8,7 @@ so then, in one paragraph naming what to use instead, not after the whole fit
 
 from __future__ import annotations
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
-from pipelines.tracking import TrackingSettings
+from pipelines.api import PipelineError, RunContext
 from plugins.models.generative import only_generates
 
 
@@ -37,9 +35,3 @@ def refuse_generative_model(ctx: RunContext, stage: str, reads: str, also: str =
         f"`python -m pipelines.run pipeline=generative model={name}`, or leave '{stage}' out "
         f"of pipeline.stages.{' ' + also if also else ''}"
     )
-
-
-def tracking_enabled(ctx: RunContext) -> bool:
-    """Whether the run is tracked as configured (``tracking=none``: not), whatever this
-    process's tracker (a secondary DDP rank tracks nothing in a tracked run)."""
-    return TrackingSettings.from_config(ctx.config.get("tracking")).enabled

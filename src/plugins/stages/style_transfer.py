@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.api import PipelineError, RunContext
 from plugins.stages.feature_network import (
     FeatureNetwork,
     check_pipeline_network,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.context import RunContext
-from pipelines.run_loader import load_checkpoint
-from pipelines.trainer import build_trainer
+from pipelines.api import RunContext, build_trainer, load_checkpoint
 
 
 class Test:

@@ -10,8 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.api import PipelineError, RunContext
 from plugins.stages.fit import Fit
 
 

@@ -30,8 +30,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.context import RunContext
-from pipelines.errors import PipelineError
+from pipelines.api import PipelineError, RunContext
 from plugins.stages.requirements import model_name, refuse_generative_model
 
 #: activations a conv layer is commonly followed by; the maps shown are taken after them

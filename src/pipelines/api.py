@@ -1,0 +1,316 @@
+"""The plugin contract: the one module a plugin of pipelines imports.
+
+A plugin is a class registered under an entry-point group of its package's
+``pyproject.toml``, exactly as the built-in ones are::
+
+    [project.entry-points."pipelines.models"]   # a lightning.LightningModule
+    tiny = "my_package.model:TinyNet"
+    [project.entry-points."pipelines.data"]     # a lightning.LightningDataModule
+    [project.entry-points."pipelines.stages"]   # a class with run(ctx)
+    [project.entry-points."pipelines.configs"]  # a package of config group folders
+    my_package = "my_package.conf"
+
+The constructor's parameters are the plugin's config keys (``model.width=32``), checked
+against their type hints before a run opens; a range is part of the type
+(``dropout: Annotated[float, Field(ge=0, lt=1)]``). The engine fills a few arguments in
+itself where the constructor takes them: the data's :meth:`DataPlugin.model_kwargs`
+(``input_shape``, ``num_classes``, ...) and ``tracking_uri``.
+
+:class:`ModelPlugin`, :class:`DataPlugin` and :class:`StagePlugin` declare every hook the
+engine may call on a plugin of that kind, with when it is called and what it returns.
+Every hook is optional unless its docstring says otherwise: the engine asks for it by name
+and does without where a plugin has none. They are protocols, for reading and for type
+checkers; a plugin does not subclass them. The registry checks a plugin against its kind
+when it loads it, and a hook name it almost matches (``model_kwarg``) is refused, naming
+the hook.
+
+The rest of this module is the toolkit plugins may use: the run's context, the errors
+that reach the user as one paragraph, downloads with checksums, in-memory batch loaders,
+and training the way the ``fit`` stage does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from pipelines.atomic import atomic_torch_save
+from pipelines.context import RunContext, set_up_datamodule
+from pipelines.downloads import (
+    REFETCH,
+    RemoteFile,
+    download,
+    ensure_file,
+    file_already_there,
+    extract_tar,
+    folder_given_error,
+    reading_data_file,
+    unreadable_file_error,
+)
+from pipelines.errors import (
+    ConfigValueError,
+    DataNotFoundError,
+    PipelineError,
+    TrainingDiverged,
+    did_you_mean,
+)
+from pipelines.fitting import fit_model
+from pipelines.run_loader import is_run_reference, load_checkpoint, load_run_model
+from pipelines.tensor_loader import (
+    FollowsTrainerEpoch,
+    SplitLoaders,
+    TensorBatches,
+    TensorSplitLoaders,
+)
+from pipelines.termination import stop_if_requested
+from pipelines.trainer import build_trainer
+from pipelines.validation import check_arguments
+
+if TYPE_CHECKING:
+    import torch
+
+#: what a model is for (:attr:`ModelPlugin.task`); the data says which of the first two it
+#: poses (``model_kwargs()["task"]``)
+Task = Literal["classification", "regression", "generation"]
+GENERATION: Task = "generation"
+
+
+class ModelPlugin(Protocol):
+    """A model plugin: a ``lightning.LightningModule`` (required), and what it declares.
+
+    It logs its metrics under the names the engine and the MLflow UI read: ``train/loss``,
+    ``val/loss``, ``test/loss``, plus ``val/acc``/``test/acc`` (classification) or
+    ``val/mae``/``test/mae`` (regression, in the data's own units).
+    """
+
+    task: ClassVar[Task]
+    """What the model is for. ``generation`` (vae, dcgan, char_lstm) tells stages that read
+    class scores (report, visualize) to refuse it, and the single-class check to allow it.
+    Read on the class, before the model is built. Default: what the data poses."""
+
+    input_kind: ClassVar[Literal["tokens"]]
+    """``"tokens"``: the model embeds token ids. Text data then vectorizes into integer
+    sequences instead of multi-hot bags (``vectorize.mode: auto``). Read on the class,
+    before the data is set up (:meth:`DataPlugin.adapt_to_model`)."""
+
+    embeddings_found: float
+    """The share of the vocabulary found in a pretrained embedding file, logged as the
+    run's ``model.embeddings_found`` parameter after the model is built."""
+
+    def generate(self, output_dir: Path, epoch: int | None = None, **settings: Any) -> list[Path]:
+        """Write samples (images, text) into ``output_dir``; return the files written.
+
+        Called by the ``generate`` stage after every epoch (``epoch``) and at the end
+        (``epoch=None``), with the stage's own settings. A model with ``generate`` is
+        refused by ``predict``, which labels files."""
+        ...
+
+    @classmethod
+    def rebuild_arguments(
+        cls, hparams: dict[str, Any], tracking_uri: str | None = None
+    ) -> dict[str, Any]:
+        """The constructor arguments that rebuild the architecture from a run's saved
+        hyper-parameters, when the checkpoint supplies every weight (``runs:/<id>``,
+        ``evaluate``, ``predict``): e.g. without downloading pretrained weights again.
+        Default: the hyper-parameters as saved."""
+        ...
+
+    def freeze_base(self) -> None:
+        """Feature extraction (``feature_extraction`` stage): only the head learns."""
+        ...
+
+    def unfreeze_top(self, blocks: int) -> list[str]:
+        """Fine-tuning (``fine_tuning`` stage): the top ``blocks`` of the pretrained base
+        learn again; returns their names, for the log."""
+        ...
+
+
+class DataPlugin(Protocol):
+    """A data plugin: a ``lightning.LightningDataModule`` (required), and its hooks.
+
+    Lightning's own hooks keep their meaning: ``prepare_data`` finds or downloads the files
+    (called once, before the run opens, so missing data leaves no FAILED run; raise
+    :class:`DataNotFoundError` naming the fix), ``setup`` loads and splits them, and the
+    ``*_dataloader`` methods hand out batches of ``(inputs, targets)``.
+    """
+
+    classes: list[str]
+    """The class names by label index, after ``setup`` (or :meth:`prepare_to_encode`):
+    reports, sample figures and ``predict`` name classes with them."""
+
+    splits: Mapping[str, tuple[torch.Tensor, ...]]
+    """In-memory data: ``{"train"|"val"|"test": (inputs, targets)}`` after ``setup``, for
+    stages that show samples (report, visualize)."""
+
+    predict_inputs: str
+    """What :meth:`encode_inputs` reads, in words ("text files, one document each"), for
+    ``predict``'s messages. Default: the first sentence of its docstring."""
+
+    test_texts: list[str]
+    """Text data: the test split's original texts, in order, after ``setup``: the report's
+    sample predictions show them instead of texts decoded from token ids."""
+
+    vocabulary: list[str]
+    """Text data: the tokens by id (id 0 is padding), for decoding inputs into text where
+    there are no original texts (``vectorizer`` of the built-in text data comes first)."""
+
+    vectorizer: Any
+    """The built-in text data's fitted vectorizer (``vocabulary``, ``settings.mode``):
+    sample predictions decode inputs with it; a third party gives ``vocabulary`` instead."""
+
+    encoded_rows: list[tuple[Path, int]]
+    """After :meth:`encode_inputs` of tables: the (file, row) of each input, so
+    ``predict`` prints one line per row instead of per file."""
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Model arguments the data implies, after ``setup``: ``input_shape``,
+        ``num_classes``, ``task`` (``"regression"`` with ``target_scale``), ``vocab_size``,
+        ... Each is passed to the model only if its constructor takes it; the ``model``
+        config node wins over it. Logged as ``data.*`` parameters."""
+        ...
+
+    def adapt_to_model(self, model_class: type) -> None:
+        """Choose how to read the data for ``model_class`` (its :attr:`ModelPlugin.input_kind`),
+        before ``prepare_data`` and ``setup``; the data never imports a model."""
+        ...
+
+    def artifacts(self) -> dict[str, Path]:
+        """Files the data learned that the run needs to be reproduced (a tokenizer, the
+        class names, the normalisation), by file name; logged under ``data/`` after setup.
+        :meth:`use_artifacts` takes them back."""
+        ...
+
+    def use_artifacts(self, files: Mapping[str, Path]) -> None:
+        """The files an earlier run logged with :meth:`artifacts` (only those it has),
+        handed over before ``setup`` by ``evaluate``, ``predict`` and ``rerun``: encode as
+        that run did, not as today's data alone would."""
+        ...
+
+    def prepare_to_encode(self, model: Any) -> bool:
+        """Ready :meth:`encode_inputs` (and ``classes``) for ``predict`` from the run's
+        artifacts alone, without reading the training data. False: set the data up instead."""
+        ...
+
+    def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
+        """Files (images, texts, CSV tables) as one batch of model inputs, encoded as the
+        training data was: what ``predict`` feeds the model."""
+        ...
+
+    def decode_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """A regressor's outputs in the target's own units (a normalisation undone), for
+        ``predict``."""
+        ...
+
+    def folds(self, k: int, seed: int) -> Iterator[tuple[Any, Any]]:
+        """``k`` (train, validation) loader pairs over the training data, shuffled with
+        ``seed``: what the ``kfold`` stage trains on."""
+        ...
+
+    def naive_forecast_mae(self, split: str) -> float:
+        """The common-sense forecast's MAE on ``split``, in the target's units: what the
+        ``naive_baseline`` stage logs beside the model's."""
+        ...
+
+    def move_splits_to(self, device: Any) -> None:
+        """Move the in-memory splits to ``device`` once (``speed.data_on_device``), so
+        batches are sliced there. :class:`TensorSplitLoaders` has it."""
+        ...
+
+    fused_batches_are_exact: bool
+    """Whether handing over several batches at once (``speed.steps_per_call``) gives the
+    model exactly the batches it would get one by one: in-memory data not augmented per
+    batch. :class:`TensorSplitLoaders` has it."""
+
+
+class StagePlugin(Protocol):
+    """A stage plugin: one step of ``pipeline.stages``; ``run`` is required.
+
+    Stages share one :class:`RunContext` and communicate only through it: ``prepare``
+    sets ``ctx.datamodule`` and ``ctx.model``, ``fit`` adds ``ctx.artifacts
+    ["best_checkpoint"]``, stages add their results to ``ctx.metrics``.
+    """
+
+    uses_configured_model: ClassVar[bool]
+    """False for a stage that brings its own network (``deepdream``, ``generate`` from an
+    earlier run): a pipeline of only such stages is named after the pipeline, not after
+    the configured model and data. Default True."""
+
+    builds_configured_data: ClassVar[bool]
+    """True for a stage that builds the configured data (``prepare``): the engine then
+    finds the data's files before the run opens, and the stage takes that datamodule from
+    :meth:`RunContext.build_datamodule`. Default False."""
+
+    def run(self, ctx: RunContext) -> None:
+        """Do the stage's work on ``ctx``, in the order of ``pipeline.stages``. Required."""
+        ...
+
+    def check(self, ctx: RunContext) -> None:
+        """Refuse, with a :class:`PipelineError` naming what to use instead, a model or data
+        this stage cannot work with. Called on every later stage as soon as a stage has
+        built or replaced ``ctx.model`` or ``ctx.datamodule``, before any training."""
+        ...
+
+
+#: plugin kind -> the protocol that declares its hooks
+PROTOCOLS: dict[str, type] = {
+    "model": ModelPlugin,
+    "data": DataPlugin,
+    "stage": StagePlugin,
+}
+#: hooks a plugin of the kind must have
+REQUIRED_HOOKS: dict[str, tuple[str, ...]] = {"model": (), "data": (), "stage": ("run",)}
+
+
+def hooks_of(kind: str) -> tuple[str, ...]:
+    """The names of the hooks the engine may call on a plugin of ``kind``."""
+    protocol = PROTOCOLS[kind]
+    names = [*vars(protocol).get("__annotations__", {}), *vars(protocol)]
+    return tuple(dict.fromkeys(n for n in names if not n.startswith("_")))
+
+
+def method_hooks_of(kind: str) -> tuple[str, ...]:
+    """The hooks of ``kind`` that are methods (the others are attributes)."""
+    protocol = PROTOCOLS[kind]
+    return tuple(n for n in hooks_of(kind) if callable(vars(protocol).get(n)))
+
+
+__all__ = [
+    "GENERATION",
+    "PROTOCOLS",
+    "REFETCH",
+    "REQUIRED_HOOKS",
+    "ConfigValueError",
+    "DataNotFoundError",
+    "DataPlugin",
+    "FollowsTrainerEpoch",
+    "ModelPlugin",
+    "PipelineError",
+    "RemoteFile",
+    "RunContext",
+    "SplitLoaders",
+    "StagePlugin",
+    "Task",
+    "TensorBatches",
+    "TensorSplitLoaders",
+    "TrainingDiverged",
+    "atomic_torch_save",
+    "build_trainer",
+    "check_arguments",
+    "did_you_mean",
+    "download",
+    "ensure_file",
+    "extract_tar",
+    "file_already_there",
+    "fit_model",
+    "folder_given_error",
+    "hooks_of",
+    "method_hooks_of",
+    "is_run_reference",
+    "load_checkpoint",
+    "load_run_model",
+    "reading_data_file",
+    "set_up_datamodule",
+    "stop_if_requested",
+    "unreadable_file_error",
+]
