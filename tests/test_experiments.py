@@ -6,8 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from pipelines.checks.before_run import check_config
+from pipelines.checks.before_run import stage_node as _stage_node
 from pipelines.config import config_dir, group_options
-from pipelines.runner import _stage_node, check_config
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))

@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import mlflow_runs, run_cli, store_uri
-from pipelines import runner
+from pipelines import lifecycle, runner
 from pipelines.config import config_dir
 from pipelines.context import FoundData, RunContext, find_data_before_run, set_up_datamodule
 from pipelines.tracking import Tracker
@@ -74,7 +74,7 @@ def test_the_data_is_found_once_before_the_run_and_then_used(
         return Recording()
 
     monkeypatch.setattr(runner.registry, "build", digits_that_count)
-    monkeypatch.setattr(runner, "_open_tracker", tracker_after_the_data)
+    monkeypatch.setattr(lifecycle, "_open_tracker", tracker_after_the_data)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["pipeline.stages=[prepare]"])
     runner.run_pipeline(cfg, output_dir=tmp_path / "run")

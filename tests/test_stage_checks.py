@@ -17,10 +17,11 @@ from hydra import compose, initialize_config_dir
 
 from conftest import run_cli
 from pipelines import registry
+from pipelines.checks.later_stages import check_later_stages
 from pipelines.config import config_dir
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError
-from pipelines.runner import check_later_stages, run_pipeline
+from pipelines.runner import run_pipeline
 from pipelines.tracking import Tracker
 from plugins.models.char_lstm import CharLSTM
 from plugins.models.dense import MLP

@@ -207,7 +207,7 @@ def test_an_out_of_range_value_is_one_paragraph_before_any_training(workdir: Pat
 
 def test_the_runner_refuses_a_seed_numpy_cannot_take_whatever_the_data_plugin() -> None:
     """A data plugin without a ``seed`` key still gets a run-level ``seed=-1`` refused."""
-    from pipelines.runner import check_seed
+    from pipelines.checks.before_run import check_seed
 
     check_seed(SEED_MAX)
     with pytest.raises(ConfigValueError, match="'seed' must be a whole number from 0"):

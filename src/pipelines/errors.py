@@ -8,7 +8,10 @@ without a traceback: a traceback is for bugs in our code, not for a typo in an o
 from __future__ import annotations
 
 import difflib
+import errno
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class PipelineError(Exception):
@@ -57,3 +60,38 @@ def exception_chain(error: BaseException) -> list[BaseException]:
     while (cause := chain[-1].__cause__ or chain[-1].__context__) and cause not in chain:
         chain.append(cause)
     return chain
+
+
+def disk_full_error(
+    exc: BaseException, run_id: str | None, output_dir: Path
+) -> PipelineError | None:
+    """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
+    one paragraph that says the work done is kept and how to continue it; None for any
+    other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
+    full = next(
+        (
+            e
+            for e in exception_chain(exc)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        ),
+        None,
+    )
+    if full is None:
+        return None
+    where = f" while writing {full.filename}" if full.filename else ""
+    resume = (
+        f"continue the run where its last complete checkpoint left it with `python -m "
+        f"pipelines.resume {run_id}`"
+        if run_id
+        else "run it again"
+    )
+    return PipelineError(
+        f"The disk is full ({full.strerror}){where}. What the run finished is kept: its "
+        f"checkpoints in {output_dir.resolve() / 'checkpoints'} (a damaged one is skipped "
+        f"on resume) and its recorded metrics. Free some space, then {resume}."
+    )
+
+
+def report_error(exc: BaseException) -> None:
+    """Print a user-facing error as one paragraph on stderr."""
+    print(f"Error: {exc}", file=sys.stderr, flush=True)

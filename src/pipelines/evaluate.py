@@ -352,7 +352,7 @@ def _accepted_inputs(datamodule: Any) -> str:
 
 def main(command: str, argv: list[str] | None = None) -> None:
     """The ``evaluate`` / ``predict`` command line; errors as one paragraph, exit 2."""
-    from pipelines.runner import report_error
+    from pipelines.errors import report_error
 
     parser = argparse.ArgumentParser(
         prog=f"python -m pipelines.{command}", description=__doc__.split("\n\n")[0]

@@ -89,7 +89,8 @@ def check_kind(kind: str, name: str, value: str, factory: Any) -> None:
     """Refuse a plugin that is not of its kind (:mod:`pipelines.api`): a model that is not
     a ``LightningModule``, data that is not a ``LightningDataModule``, a stage without
     ``run``, or a method named one letter or two from a method hook (``model_kwarg``),
-    which the engine would never call; likewise an attribute near an attribute hook. Factories that are not classes are taken as they are.
+    which the engine would never call; likewise an attribute near an attribute hook.
+    Factories that are not classes are taken as they are.
     """
     import difflib
     import inspect

@@ -120,7 +120,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 def main(command: str, argv: list[str] | None = None) -> None:
     """The ``resume`` / ``rerun`` command line; errors as one paragraph, exit 2."""
     from pipelines.collector import defer_during_startup
-    from pipelines.runner import report_error
+    from pipelines.errors import report_error
 
     options = _parser(command).parse_args(argv)
     defer_during_startup()

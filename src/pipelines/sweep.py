@@ -9,6 +9,7 @@ the sweep; at the end the parent is marked FAILED and the command exits non-zero
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -20,6 +21,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 STATE_ENV = "PIPELINES_SWEEP_STATE"
 _PARENT_FILE = "mlflow_parent_run_id"
@@ -282,3 +285,53 @@ def log_comparison(
     plt.close(figure)
     tracker.log_artifact(path, "comparison")
     return path
+
+
+# -- a job's objective --------------------------------------------------------------------
+
+
+def optimises_return_value(hydra_cfg: Any) -> bool:
+    """Whether the sweep's sweeper optimises the jobs' return values (Optuna's does; the
+    basic grid sweeper ignores them, and its jobs only name the best one at the end)."""
+    target = str(OmegaConf.select(hydra_cfg, "sweeper._target_", default="") or "")
+    return "optuna" in target.lower()
+
+
+def objective_value(cfg: DictConfig | dict[str, Any], metrics: dict[str, float]) -> float | None:
+    """The configured ``objective.metric`` of a finished run (NaN when it diverged).
+
+    None when the run did not produce that metric: a sweeper counts the trial as failed,
+    and the warning names the metrics there are, so ``objective.metric=`` can be fixed.
+    """
+    name = str(select(cfg, "objective.metric") or "")
+    if not name:
+        return None
+    if name not in metrics:
+        log.warning(
+            "objective.metric '%s' is not among this run's metrics (%s); set objective.metric "
+            "to one of them.",
+            name,
+            ", ".join(sorted(metrics)) or "none",
+        )
+        return None
+    return float(metrics[name])
+
+
+def non_finite_objective(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
+    name = select(config, "objective.metric")
+    value = metrics.get(str(name)) if name else None
+    if value is None or math.isfinite(value):
+        return None
+    return (
+        f"The objective {name} is {value}: training diverged (try a lower model.lr); the run "
+        "is marked FAILED."
+    )
+
+
+def select(config: DictConfig | dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not hasattr(node, "get"):
+            return None
+        node = node.get(part)
+    return node

@@ -80,7 +80,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipelines.runner import report_error
+    from pipelines.errors import report_error
     from pipelines.tracking import TrackingSettings
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__)

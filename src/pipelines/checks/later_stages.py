@@ -1,0 +1,27 @@
+"""The check of every later stage once a stage has built (or replaced) the model or data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.context import RunContext
+
+
+def check_later_stages(ctx: RunContext, stages: list[Any], done: int) -> None:
+    """Ask every stage after ``stages[done]`` whether it can work on the model and data
+    that stage just built (``ctx.model``, ``ctx.datamodule``), before the next one runs.
+
+    A stage may define ``check(ctx)``, raising a :class:`PipelineError` that names what to
+    use instead. Without it, ``model=vae`` in the classify pipeline, or ``pipeline=generative``
+    with a classifier, trained to the end and then failed in the stage that could not use
+    the model. Called again whenever a stage replaces the model or the data.
+    """
+    running = ctx.stage_key
+    try:
+        for index in range(done + 1, len(stages)):
+            check = getattr(stages[index], "check", None)
+            if check is not None:
+                ctx.stage_key = f"pipeline.stages.{index}"  # the key the stage's messages name
+                check(ctx)
+    finally:
+        ctx.stage_key = running
