@@ -26,8 +26,17 @@ CPU time (the work both sides do, summed over threads; it leaves out the time th
 machine was not running us, so it is the steadier of the two here: the framework's overhead
 is CPU work).
 
+``--marginal`` measures what the book's readers pay per epoch, fixed costs aside: the
+marginal time of ``--epochs`` more epochs (after ``--base-epochs``, default 1) of each side,
+the pipeline run as ``python -m pipelines.run experiment=... tracking=none`` runs it
+(stages prepare and fit, timed whole: what both lengths share cancels), in blocks of the
+same ABBA order over sides and lengths (hand short, hand long, pipeline short, pipeline
+long, pipeline long, pipeline short, hand long, hand short: every kind of fit centred on the
+block's middle). A block's ratio is the pipeline's marginal time over the hand loop's.
+
     python benchmarks/overhead.py [--models mlp convnet] [--epochs 5] [--repeats 7] [--real]
                                   [--steps-per-call auto 1 8] [--threads 1]
+    python benchmarks/overhead.py --marginal --models mlp [--epochs 5] [--base-epochs 1]
 """
 
 from __future__ import annotations
@@ -154,7 +163,7 @@ def pipeline_fit_seconds(
     from mlflow import MlflowClient
 
     from pipelines.runner import run_pipeline
-    from pipelines.tracking import TrackingSettings
+    from pipelines.tracking.tracker import TrackingSettings
 
     overrides = [
         f"experiment={experiment}",
@@ -175,6 +184,76 @@ def pipeline_fit_seconds(
     (latest,) = client.search_runs([experiment_id], order_by=["start_time DESC"], max_results=1)
     metrics = latest.data.metrics
     return metrics["time/fit_seconds"], metrics["time/fit_cpu_seconds"]
+
+
+def pipeline_run_seconds(
+    root: Path, experiment: str, epochs: int, extra: list[str]
+) -> tuple[float, float]:
+    """Wall and CPU seconds of a whole ``tracking=none`` run of a book preset in this process
+    (stages prepare and fit; Hydra's composition untimed), as ``python -m pipelines.run``
+    runs it."""
+    from hydra import compose, initialize_config_dir
+
+    from pipelines.runner import run_pipeline
+
+    overrides = [
+        f"experiment={experiment}",
+        f"data.root={root}",
+        f"trainer.max_epochs={epochs}",
+        "tracking=none",
+        "pipeline.stages=[prepare,fit]",
+        *extra,
+    ]
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        cfg = compose("config", overrides=overrides)
+    output = Path(tempfile.mkdtemp(prefix="overhead-", dir="."))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):  # the run summary
+        run_pipeline(cfg, output_dir=output)
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def marginal_blocks(options: argparse.Namespace, root: Path, model_name: str) -> None:
+    """The issue's figure: the marginal time of ``options.epochs`` more epochs, pipeline
+    (``tracking=none``) over hand loop, per ABBA block over sides and lengths."""
+    experiment = EXPERIMENTS[model_name]
+    short, long = options.base_epochs, options.base_epochs + options.epochs
+    extra = [f"speed.steps_per_call={options.steps_per_call[0]}"]
+    hand_loop(root, model_name, 1)  # warm-up round: first-call costs of either side
+    pipeline_run_seconds(root, experiment, 1, extra)
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
+    for _ in range(options.repeats):
+        order = [("hand", short), ("hand", long), ("pipeline", short), ("pipeline", long)]
+        times: dict[tuple[str, int], list[tuple[float, float]]] = {key: [] for key in order}
+        for side, epochs in [*order, *reversed(order)]:
+            times[side, epochs].append(
+                hand_loop(root, model_name, epochs)
+                if side == "hand"
+                else pipeline_run_seconds(root, experiment, epochs, extra)
+            )
+        marginal = {  # (wall, CPU): the mean long fit minus the mean short one
+            side: [
+                statistics.mean(t[i] for t in times[side, long])
+                - statistics.mean(t[i] for t in times[side, short])
+                for i in (0, 1)
+            ]
+            for side in ("hand", "pipeline")
+        }
+        for i, clock in enumerate(("wall", "cpu")):
+            ratios[clock].append(marginal["pipeline"][i] / marginal["hand"][i])
+        print(f"  {model_name}: {options.epochs} more epochs: hand loop "
+              f"{marginal['hand'][0]:.2f} s (CPU {marginal['hand'][1]:.2f} s), pipeline "
+              f"{marginal['pipeline'][0]:.2f} s (CPU {marginal['pipeline'][1]:.2f} s): "
+              f"{ratios['wall'][-1]:.3f}x wall, {ratios['cpu'][-1]:.3f}x CPU; pipeline runs "
+              f"{', '.join(f'{t[0]:.2f}' for key in order[2:] for t in times[key])} s",
+              flush=True)  # fmt: skip
+    wall, cpu = ratios["wall"], ratios["cpu"]
+    print(f"{model_name:8s} marginal {options.epochs} epochs (after {short}): median of "
+          f"{options.repeats} blocks' ratios {statistics.median(wall):.3f} wall (min "
+          f"{min(wall):.3f}, max {max(wall):.3f}), {statistics.median(cpu):.3f} CPU (min "
+          f"{min(cpu):.3f}, max {max(cpu):.3f})  (python -m pipelines.run experiment="
+          f"{experiment} data.root=DIR tracking=none {extra[0]})", flush=True)  # fmt: skip
 
 
 def add_mnist_options(parser: argparse.ArgumentParser, repeats: int) -> None:
@@ -229,6 +308,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: torch's own choice, all cores)"
     )
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="the marginal time of --epochs more epochs, pipeline (tracking=none) vs hand loop",
+    )
+    parser.add_argument("--base-epochs", type=int, default=1, help="with --marginal")
     options = parser.parse_args()
 
     import torch
@@ -239,6 +324,9 @@ def main() -> None:
     print(f"{torch.get_num_threads()} torch threads", flush=True)
     with mnist_workdir(options) as root:
         for model_name in options.models:
+            if options.marginal:
+                marginal_blocks(options, root, model_name)
+                continue
             experiment = EXPERIMENTS[model_name]
             variants = {
                 steps: [f"speed.steps_per_call={steps}"] for steps in options.steps_per_call

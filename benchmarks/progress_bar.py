@@ -53,8 +53,8 @@ def main() -> None:
     import torch
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from pipelines.progress import BatchProgressBar
     from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+    from pipelines.training.progress import BatchProgressBar
 
     torch.set_num_threads(1)
     quiet_lightning()

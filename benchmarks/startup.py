@@ -9,7 +9,7 @@ Each command runs in a fresh process ``--repeats`` times (median wall seconds):
 * a run that stops after its first training step (``trainer.max_steps=1``, no validation,
   no tracking): the time from the command to the first step (and its exit), against the
   bare import (and its exit); and the same run with Python's garbage collector left on
-  through start-up and exit, the baseline for :mod:`pipelines.collector`.
+  through start-up and exit, the baseline for :mod:`pipelines.runtime.collector`.
 
     python benchmarks/startup.py [--repeats 5]
 """
@@ -32,7 +32,7 @@ FIRST_STEP = [
     "+trainer.limit_val_batches=0",
 ]
 #: the same command with the garbage collector left on through start-up and exit (the
-#: baseline for pipelines.collector): its deferral is replaced by a no-op
+#: baseline for pipelines.runtime.collector): its deferral is replaced by a no-op
 COLLECTOR_AS_USUAL = (
     "import sys, pipelines.run as r; "
     "r.defer_during_startup = lambda: None; sys.argv[0] = 'pipelines.run'; r.main()"

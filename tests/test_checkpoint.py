@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipelines.checkpoint import _hard_link, checkpoint_damage, engine_checkpoints
+from pipelines.training.checkpoint import _hard_link, checkpoint_damage, engine_checkpoints
 
 #: val/loss per epoch: better, better, worse, better
 SCRIPTED_VAL_LOSS = (3.0, 2.0, 2.5, 1.0)
@@ -117,7 +117,7 @@ def test_a_hard_link_outlives_the_file_it_was_made_from(tmp_path: Path) -> None:
 
 
 def test_resume_skips_a_damaged_last_checkpoint_for_the_newest_intact_one(tmp_path: Path) -> None:
-    from pipelines.checkpoint import resumable_checkpoint
+    from pipelines.training.checkpoint import resumable_checkpoint
 
     assert resumable_checkpoint(tmp_path) is None
     for epoch in (0, 1):
@@ -182,7 +182,7 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_not_the_runs_model(tmp_path: P
     import sys
 
     from conftest import mlflow_runs, run_cli, store_uri
-    from pipelines.run_loader import BEST_CHECKPOINT_TAG
+    from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
 
     script = tmp_path / "disk_fills_up.py"
     script.write_text(_DISK_FILLS_UP)
@@ -205,7 +205,7 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_not_the_runs_model(tmp_path: P
 
 def test_loading_a_damaged_checkpoint_is_one_paragraph(tmp_path: Path) -> None:
     from pipelines.errors import PipelineError
-    from pipelines.run_loader import load_checkpoint
+    from pipelines.tracking.run_loader import load_checkpoint
 
     path = tmp_path / "best-003.ckpt"
     torch.save({"state_dict": {"w": torch.ones(64, 64)}}, path)

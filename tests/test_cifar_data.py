@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from pipelines.downloads import RemoteFile
 from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.runtime.downloads import RemoteFile
 from plugins.data.cifar import (
     CLASS_NAMES,
     FOLDER,

@@ -1,4 +1,4 @@
-"""Start-up without full garbage collections over torch's objects (pipelines.collector)."""
+"""Start-up without full garbage collections over torch's objects (pipelines.runtime.collector)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import gc
 import subprocess
 import sys
 
-from pipelines.collector import resume_after_startup
+from pipelines.runtime.collector import resume_after_startup
 
 _COMMAND_PROCESS = """
 import gc
-from pipelines.collector import defer_during_startup, resume_after_startup
+from pipelines.runtime.collector import defer_during_startup, resume_after_startup
 
 defer_during_startup()
 assert not gc.isenabled(), "no collection while the command starts"

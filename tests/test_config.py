@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.checks.command_line import check_group_overrides
 from pipelines.config import config_dir, config_groups, flatten, group_options
 from pipelines.errors import PluginNotFoundError
-from pipelines.preflight import check_group_overrides
 
 
 def test_config_dir_holds_the_primary_config() -> None:

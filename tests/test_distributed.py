@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import mlflow_runs, run_cli, store_uri
-from pipelines.distributed import process_rank
+from pipelines.runtime.distributed import process_rank
 from pipelines.tensor_loader import TensorBatches
 
 

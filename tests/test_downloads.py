@@ -18,14 +18,14 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pipelines.downloads import (
+from pipelines.errors import DataNotFoundError
+from pipelines.runtime.downloads import (
     LOCKLESS_STAGING_AGE_S,
     STAGING_LOCK,
     extract_tar,
     reading_data_file,
     remove_stale_staging,
 )
-from pipelines.errors import DataNotFoundError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -61,7 +61,7 @@ _STALLING_EXTRACTION = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path, PurePosixPath
-    from pipelines.downloads import extract_tar
+    from pipelines.runtime.downloads import extract_tar
 
     seen = []
 

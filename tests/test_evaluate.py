@@ -108,7 +108,7 @@ def test_data_changes_may_follow_the_options(finished_run, tmp_path: Path) -> No
 
 
 def test_an_unknown_command_says_so_and_suggests_one(tmp_path: Path) -> None:
-    result = run_cli(module="pipelines.cli", args=["train"], cwd=tmp_path)
+    result = run_cli(module="pipelines.commands.cli", args=["train"], cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown command 'train'. Did you mean 'run'?" in result.stderr
 

@@ -135,7 +135,7 @@ def test_evaluate_val_compares_with_the_checkpoints_recorded_metrics(text_run) -
 
 
 def test_recorded_metric_per_split() -> None:
-    from pipelines.evaluate import recorded_metric
+    from pipelines.commands.evaluate import recorded_metric
 
     metrics = {"val/acc": 0.5, "best/val_acc": 0.75, "test/acc": 0.7, "train/acc": 0.9}
     assert recorded_metric(metrics, "val/acc") == 0.75
@@ -321,7 +321,7 @@ def test_predict_with_a_generative_run_points_at_the_generate_pipeline(
 def test_no_store_is_reported_not_created(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """evaluate, rerun and resume read runs with fetch_run: it made an empty ./mlruns."""
     from pipelines.errors import PipelineError
-    from pipelines.run_loader import fetch_run, load_run_model
+    from pipelines.tracking.run_loader import fetch_run, load_run_model
 
     monkeypatch.chdir(workdir)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -339,7 +339,7 @@ def test_no_store_is_reported_not_created(workdir: Path, monkeypatch: pytest.Mon
 
 def test_no_run_in_a_store_names_the_commands_option(text_run) -> None:
     from pipelines.errors import PipelineError
-    from pipelines.run_loader import fetch_run
+    from pipelines.tracking.run_loader import fetch_run
 
     workdir, _ = text_run
     with pytest.raises(PipelineError) as caught:
@@ -350,7 +350,7 @@ def test_no_run_in_a_store_names_the_commands_option(text_run) -> None:
 
 
 def test_resume_help_describes_the_command() -> None:
-    from pipelines.resume import _parser
+    from pipelines.commands.resume import _parser
 
     description = _parser("resume").description
     assert description.startswith("Continue a stopped run in place, from the last checkpoint")

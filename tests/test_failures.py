@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pipelines.context import RunContext
-from pipelines.downloads import RemoteFile, download, ensure_file
 from pipelines.errors import DataNotFoundError, PipelineError, TrainingDiverged
-from pipelines.tracking import Tracker
+from pipelines.runtime.downloads import RemoteFile, download, ensure_file
+from pipelines.tracking.tracker import Tracker
 
 
 def test_diverged_epoch_is_never_checkpointed(tmp_path: Path, one_thread) -> None:
@@ -92,7 +92,7 @@ class _Payload:
 
 
 def test_checkpoints_that_carry_code_are_refused(tmp_path: Path) -> None:
-    from pipelines.run_loader import load_checkpoint
+    from pipelines.tracking.run_loader import load_checkpoint
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "extra": _Payload()}, path)
@@ -113,7 +113,7 @@ def test_a_best_checkpoint_named_but_never_written_falls_back_to_the_one_on_disk
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from pipelines.fitting import _best_saved_checkpoint
+    from pipelines.training.fit import _best_saved_checkpoint
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_top_k=1)
     previous, newest_last = tmp_path / "best-002.ckpt", tmp_path / "last.ckpt"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import FAST, mlflow_runs, run_cli, store_uri
-from pipelines.run_loader import BEST_CHECKPOINT_TAG, RecordedRun, model_of
+from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG, RecordedRun, model_of
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def _record(status: str, metrics: dict[str, float], **tags: str) -> RecordedRun:
         ),
         (
             _record("FAILED", {}),
-            ["ended FAILED before its fit stage logged", "pipelines.resume abc123"],
+            ["ended FAILED before its fit stage logged", "pipelines.commands.resume abc123"],
         ),
         (
             _record("RUNNING", {"epoch": 0.0}),

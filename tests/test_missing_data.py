@@ -17,7 +17,7 @@ from conftest import mlflow_runs, run_cli, store_uri
 from pipelines import lifecycle, runner
 from pipelines.config import config_dir
 from pipelines.context import FoundData, RunContext, find_data_before_run, set_up_datamodule
-from pipelines.tracking import Tracker
+from pipelines.tracking.tracker import Tracker
 from plugins.data.vision import DigitsDataModule
 from plugins.models.dense import MLP
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from pipelines.downloads import RemoteFile, download
 from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.runtime.downloads import RemoteFile, download
 from plugins.data.mnist import FashionMNISTDataModule, MNISTDataModule, read_idx, write_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -17,9 +17,7 @@ from torch import nn
 
 from conftest import run_cli
 from pipelines import registry
-from pipelines.context import RunContext
-from pipelines.errors import ConfigValueError
-from pipelines.model_shapes import (
+from pipelines.checks.model_shapes import (
     build_model_that_fits,
     describe_inputs,
     dry_forward,
@@ -27,7 +25,9 @@ from pipelines.model_shapes import (
     is_too_small,
     responsible_key,
 )
-from pipelines.tracking import Tracker
+from pipelines.context import RunContext
+from pipelines.errors import ConfigValueError
+from pipelines.tracking.tracker import Tracker
 
 DIGITS = {"input_shape": (1, 8, 8), "num_classes": 10}
 

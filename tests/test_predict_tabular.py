@@ -84,7 +84,7 @@ def logged_encoding(workdir: Path, run_id: str, tmp_path: Path) -> dict:
 def expected_values(workdir: Path, run_id: str, rows: np.ndarray, encoding: dict) -> np.ndarray:
     """The run's model (its logged checkpoint) on ``rows`` normalised with the logged
     statistics, in the target's units."""
-    from pipelines.run_loader import fetch_run, model_of
+    from pipelines.tracking.run_loader import fetch_run, model_of
 
     model = model_of(fetch_run(run_id, store_uri(workdir))).eval()
     inputs = (rows - np.asarray(encoding["mean"])) / np.asarray(encoding["std"])
@@ -270,7 +270,7 @@ def test_a_long_table_is_predicted_in_batches_and_printed_at_float32_precision(
     same rows alike in any batch (to float32's rounding: kernels differ by batch size), and
     printed as float32's shortest text (25.434982, not the float64 expansion
     25.434982299804688 of the same number)."""
-    from pipelines.evaluate import PREDICT_BATCH_SIZE
+    from pipelines.commands.evaluate import PREDICT_BATCH_SIZE
 
     workdir, run_id, _ = housing_run
     count = 2 * PREDICT_BATCH_SIZE + 7  # three copies of 3 rows end the table
@@ -290,7 +290,7 @@ def test_a_long_table_is_predicted_in_batches_and_printed_at_float32_precision(
 
 
 def test_predict_runs_the_model_on_batches_of_at_most_the_batch_size() -> None:
-    from pipelines.evaluate import PREDICT_BATCH_SIZE, _predict_in_batches
+    from pipelines.commands.evaluate import PREDICT_BATCH_SIZE, _predict_in_batches
 
     class Recorder(torch.nn.Module):
         def __init__(self) -> None:

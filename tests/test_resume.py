@@ -94,7 +94,7 @@ def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
     resumed, the final best replaces it in the run's artifacts, not beside it."""
     from mlflow import MlflowClient
 
-    from pipelines.run_loader import BEST_CHECKPOINT_TAG
+    from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
 
     proc = _start_until_first_checkpoint(workdir, f"trainer.max_epochs={EPOCHS}")
     proc.send_signal(signal.SIGINT)
@@ -119,8 +119,8 @@ def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
 def test_a_store_that_cannot_delete_keeps_the_earlier_checkpoint_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pipelines.fitting import drop_earlier_checkpoints
-    from pipelines.tracking import Tracker
+    from pipelines.tracking.tracker import Tracker
+    from pipelines.training.fit import drop_earlier_checkpoints
 
     class Undeletable(Tracker):
         """Like MLflow's Databricks, DBFS and FTP artifact stores: no deletion."""
@@ -204,7 +204,7 @@ def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> Non
 
 def test_rerun_overrides_change_recorded_keys_and_refuse_group_choices() -> None:
     from pipelines.errors import PipelineError
-    from pipelines.run_loader import RecordedRun
+    from pipelines.tracking.run_loader import RecordedRun
 
     config = {"trainer": {"max_epochs": 5}, "tracking": {"enabled": True}, "seed": 1}
     record = RecordedRun("id", "name", "FINISHED", config, {}, {}, client=None)
@@ -235,7 +235,7 @@ def test_a_new_run_in_a_folder_in_use_is_told_to_take_its_own(tmp_path: Path) ->
     import fcntl
 
     from pipelines.errors import PipelineError
-    from pipelines.run_lock import LOCK_FILE, run_lock
+    from pipelines.runtime.run_lock import LOCK_FILE, run_lock
 
     with open(tmp_path / LOCK_FILE, "a+") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -245,7 +245,7 @@ def test_a_new_run_in_a_folder_in_use_is_told_to_take_its_own(tmp_path: Path) ->
 
 
 def test_rerun_without_a_run_says_only_the_run_is_required(capsys) -> None:
-    from pipelines.resume import main
+    from pipelines.commands.resume import main
 
     with pytest.raises(SystemExit):
         main("rerun", [])

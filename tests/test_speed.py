@@ -1,4 +1,5 @@
-"""The speed node: data on the device, channels_last, TF32, compile; checked keys; CPU defaults.
+"""The speed node: data on the device, channels_last, TF32, compile; checked keys; CPU defaults;
+the engine's strategy (``pipelines.fast_steps``): its own optimizer steps, several per call.
 
 The GPU effects are measured by ``benchmarks/gpu.py`` when a GPU is lent; here the settings
 are checked to apply (or stay off) and to train correctly on CPU, where each also works.
@@ -15,12 +16,18 @@ from mlflow import MlflowClient
 
 from conftest import FAST, mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines.errors import ConfigValueError
+from pipelines.fast_steps import FastSteps
 from pipelines.speed import (
     AUTO_STEPS_PER_CALL,
     SpeedSettings,
     apply_speed_settings,
     channels_last_pays,
 )
+
+
+def engine_trainer(**kwargs):
+    """A quiet trainer with the engine's strategy, as ``build_trainer`` makes on one device."""
+    return quiet_trainer(strategy=FastSteps(), **kwargs)
 
 
 def _digits(**kwargs):
@@ -44,7 +51,7 @@ def _first_conv_weight(model) -> torch.Tensor:
 def test_auto_device_settings_stay_off_on_cpu() -> None:
     data, model = _digits(), _convnet()
     before = data.splits["train"][0]
-    applied = apply_speed_settings(SpeedSettings(), model, data, quiet_trainer())
+    applied = apply_speed_settings(SpeedSettings(), model, data, engine_trainer())
     assert applied == {"steps_per_call": AUTO_STEPS_PER_CALL}  # the one auto that is on
     assert data.splits["train"][0] is before
     assert _first_conv_weight(model).is_contiguous()
@@ -53,7 +60,7 @@ def test_auto_device_settings_stay_off_on_cpu() -> None:
 def test_explicit_settings_apply_on_cpu_and_the_model_still_trains() -> None:
     data, model = _digits(), _convnet()
     settings = SpeedSettings(data_on_device=True, channels_last=True)
-    applied = apply_speed_settings(settings, model, data, quiet_trainer())
+    applied = apply_speed_settings(settings, model, data, engine_trainer())
     assert applied == {
         "data_on_device": True,
         "channels_last": True,
@@ -159,7 +166,7 @@ def _fit_digits(steps_per_call: int, **trainer_kwargs) -> tuple[int, dict, dict[
     torch.manual_seed(0)
     data = _digits()
     model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[32], optimizer="adam")
-    trainer = quiet_trainer(max_epochs=2, **trainer_kwargs)
+    trainer = engine_trainer(max_epochs=2, **trainer_kwargs)
     apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
     assert data.val_dataloader().batch_size == steps_per_call * data.batch_size
     trainer.fit(model, datamodule=data)
@@ -180,28 +187,28 @@ def test_several_steps_per_call_take_the_same_steps(one_thread) -> None:
 
 
 def test_validation_batches_are_fused_only_where_nothing_counts_them() -> None:
-    """limit_val_batches counts validation batches, and a validation_step written for one
-    batch cannot take several: both keep them single. Steps=1 undoes an earlier fusing."""
+    """limit_val_batches counts validation batches, and a model that does not declare
+    fused_steps_are_exact (it may log per batch) might validate differently: both keep them
+    single. Steps=1 undoes an earlier fusing."""
     from plugins.models.dense import MLP
 
-    class OwnValidation(MLP):
-        def validation_step(self, batch, batch_idx):
-            return super().validation_step(batch, batch_idx)
+    class LogsPerBatch(MLP):
+        fused_steps_are_exact = False
 
     data = _digits()
     for model, trainer in (
-        (_convnet(), quiet_trainer(limit_val_batches=3)),
-        (OwnValidation(input_shape=(1, 8, 8), num_classes=10), quiet_trainer()),
+        (_convnet(), engine_trainer(limit_val_batches=3)),
+        (LogsPerBatch(input_shape=(1, 8, 8), num_classes=10), engine_trainer()),
     ):
         apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
         assert data.train_dataloader().batch_size == 4 * data.batch_size
         assert data.val_dataloader().batch_size == data.batch_size
-    model = _convnet()
-    apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, quiet_trainer())
+    model, trainer = _convnet(), engine_trainer()
+    apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
     assert data.val_dataloader().batch_size == 4 * data.batch_size
-    apply_speed_settings(SpeedSettings(steps_per_call=1), model, data, quiet_trainer())
+    apply_speed_settings(SpeedSettings(steps_per_call=1), model, data, trainer)
     assert data.train_dataloader().batch_size == data.val_dataloader().batch_size == 32
-    assert model.steps_per_call == 1
+    assert trainer.strategy.steps_per_call == trainer.strategy.val_steps_per_call == 1
 
 
 def test_steps_per_call_says_what_rules_it_out() -> None:
@@ -227,7 +234,7 @@ def test_auto_steps_per_call_is_one_where_lightning_counts_batches(trainer_setti
     """Each of these counts training batches (or needs Lightning's own step): fused calls
     would change its meaning, so auto keeps one step per call."""
     data, model = _digits(), _convnet()
-    applied = apply_speed_settings(SpeedSettings(), model, data, quiet_trainer(**trainer_settings))
+    applied = apply_speed_settings(SpeedSettings(), model, data, engine_trainer(**trainer_settings))
     assert "steps_per_call" not in applied
     assert data.train_dataloader().batch_size == data.batch_size
 
@@ -237,20 +244,27 @@ def test_auto_steps_per_call_is_one_for_data_augmented_per_batch() -> None:
     order, so auto keeps one step per call (an explicit N still fuses)."""
     data, model = _digits(augment={"rotation": 0.1}), _convnet()
     assert "steps_per_call" not in apply_speed_settings(
-        SpeedSettings(), model, data, quiet_trainer()
+        SpeedSettings(), model, data, engine_trainer()
     )
     explicit = SpeedSettings(steps_per_call=4)
-    assert apply_speed_settings(explicit, model, data, quiet_trainer())["steps_per_call"] == 4
+    assert apply_speed_settings(explicit, model, data, engine_trainer())["steps_per_call"] == 4
 
 
-def test_auto_steps_per_call_is_one_for_models_with_their_own_training_step() -> None:
+def test_auto_steps_per_call_is_one_for_models_that_do_not_declare_it_exact() -> None:
+    """The VAE logs per batch: auto leaves it one step per call (it does not declare
+    fused_steps_are_exact), and so does a plain trainer, whose strategy cannot cut batches."""
     from plugins.models.vae import VAE
 
     data = _digits()
     model = VAE(input_shape=(1, 8, 8), latent_dim=2)
     assert "steps_per_call" not in apply_speed_settings(
-        SpeedSettings(), model, data, quiet_trainer()
+        SpeedSettings(), model, data, engine_trainer()
     )
+    assert "steps_per_call" not in apply_speed_settings(
+        SpeedSettings(), _convnet(), data, quiet_trainer()
+    )
+    with pytest.raises(ConfigValueError, match="engine's single-device strategy"):
+        apply_speed_settings(SpeedSettings(steps_per_call=4), _convnet(), data, quiet_trainer())
 
 
 def test_default_run_fuses_steps_and_records_it(workdir: Path) -> None:
@@ -290,7 +304,7 @@ def test_progress_bar_counts_batches_not_fused_calls() -> None:
     of 32), not the 10 calls that hand them over 4 at a time."""
     import lightning as L
 
-    from pipelines.progress import BatchProgressBar
+    from pipelines.training.progress import BatchProgressBar
     from plugins.models.dense import MLP
 
     bar = BatchProgressBar()
@@ -310,7 +324,7 @@ def test_progress_bar_counts_batches_not_fused_calls() -> None:
 
     data = _digits()
     model = MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[8])
-    trainer = quiet_trainer(
+    trainer = engine_trainer(
         enable_progress_bar=True, callbacks=[bar, ReadsTheBar()], num_sanity_val_steps=0
     )
     apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
@@ -319,3 +333,135 @@ def test_progress_bar_counts_batches_not_fused_calls() -> None:
     val_batches = -(-len(data.splits["val"][1]) // data.batch_size)
     assert trainer.num_training_batches == -(-train_batches // 4)  # Lightning's calls
     assert shown == {"train": (train_batches, train_batches), "val": (val_batches, val_batches)}
+
+
+def _train_one_epoch(model, trainer):
+    """The weights after one seeded epoch (6 batches of 16) on random images."""
+    from pipelines.tensor_loader import TensorBatches
+
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = torch.rand(96, 1, 8, 8, generator=generator), torch.arange(96) % 3
+    batches = TensorBatches(inputs, targets, batch_size=16, shuffle=True, seed=1)
+    trainer.fit(model, train_dataloaders=batches)
+    return {name: value.clone() for name, value in model.state_dict().items()}
+
+
+def _mlp(seed: int, **settings):
+    from plugins.models.dense import MLP
+
+    torch.manual_seed(seed)
+    return MLP((1, 8, 8), num_classes=3, **settings)
+
+
+def test_the_engines_steps_match_lightnings_automatic_ones() -> None:
+    """The engine's strategy takes the steps (Lightning's manual optimization, lean: no
+    hook to dispatch) and gets Lightning's automatic weights, with dropout and an L2
+    penalty; global_step counts the optimizer steps. The model itself is a plain
+    automatic LightningModule."""
+    settings = {"hidden_units": [32], "dropout": 0.2, "l2": 0.01, "optimizer": "adam"}
+    fast, automatic = _mlp(3, **settings), _mlp(3, **settings)
+    assert fast.automatic_optimization is True
+    fast_trainer, automatic_trainer = engine_trainer(), quiet_trainer()
+    torch.manual_seed(4)
+    fast_weights = _train_one_epoch(fast, fast_trainer)
+    torch.manual_seed(4)
+    automatic_weights = _train_one_epoch(automatic, automatic_trainer)
+    assert fast_trainer.strategy.takes_steps and fast_trainer.strategy.lean
+    assert fast.automatic_optimization is False  # for the fit: Lightning's manual loop
+    assert automatic.automatic_optimization is True
+    assert fast_trainer.global_step == automatic_trainer.global_step == 6
+    for name, value in fast_weights.items():
+        torch.testing.assert_close(value, automatic_weights[name], msg=name)
+
+
+def test_a_callback_that_inspects_gradients_still_gets_its_hooks() -> None:
+    """A callback overriding a backward/step hook turns the lean step off: it is called
+    every step, and the weights are the lean step's."""
+    import lightning as L
+
+    class GradientNorms(L.Callback):
+        def __init__(self) -> None:
+            self.norms: list[float] = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            grads = [p.grad.norm() for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(float(torch.stack(grads).norm()))
+
+    settings = {"hidden_units": [16], "optimizer": "adam"}
+    lean, hooked = _mlp(5, **settings), _mlp(5, **settings)
+    norms = GradientNorms()
+    lean_trainer, trainer = engine_trainer(), engine_trainer(callbacks=[norms])
+    torch.manual_seed(6)
+    lean_weights = _train_one_epoch(lean, lean_trainer)
+    torch.manual_seed(6)
+    hooked_weights = _train_one_epoch(hooked, trainer)
+    assert lean_trainer.strategy.lean and not trainer.strategy.lean
+    assert trainer.strategy.takes_steps
+    assert len(norms.norms) == trainer.global_step == 6 and all(n > 0 for n in norms.norms)
+    for name, value in lean_weights.items():
+        torch.testing.assert_close(value, hooked_weights[name], msg=name)
+
+
+@pytest.mark.parametrize(
+    ("setting", "steps"), [({"gradient_clip_val": 0.5}, 6), ({"accumulate_grad_batches": 2}, 3)]
+)
+def test_gradient_clipping_and_accumulation_leave_the_steps_to_lightning(
+    setting: dict, steps: int
+) -> None:
+    """Both are automatic-only in Lightning: the engine's strategy lets Lightning step; a
+    model an earlier engine fit switched to manual optimization gets its automatic back."""
+    model = _mlp(0, hidden_units=[8])
+    _train_one_epoch(model, engine_trainer())
+    assert model.automatic_optimization is False
+    before = model.net[1].weight.clone()
+    trainer = engine_trainer(**setting)
+    _train_one_epoch(model, trainer)
+    assert model.automatic_optimization is True and not trainer.strategy.takes_steps
+    assert trainer.global_step == steps
+    assert not torch.equal(before, model.net[1].weight)
+
+
+def test_a_scheduler_leaves_the_steps_to_lightning_and_refuses_fused_steps() -> None:
+    """Lightning steps a learning-rate scheduler only in automatic optimization."""
+    from plugins.models.dense import MLP
+
+    class Scheduled(MLP):
+        def configure_optimizers(self):
+            optimizer = super().configure_optimizers()
+            return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)]
+
+    torch.manual_seed(0)
+    model = Scheduled((1, 8, 8), num_classes=3, hidden_units=[8], lr=0.1)
+    trainer = engine_trainer()
+    _train_one_epoch(model, trainer)
+    assert not trainer.strategy.takes_steps and trainer.global_step == 6
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01)  # one epoch
+    with pytest.raises(ConfigValueError, match="several optimizers or a scheduler"):
+        data = _digits()
+        model = Scheduled((1, 8, 8), num_classes=10, hidden_units=[8])
+        trainer = engine_trainer()
+        apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
+        trainer.fit(model, datamodule=data)
+
+
+def test_fused_steps_hand_each_batch_its_own_index_and_undo_after_the_fit() -> None:
+    """A model's training_step sees the batches and indices it would see one by one; after
+    the fit the data hands out single batches again (a Trainer built by hand later)."""
+    from plugins.models.dense import MLP
+
+    seen: list[tuple[int, int]] = []
+
+    class Records(MLP):
+        def training_step(self, batch, batch_idx):
+            seen.append((batch_idx, batch[0].shape[0]))
+            return super().training_step(batch, batch_idx)
+
+    data = _digits()
+    model = Records((1, 8, 8), num_classes=10, hidden_units=[8])
+    trainer = engine_trainer()
+    apply_speed_settings(SpeedSettings(steps_per_call=4), model, data, trainer)
+    trainer.fit(model, datamodule=data)
+    samples = len(data.splits["train"][1])
+    assert [index for index, _ in seen] == list(range(-(-samples // 32)))
+    assert sum(size for _, size in seen) == samples and {size for _, size in seen[:-1]} == {32}
+    assert data.train_dataloader().batch_size == data.val_dataloader().batch_size == 32

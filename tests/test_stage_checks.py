@@ -22,7 +22,7 @@ from pipelines.config import config_dir
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError
 from pipelines.runner import run_pipeline
-from pipelines.tracking import Tracker
+from pipelines.tracking.tracker import Tracker
 from plugins.models.char_lstm import CharLSTM
 from plugins.models.dense import MLP
 from plugins.models.vae import VAE

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import FAST, mlflow_runs, run_cli, store_uri
-from pipelines.downloads import RemoteFile
 from pipelines.errors import ConfigValueError, DataNotFoundError
+from pipelines.runtime.downloads import RemoteFile
 from plugins.data.imdb import IMDBDataModule
 from plugins.data.reuters import TOPICS, ReutersDataModule, keras_split
 from plugins.data.text import TextClassificationDataModule, read_labelled_file

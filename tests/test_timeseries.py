@@ -178,7 +178,7 @@ def test_naive_baseline_on_a_ramp_is_slope_times_the_rows_ahead(tmp_path: Path) 
 
 def test_naive_baseline_stage_logs_and_reports(tmp_path: Path) -> None:
     from pipelines.context import RunContext
-    from pipelines.tracking import Tracker
+    from pipelines.tracking.tracker import Tracker
 
     ctx = RunContext(
         config={"data": {"name": "timeseries"}}, tracker=Tracker(), output_dir=tmp_path

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import store_uri
-from pipelines.tracking import MlflowTracker, TrackingSettings
+from pipelines.tracking.tracker import MlflowTracker, TrackingSettings
 
 
 class _GatedClient:

@@ -85,7 +85,11 @@ def test_ui_shows_a_finished_run_with_its_metrics_in_a_browser(workdir: Path) ->
 def test_ui_without_runs_says_how_to_make_one(workdir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.ui"], cwd=workdir, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "pipelines.ui"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "No runs here yet" in result.stderr and "python -m pipelines.run" in result.stderr

@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from pipelines.downloads import reading_data_file
 from pipelines.errors import DataNotFoundError
+from pipelines.runtime.downloads import reading_data_file
 from plugins.data.image_folder import ImageFolderDataModule
 from plugins.data.tabular import TabularRegressionDataModule
 from plugins.data.text import TextClassificationDataModule

@@ -172,7 +172,12 @@ def test_a_stages_own_max_epochs_of_0_is_refused() -> None:
 
 @pytest.mark.parametrize("file", sorted((config_dir() / "model").glob("*.yaml")), ids=str)
 def test_every_model_config_passes_the_range_checks(file: Path) -> None:
-    node = OmegaConf.to_container(OmegaConf.load(file), resolve=False)
+    from hydra import compose, initialize_config_dir
+
+    # composed, as a run sees it: the shared training arguments come from its defaults list
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        config = compose("config", overrides=[f"model={file.stem}"])
+    node = OmegaConf.to_container(config.model, resolve=False)
     node = {key: value for key, value in node.items() if value != "${seed}"}
     registry.check("model", node, path="model")
 
@@ -287,7 +292,7 @@ def test_a_valid_or_absent_sampler_seed_passes() -> None:
 def test_the_search_checks_callback_exits_2_with_the_message(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pipelines.preflight import SearchChecks
+    from pipelines.checks.command_line import SearchChecks
 
     with pytest.raises(SystemExit) as exit_:
         SearchChecks().on_multirun_start(config=_search_config(-1))

@@ -12,7 +12,7 @@ from conftest import mlflow_runs, run_cli, store_uri
 from pipelines import registry
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError
-from pipelines.tracking import Tracker
+from pipelines.tracking.tracker import Tracker
 from plugins.stages.visualize import Visualize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

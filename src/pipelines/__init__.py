@@ -3,7 +3,7 @@
 The engine is deliberately small: a Hydra entry point (:mod:`pipelines.run`), an
 entry-point plugin registry (:mod:`pipelines.registry`), a stage runner with a shared
 context (:mod:`pipelines.runner`, :mod:`pipelines.context`) and MLflow tracking
-(:mod:`pipelines.tracking`). Everything else -- models, datasets, stages -- is a plugin.
+(:mod:`pipelines.tracking.tracker`). Everything else -- models, datasets, stages -- is a plugin.
 
 Nothing heavy is imported here so that ``--help`` and config errors answer fast.
 """

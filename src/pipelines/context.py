@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import registry
-from pipelines.tracking import Tracker, TrackingSettings
+from pipelines.tracking.tracker import Tracker, TrackingSettings
 
 
 @dataclass
@@ -76,9 +76,9 @@ class RunContext:
 
         Checked with a dry forward pass on the data's shape, so a kernel larger than the
         images is one paragraph naming the key now, not torch's traceback in training
-        (:mod:`pipelines.model_shapes`).
+        (:mod:`pipelines.checks.model_shapes`).
         """
-        from pipelines.model_shapes import build_model_that_fits
+        from pipelines.checks.model_shapes import build_model_that_fits
 
         def build(node: Mapping[str, Any]) -> Any:
             return registry.build("model", node, path="model", **data_kwargs)

@@ -24,16 +24,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipelines import distributed, registry, sweep, termination
+from pipelines import registry
 from pipelines.checks.before_run import before_run
-from pipelines.collector import resume_after_startup
 from pipelines.config import flatten
-from pipelines.console import interactive, print_config_tree
 from pipelines.context import FoundData, RunContext, find_data_before_run
 from pipelines.errors import TrainingDiverged, disk_full_error
-from pipelines.provenance import provenance_tags
-from pipelines.run_lock import run_lock
-from pipelines.tracking import Tracker, TrackingSettings, open_tracker
+from pipelines.runtime import distributed, termination
+from pipelines.runtime.collector import resume_after_startup
+from pipelines.runtime.console import interactive, print_config_tree
+from pipelines.runtime.run_lock import run_lock
+from pipelines.tracking import sweep
+from pipelines.tracking.provenance import provenance_tags
+from pipelines.tracking.tracker import Tracker, TrackingSettings, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,7 @@ def _unopened_run_outcome(job_num: int | None, resume_run_id: str | None) -> str
     if resume_run_id:
         return (
             f"before run {resume_run_id} was reopened: it is as it was, and `python -m "
-            f"pipelines.resume {resume_run_id}` still continues it"
+            f"pipelines.commands.resume {resume_run_id}` still continues it"
         )
     run = "the run" if job_num is None else f"job {job_num}'s run"
     return f"before {run} was opened: nothing of it was recorded"

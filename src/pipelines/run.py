@@ -16,17 +16,17 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from pipelines.collector import defer_during_startup
-from pipelines.composition import describe, hydra_raises_composition_errors
-from pipelines.config import config_dir
-from pipelines.errors import PipelineError
-from pipelines.preflight import (
+from pipelines.checks.command_line import (
     check_appended_groups,
     check_group_overrides,
     check_search_is_a_sweep,
 )
-from pipelines.sweep import close_unfinished_sweep, describe_search_error
-from pipelines.termination import exit_interrupted
+from pipelines.checks.composition import describe, hydra_raises_composition_errors
+from pipelines.config import config_dir
+from pipelines.errors import PipelineError
+from pipelines.runtime.collector import defer_during_startup
+from pipelines.runtime.termination import exit_interrupted
+from pipelines.tracking.sweep import close_unfinished_sweep, describe_search_error
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
@@ -44,7 +44,7 @@ def main() -> None:
     """Check the command line for unknown names, then hand it to Hydra."""
     arguments = sys.argv[1:]
     if "--help" in arguments or "-h" in arguments:
-        from pipelines.help import help_text
+        from pipelines.commands.help import help_text
 
         print(help_text())
         return

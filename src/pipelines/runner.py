@@ -18,12 +18,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines import registry, sweep, termination
+from pipelines import registry
 from pipelines.checks.later_stages import check_later_stages
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError, TrainingDiverged, report_error
 from pipelines.lifecycle import OUTPUT_DIR_TAG, chosen, tracked_run
-from pipelines.tracking import ui_command
+from pipelines.runtime import termination
+from pipelines.tracking import sweep
+from pipelines.tracking.tracker import ui_command
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ def execute(cfg: DictConfig) -> dict[str, float] | float | None:
     """Hydra's task function: run the pipeline and turn failures into clear reports.
 
     In a multirun sweep a failed job is recorded (MLflow status FAILED, a line in the sweep's
-    failure list) and the sweep goes on; :mod:`pipelines.sweep` fails the command at the end.
-    A multirun job returns its objective value (None when it failed), which is what Hydra's
+    failure list) and the sweep goes on; :mod:`pipelines.tracking.sweep` fails the command at
+    the end. A multirun job returns its objective value (None when it failed), which is what Hydra's
     Optuna sweeper optimises; a single run returns its metrics.
     """
     from hydra.core.hydra_config import HydraConfig

@@ -21,6 +21,8 @@ The ``speed`` config node. Each is about where time goes on an accelerator, and 
 - ``compile``: ``torch.compile`` of the model, in place (``nn.Module.compile``), so
   checkpoints keep their keys and load into an uncompiled model. Off by default: compiling
   takes tens of seconds, which only pays back over long runs.
+- ``fast_steps`` and ``steps_per_call``: the engine's strategy (:mod:`pipelines.fast_steps`)
+  takes the optimizer steps where that changes nothing, several per Lightning step.
 
 On CPU every auto setting is off: the tensors already sit in host memory, and oneDNN picks
 its own layouts.
@@ -62,6 +64,11 @@ class SpeedSettings(BaseModel):
     #: auto: AUTO_STEPS_PER_CALL wherever that changes nothing but how often the progress
     #: bar moves (see :func:`auto_steps_per_call`), else 1
     steps_per_call: PositiveInt | Literal["auto"] = "auto"
+    #: the engine's strategy (pipelines.fast_steps) on a single device: auto and true, it
+    #: takes the optimizer steps where that changes nothing (true: a configured
+    #: trainer.strategy or several devices are refused); false: Lightning's loop as it comes,
+    #: and steps_per_call 1
+    fast_steps: Auto = "auto"
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> SpeedSettings:
@@ -145,33 +152,43 @@ def apply_speed_settings(
 def fuse_batches(
     steps: int, model: LightningModule, datamodule: LightningDataModule | None, trainer: Trainer
 ) -> dict[str, Any]:
-    """Hand the model ``steps`` training batches per call, and as many validation batches
-    where its ``validation_step`` cuts them apart and no limit counts them; 1 undoes what an
-    earlier stage fused. What was applied (for the run's tags)."""
+    """Have the data hand over ``steps`` training batches per call and the engine's strategy
+    step on each (validation batches too where the model declares that this changes none
+    of its numbers and no limit counts them); 1 undoes what an earlier stage fused. What
+    was applied (for the run's tags)."""
+    from pipelines.errors import ConfigValueError
+    from pipelines.fast_steps import FastSteps, why_lightning_steps
+
+    strategy = trainer.strategy
     if steps == 1:
-        if getattr(model, "steps_per_call", 1) != 1:
-            model.steps_per_call = 1
         for name in ("steps_per_call", "val_steps_per_call"):
             if hasattr(datamodule, name):
                 setattr(datamodule, name, 1)
+        if isinstance(strategy, FastSteps):
+            strategy.fuse(1, 0, False, None)
         return {}
-    fuse = getattr(model, "fuse_steps", None)
-    if fuse is None or not hasattr(datamodule, "steps_per_call"):
-        from pipelines.errors import ConfigValueError
-
+    if not isinstance(strategy, FastSteps) or not hasattr(datamodule, "steps_per_call"):
         raise ConfigValueError(
-            f"'speed.steps_per_call={steps}' works with the built-in classifiers and "
-            f"regressors on in-memory data; {type(model).__name__} on "
-            f"{type(datamodule).__name__} takes one step per batch. Set "
-            "speed.steps_per_call=1 (or auto)."
+            f"'speed.steps_per_call={steps}' works on in-memory data with the engine's "
+            f"single-device strategy (speed.fast_steps); {type(datamodule).__name__} under "
+            f"{type(strategy).__name__} takes one step per batch. Set speed.steps_per_call=1 "
+            "(or auto)."
         )
-    fuse(steps, datamodule.batch_size, trainer)  # type: ignore[union-attr]
+    reason = why_lightning_steps(model, trainer)
+    if reason is not None:
+        raise ConfigValueError(
+            f"'speed.steps_per_call={steps}' needs the engine to take the optimizer steps, "
+            f"which {reason} rules out. Remove it, or set speed.steps_per_call=1."
+        )
     datamodule.steps_per_call = steps  # type: ignore[union-attr]
+    fuse_validation = (
+        getattr(model, "fused_steps_are_exact", False)
+        and hasattr(datamodule, "val_steps_per_call")
+        and _whole(trainer.limit_val_batches)
+    )
     if hasattr(datamodule, "val_steps_per_call"):
-        fuse_validation = getattr(model, "cuts_fused_validation_batches", False) and _whole(
-            trainer.limit_val_batches
-        )
         datamodule.val_steps_per_call = steps if fuse_validation else 1
+    strategy.fuse(steps, datamodule.batch_size, fuse_validation, datamodule)  # type: ignore[union-attr]
     return {"steps_per_call": steps}
 
 
@@ -180,18 +197,22 @@ def auto_steps_per_call(
 ) -> int:
     """AUTO_STEPS_PER_CALL where fusing steps changes no result and no setting's meaning.
 
-    That is: the model takes its own optimizer steps (a built-in model, no gradient
-    clipping or accumulation), the data is in memory and not augmented per batch (its
-    random draws would come in another order), one process trains, and nothing counts
-    training batches (``max_steps``, an integer or fractional ``limit_train_batches`` or
-    ``val_check_interval``), since Lightning would count calls instead. The weights are
-    the same as one step per call (tests/test_speed.py); only the progress bar moves once
-    per call. Anywhere else: 1.
+    That is: the engine's strategy can take the optimizer steps (no gradient clipping or
+    accumulation, see :func:`pipelines.fast_steps.why_lightning_steps`), the model declares
+    that batches handed to it one after the other within a call change none of its numbers
+    (``fused_steps_are_exact``: the built-in models), the data is in memory and not
+    augmented per batch (its random draws would come in another order), one process
+    trains, and nothing counts training batches (``max_steps``, an integer or fractional
+    ``limit_train_batches`` or ``val_check_interval``), since Lightning would count calls
+    instead. The weights are the same as one step per call (tests/test_speed.py); only the
+    progress bar moves once per call. Anywhere else: 1.
     """
-    own_step_possible = getattr(model, "own_step_possible", None)
+    from pipelines.fast_steps import FastSteps, why_lightning_steps
+
     fusable = (
-        own_step_possible is not None
-        and own_step_possible(trainer)
+        isinstance(trainer.strategy, FastSteps)
+        and why_lightning_steps(model, trainer) is None
+        and getattr(model, "fused_steps_are_exact", False)
         and getattr(datamodule, "fused_batches_are_exact", False)
         and trainer.world_size == 1
         and trainer.max_steps == -1

@@ -3,7 +3,7 @@
 The node's keys are ``lightning.Trainer`` arguments, checked against its signature so a
 typo or a wrong type names the key. The engine owns logging and checkpointing: it adds the
 tracker's logger and a checkpoint callback that keeps the best and the last epoch on disk
-(:mod:`pipelines.checkpoint`).
+(:mod:`pipelines.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.console import interactive
 from pipelines.errors import ConfigValueError
+from pipelines.runtime.console import interactive
 from pipelines.validation import check_arguments
 
 if TYPE_CHECKING:
@@ -46,12 +46,15 @@ def build_trainer(
     """
     from lightning.pytorch import Trainer
 
-    from pipelines.checkpoint import engine_checkpoints
-    from pipelines.lightning_logger import TrackerLogger
+    from pipelines.tracking.lightning_logger import TrackerLogger
+    from pipelines.training.checkpoint import engine_checkpoints
 
     kwargs = trainer_arguments({**(ctx.config.get("trainer") or {}), **(overrides or {})})
     quiet_lightning()
     plain_cuda_check_without_gpu()
+    strategy = engine_strategy(ctx.config.get("speed"), kwargs)
+    if strategy is not None:
+        kwargs["strategy"] = strategy  # pipelines.fast_steps: the engine takes the steps
     logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     checkpoints = (
         engine_checkpoints(
@@ -62,7 +65,7 @@ def build_trainer(
     )
     callbacks: list[Any] = list(checkpoints)
     if kwargs["enable_progress_bar"] and interactive():
-        from pipelines.progress import BatchProgressBar
+        from pipelines.training.progress import BatchProgressBar
 
         callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
     # the hardware keys passed check_hardware before the data was prepared: what Lightning
@@ -94,6 +97,45 @@ def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
     return check_arguments(Trainer, kwargs, path="trainer", what="lightning.Trainer")
 
 
+def engine_strategy(speed: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> Any:
+    """The engine's :class:`~pipelines.fast_steps.FastSteps` strategy on the one device these
+    trainer settings run on, or None where ``speed.fast_steps`` is off or does not apply
+    (a configured ``trainer.strategy``, several devices): Lightning's own choice then."""
+    from pipelines.speed import SpeedSettings
+
+    setting = SpeedSettings.from_config(speed).fast_steps
+    if setting is False:
+        return None
+    configured = kwargs.get("strategy", "auto")
+    device = single_device(kwargs) if configured == "auto" else None
+    if device is None:
+        if setting is True:
+            raise ConfigValueError(
+                "'speed.fast_steps=true' needs Lightning's single-device strategy, but "
+                f"trainer.strategy={configured} (devices={kwargs.get('devices', 'auto')}) "
+                "runs another. Set speed.fast_steps=auto."
+            )
+        return None
+    from pipelines.fast_steps import FastSteps
+
+    return FastSteps(device=device)
+
+
+#: hardware settings (their repr) -> the one device Lightning runs them on (None: several)
+_SINGLE_DEVICES: dict[str, Any] = {}
+
+
+def single_device(kwargs: Mapping[str, Any]) -> Any:
+    """The ``torch.device`` a ``Trainer`` of these hardware settings trains on when that is
+    one device under Lightning's single-device strategy, else None. Asked of Lightning once
+    per process and settings (:func:`check_hardware` asks it before the data is prepared)."""
+    hardware = {key: kwargs[key] for key in HARDWARE_KEYS if key in kwargs}
+    key = repr(sorted(hardware.items()))
+    if key not in _SINGLE_DEVICES:
+        check_hardware(hardware)
+    return _SINGLE_DEVICES[key]
+
+
 def check_hardware(kwargs: Mapping[str, Any]) -> None:
     """Fail in one paragraph if this machine cannot run the trainer's hardware settings.
 
@@ -103,17 +145,20 @@ def check_hardware(kwargs: Mapping[str, Any]) -> None:
     built from the hardware keys alone costs a few milliseconds and asks the same questions.
     """
     from lightning.pytorch import Trainer
+    from lightning.pytorch.strategies import SingleDeviceStrategy
 
     hardware = {key: kwargs[key] for key in HARDWARE_KEYS if key in kwargs}
     quiet_lightning()
     with lightning_refusals_as_config_errors(hardware):
-        Trainer(
+        probe = Trainer(
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
             **hardware,
         )
+    single = type(probe.strategy) is SingleDeviceStrategy
+    _SINGLE_DEVICES[repr(sorted(hardware.items()))] = probe.strategy.root_device if single else None
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Type checks for plugin arguments, so a bad override names its key instead of crashing later.
+"""Type and range checks for plugin arguments, so a bad override names its key instead of
+crashing later.
 
 Hydra parses ``trainer.max_epochs=abc`` into the string ``"abc"`` without complaint; the first
 sign of trouble would otherwise be a traceback deep inside Lightning. Every plugin's
@@ -7,20 +8,34 @@ annotations with pydantic (lax mode: ``"5"`` is a fine ``int``) and name the dot
 
 A type is not a range: ``model.dropout=1.5`` is a fine ``float`` and ended in torch's
 traceback once training began, ``model.l2=-1`` trained to the end with a penalty that
-rewarded large weights. The ranges a key's name implies, the same in every plugin, are
-declared once here (:data:`RANGES`, :data:`MODEL_RANGES`) and checked with the types; the
-search's own settings (:data:`SEARCH_RANGES`: the sampler's seed) are checked before Hydra
-builds the sweeper (:class:`pipelines.preflight.SearchChecks`).
+rewarded large weights. A plugin declares a key's range in its own signature, as part of
+the type: ``dropout: Annotated[float, Field(ge=0, lt=1)]``, or one of the aliases of
+:mod:`pipelines.api` (``Probability``, ``LearningRate``, ...) that also carry a
+:class:`Range`: the paragraph a refused value gets. A key's name implies nothing: a
+third-party plugin's ``dropout`` without such an annotation is its own business.
+``**training: Unpack[TrainingArguments]`` (PEP 692) declares the keys of that ``TypedDict``,
+with their types and ranges, as the plugin's own.
+
+The engine's own settings, which no plugin signature declares, keep tables here: the run's
+``seed`` and the Lightning ``trainer`` node's epochs (:data:`ENGINE_RANGES`), and the
+search's settings (:data:`SEARCH_RANGES`: the sampler's seed), checked before Hydra builds
+the sweeper (:class:`pipelines.checks.command_line.SearchChecks`).
 """
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
-import math
+import operator
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import Predicate
+from pydantic import Field
 
 from pipelines.errors import ConfigValueError, did_you_mean
 
@@ -34,7 +49,8 @@ def check_arguments(
     implicit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate config ``kwargs`` for ``factory``: no unknown key, every value of its type
-    and within the range its key's name implies (:func:`check_ranges`).
+    and within the range its annotation declares (:func:`validate_value`); the engine's own
+    nodes also against :data:`ENGINE_RANGES` (:func:`check_ranges`).
 
     ``implicit`` holds values the engine supplies (e.g. ``input_shape`` from the data); each
     is added only if ``factory`` accepts it, and an explicit config value wins over it.
@@ -53,7 +69,7 @@ def check_arguments(
     for key, value in implicit.items():
         if key not in merged and (key in parameters or accepts_any):
             merged[key] = value
-    checked = validate_arguments(factory, merged, path=path)
+    checked = validate_arguments(factory, merged, path=path, parameters=parameters)
     check_ranges(checked, path=path, defaults=parameters)
     return checked
 
@@ -75,17 +91,28 @@ def check_data_arguments(kwargs: Mapping[str, Any], *, path: str = "data") -> No
         )
 
 
+# -- ranges ----------------------------------------------------------------------------------
+
+#: the pydantic error type of a value outside a :class:`Range`
+RANGE_ERROR = "pipelines_range"
+
+
 @dataclass(frozen=True)
 class Range:
-    """The values a config key accepts, and what to tell a user whose value is outside.
+    """What to tell a user whose value is outside a key's range: the metadata of an
+    ``Annotated`` type, after the constraint itself (pydantic's ``Field(ge=..., lt=...)``,
+    an ``annotated_types.Predicate``)::
 
-    ``accepts`` sees values of the right type only (the type check runs first) and answers
-    True for what it cannot judge (a string where a third-party plugin has no type hint):
-    a range check helps, it never blocks what it does not understand. ``None`` is never
-    checked: it means "not set" (``discriminator_lr: null``, a stage's ``max_epochs``).
+        Probability = Annotated[float, Field(ge=0, lt=1), Range("at least 0 and below 1", ...)]
+
+    The type is checked first (``model.dropout=abc`` is a wrong type, not a range); a value
+    of the right type that the constraints before the ``Range`` refuse gets one paragraph:
+    "'model.dropout' must be {valid}, got 1.5: {why}. Set it to such a value, e.g.
+    `model.dropout=0.5` ...". In a list type (``tuple[LayerSize, ...]``) the paragraph names
+    the key and its whole value. ``None`` is the type's business (``LearningRate | None``:
+    "not set").
     """
 
-    accepts: Callable[[Any], bool]
     #: the valid values, as the message says them: "must be {valid}"
     valid: str
     #: why, in the user's terms: what the key does, and what the refused value would do
@@ -97,184 +124,80 @@ class Range:
     #: whether the plugin's own default (where valid) makes the better example
     default_example: bool = True
 
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """The schema of the constrained type, its refusals reported as this range's."""
+        from pydantic_core import PydanticCustomError, ValidationError, core_schema
 
-def _real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        def refuse_as_range(value: Any, validate: Callable[[Any], Any]) -> Any:
+            try:
+                return validate(value)
+            except ValidationError:
+                raise PydanticCustomError(
+                    RANGE_ERROR, "must be {valid}", {"valid": self.valid, "range": self}
+                ) from None
 
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str)
-
-
-def _sizes_positive(value: Any) -> bool:
-    """Every entry (or the one value) a whole number of at least 1; an empty list is fine
-    (``hidden_units: []``: no hidden layer), anything not whole is the type check's."""
-    return all(item >= 1 for item in (value if _is_list(value) else [value]) if _whole(item))
-
-
-def _hidden_units(value: Any) -> bool:
-    """A list of layer sizes, or one size where 0 means no hidden layer (``model=transfer``:
-    ``hidden_units: 0`` puts the classifier right on the backbone's features)."""
-    return _sizes_positive(value) if _is_list(value) else not _whole(value) or value >= 0
+        return core_schema.no_info_wrap_validator_function(refuse_as_range, handler(source))
 
 
 #: numpy's random generators (``np.random.default_rng``, ``seed_everything``) take no other
 #: seed; torch takes more, so the narrower range is the one every seed must keep to
 SEED_MAX = 2**32 - 1
 
-PROBABILITY = Range(
-    accepts=lambda v: not _real(v) or 0 <= v < 1,
-    valid="at least 0 and below 1",
-    why="it is the fraction of values dropped at random in training; at 1 nothing gets "
-    "through, and torch refuses more",
-    example=0.5,
-)
-STEP_SIZE = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
-    valid="a finite number above 0",
-    why="it scales every optimizer step: at 0 the weights never change, and below 0 each "
-    "step climbs the loss instead of descending it",
-    example=0.001,
-)
-PENALTY = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and v >= 0),
-    valid="0 or more (0 turns it off)",
-    why="it is a weight penalty; a negative one rewards large weights instead of holding them back",
-    example=0.0,
-)
-SEED = Range(
-    accepts=lambda v: not _whole(v) or 0 <= v <= SEED_MAX,
-    valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1)",
-    why="numpy's random generators, which draw the data split and the shuffling, take no "
-    "other seed",
-    example=42,
-    # data and model nodes take ``${seed}``: the user most likely set the run's seed
-    note=" It is the run's `seed` unless set for this node alone: `seed=42` sets both.",
-    default_example=False,
-)
-EPOCHS = Range(
-    # below -1 Lightning's Trainer refuses itself, already in one paragraph
-    accepts=lambda v: not _whole(v) or v != 0,
-    valid="at least 1, or -1 for no limit",
-    why="at 0 nothing is trained, and the stages after the fit would report an untrained "
-    "model's metrics as the run's result",
-    example=10,
-)
-WIDTH = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
-    valid="a finite number above 0",
-    why="it multiplies every layer size (0.5 halves them, 2 doubles them)",
-    example=1.0,
-)
-SIZES = Range(
-    accepts=_sizes_positive,
-    valid="a whole number of at least 1 (for a list: every entry)",
-    why="it sets the size of a layer (its units, filters, dimensions or kernel), and a layer "
-    "of size 0 passes nothing on: the model trains to chance level without a word",
-    example=32,
-)
-HIDDEN_UNITS = Range(
-    accepts=_hidden_units,
-    valid="whole numbers of at least 1 ([] for no hidden layer; where it is one number, as "
-    "in model=transfer, 0 means none)",
-    why="each is the number of units of a hidden layer, and a layer of 0 units passes "
-    "nothing on: the model trains to chance level without a word",
-    example=[64],
-)
-LABEL_NOISE = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and 0 <= v < 0.5),
-    valid="at least 0 and below 0.5 (0 turns it off)",
-    why="it is the most added at random to the discriminator's labels (0 = real, "
-    "1 = generated); a negative noise is silently none, and from 0.5 on a real image's label "
-    "can be closer to 'generated' than to 'real'",
-    example=0.05,
-)
-CLIP_VALUE = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and v > 0),
-    valid="a finite number above 0, or null for no clipping",
-    why="every gradient value is clipped to [-clip_value, clip_value]; at 0 or below no "
-    "range is left, and the networks would train on gradients of the clip's size instead "
-    "of their own",
-    example=1.0,
-    default_example=False,
-)
-LEAKY_SLOPE = Range(
-    accepts=lambda v: not _real(v) or (math.isfinite(v) and 0 <= v < 1),
-    valid="at least 0 and below 1 (0 is a plain ReLU)",
-    why="it is the LeakyReLU's slope for negative inputs; at 1 the activation is the "
-    "identity and the network is linear, above 1 negative inputs weigh more than positive "
-    "ones, and below 0 they are folded onto the positive side",
-    example=0.2,
-)
-SAMPLER_SEED = Range(
-    accepts=lambda v: v is None or (_whole(v) and 0 <= v <= SEED_MAX),
-    valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1), or null for another search each time",
-    why="the search's sampler draws every trial's settings from a numpy random generator, "
-    "which takes no other seed",
-    example=42,
-    note=" It is the run's `seed` unless set for the sampler alone: `seed=42` sets both.",
-    default_example=False,
-)
 
-#: a valid value of a key where its range's example would be odd for it (a kernel of 32),
-#: for messages given before the plugin (whose default is the better example) is imported
-KEY_EXAMPLES: dict[str, Any] = {
-    "kernel_size": 3,
-    "kernel_sizes": [3],
-    "stem_kernel": 3,
-    "pool_size": 2,
-    "num_heads": 2,
-    "num_layers": 1,
-}
+def _not_zero(value: int) -> bool:
+    return value != 0
 
-#: ranges a key's name implies in every plugin node (model, data, stage, trainer)
-RANGES: dict[str, Range] = {
-    "seed": SEED,
-    "dropout": PROBABILITY,
-    "recurrent_dropout": PROBABILITY,
-    "lr": STEP_SIZE,
-    "discriminator_lr": STEP_SIZE,
-    "lr_factor": STEP_SIZE,
-    "weight_decay": PENALTY,
-    "l1": PENALTY,
-    "l2": PENALTY,
-    "max_epochs": EPOCHS,
-    "max_steps": EPOCHS,
-}
-#: ranges only in the ``model`` node: elsewhere these names may mean something else (an
-#: image's ``width``, a stage's number of ``filters`` to show)
-MODEL_RANGES: dict[str, Range] = {
-    "width": WIDTH,
-    "hidden_units": HIDDEN_UNITS,
-    "label_noise": LABEL_NOISE,
-    "clip_value": CLIP_VALUE,
-    "leaky_slope": LEAKY_SLOPE,
-    **dict.fromkeys(
-        (
-            "units",
-            "dense_units",
-            "filters",
-            "sizes",
-            "generator_filters",
-            "discriminator_filters",
-            "stem_filters",
-            "kernel_size",
-            "kernel_sizes",
-            "stem_kernel",
-            "pool_size",
-            "embedding_dim",
-            "embed_dim",
-            "dense_dim",
-            "latent_dim",
-            "num_heads",
-            "num_layers",
-        ),
-        SIZES,
+
+#: a seed numpy takes: the run's ``seed``, and every plugin's (``pipelines.api.Seed``)
+Seed = Annotated[
+    int,
+    Field(ge=0, le=SEED_MAX),
+    Range(
+        valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1)",
+        why="numpy's random generators, which draw the data split and the shuffling, take "
+        "no other seed",
+        example=42,
+        # data and model nodes take ``${seed}``: the user most likely set the run's seed
+        note=" It is the run's `seed` unless set for this node alone: `seed=42` sets both.",
+        default_example=False,
     ),
+]
+#: a number of epochs (or steps): the ``trainer`` node's, and a stage's own
+#: (``pipelines.api.Epochs``); below -1 Lightning's Trainer refuses itself, in one paragraph
+Epochs = Annotated[
+    int,
+    Predicate(_not_zero),
+    Range(
+        valid="at least 1, or -1 for no limit",
+        why="at 0 nothing is trained, and the stages after the fit would report an "
+        "untrained model's metrics as the run's result",
+        example=10,
+    ),
+]
+#: the search's sampler seed; any value of another type is refused in the same paragraph
+SamplerSeed = (
+    Annotated[
+        int,
+        Field(strict=True, ge=0, le=SEED_MAX),
+        Range(
+            valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1), or null for another "
+            "search each time",
+            why="the search's sampler draws every trial's settings from a numpy random "
+            "generator, which takes no other seed",
+            example=42,
+            note=" It is the run's `seed` unless set for the sampler alone: `seed=42` sets both.",
+            default_example=False,
+        ),
+    ]
+    | None
+)
+
+#: ranges of the engine's own settings, which no plugin signature declares: by the config
+#: node's dotted path (``""``: top-level keys), then key. Every plugin declares its own.
+ENGINE_RANGES: dict[str, dict[str, Any]] = {
+    "": {"seed": Seed},
+    # lightning.Trainer's signature says ``Optional[int]``
+    "trainer": {"max_epochs": Epochs | None, "max_steps": Epochs | None},
 }
 
 
@@ -284,50 +207,109 @@ def check_ranges(
     path: str,
     defaults: Mapping[str, inspect.Parameter] | None = None,
 ) -> None:
-    """Refuse a value outside the range its key's name implies (:data:`RANGES`; in the
-    ``model`` node also :data:`MODEL_RANGES`), in one paragraph naming the key.
+    """Refuse an engine setting outside its range (:data:`ENGINE_RANGES`, by the node's
+    ``path``: ``""`` for top-level keys such as ``seed``, ``"trainer"``), in one paragraph
+    naming the key. Other nodes' keys are their plugin's to declare, and checked with their
+    types (:func:`validate_value`); a value of the wrong type is not this check's to report.
 
-    ``path`` is the node's dotted location (``""`` for top-level keys such as ``seed``);
-    ``defaults`` (the plugin's parameters) supply the example value where theirs is valid.
-    Checked with the types, before any data loads or a run opens: torch refuses a dropout
-    or learning rate only once training starts, and a negative penalty or a zero-sized
-    layer it never refuses at all.
+    ``defaults`` (the factory's parameters) supply the example value where theirs is valid.
     """
-    rules = {**RANGES, **(MODEL_RANGES if path.split(".")[0] == "model" else {})}
+    rules = ENGINE_RANGES.get(path, {})
     for key, value in kwargs.items():
-        rule = rules.get(key)
-        if rule is None or value is None or rule.accepts(value):
-            continue
-        full_key = f"{path}.{key}" if path else key
-        default = defaults[key].default if defaults and key in defaults else None
-        group = path.split(".")[0] or "primary"
-        raise range_error(full_key, value, rule, default, group, note=bool(path))
+        if key in rules:
+            default = defaults[key].default if defaults and key in defaults else None
+            check_range(rules[key], value, key=key, path=path, default=default)
+
+
+def check_range(annotation: Any, value: Any, *, key: str, path: str, default: Any = None) -> Any:
+    """``value`` validated against ``annotation``'s range, or the range's one paragraph;
+    a value not even of the annotation's type passes unchanged (the type check's to report).
+    """
+    try:
+        coerced = _adapter(without_ranges(annotation)).validate_python(value)
+    except Exception:
+        return value
+    return _within_range(annotation, value, coerced, default=default, **_where(key, path))
+
+
+def _where(key: str, path: str) -> dict[str, Any]:
+    """How a range message names a node's key: its full key, the config group whose file
+    sets it (``primary`` for top-level keys) and whether to add the range's note (where the
+    value comes from: not for a top-level key, the source itself)."""
+    return {
+        "full_key": f"{path}.{key}" if path else key,
+        "group": path.split(".")[0] or "primary",
+        "note": bool(path),
+    }
+
+
+def _within_range(
+    annotation: Any,
+    value: Any,
+    coerced: Any,
+    *,
+    full_key: str,
+    group: str,
+    note: bool = True,
+    default: Any = None,
+) -> Any:
+    """``value`` validated against the whole ``annotation`` (its type already passed as
+    ``coerced``), or the paragraph of the range it is outside (:func:`range_error`)."""
+    import pydantic
+
+    try:
+        return _adapter(annotation).validate_python(value)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        rule = next((e["ctx"]["range"] for e in errors if e["type"] == RANGE_ERROR), None)
+        if rule is None:  # a range the plugin declared without a Range: pydantic's words
+            rule = Range(valid=_constraint_words(errors[0].get("msg", "")), why="", example=None)
+        example = default if _is_valid(annotation, default) else None
+        raise range_error(full_key, coerced, rule, example, group, note=note) from None
+
+
+def _constraint_words(msg: str) -> str:
+    """pydantic's "Input should be greater than 0" as "greater than 0"."""
+    for prefix in ("Input should be ", "Value should be ", "Value should have "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return f"valid ({msg})"
+
+
+def _is_valid(annotation: Any, value: Any) -> bool:
+    if value is None or value is inspect.Parameter.empty:
+        return False
+    try:
+        _adapter(annotation).validate_python(value)
+    except Exception:
+        return False
+    return True
 
 
 def range_error(
     full_key: str, value: Any, rule: Range, default: Any, group: str, *, note: bool = True
 ) -> ConfigValueError:
     """The one paragraph of a refused value: what is valid, why, and a valid example (the
-    plugin's ``default`` where it is valid and the rule prefers it) in the ``group``'s
+    plugin's ``default``, where valid, unless the rule prefers its own) in the ``group``'s
     config file; ``note`` adds the rule's note (where the value comes from)."""
-    usable = (
-        rule.default_example
-        and default is not None
-        and default is not inspect.Parameter.empty
-        and rule.accepts(default)
+    usable = rule.default_example and default is not None
+    example = default if usable else rule.example
+    why = f": {rule.why}." if rule.why else "."
+    advice = (
+        f"Set it to such a value, e.g. `{full_key}={_override_text(example)}` on the command "
+        f"line or in the {group} config file."
+        if example is not None
+        else f"Set it to such a value on the command line or in the {group} config file."
     )
-    key = full_key.rsplit(".", 1)[-1]
-    example = _override_text(default if usable else KEY_EXAMPLES.get(key, rule.example))
     return ConfigValueError(
-        f"'{full_key}' must be {rule.valid}, got {_override_text(value)}: {rule.why}. "
-        f"Set it to such a value, e.g. `{full_key}={example}` on the command line or "
-        f"in the {group} config file.{rule.note if note else ''}"
+        f"'{full_key}' must be {rule.valid}, got {_override_text(value)}{why} "
+        f"{advice}{rule.note if note else ''}"
     )
 
 
 #: ranges of the hyper-parameter search's own settings, by their key in the composed config;
 #: the config group that sets them (``hparams_search=optuna``) is named in the message
-SEARCH_RANGES: dict[str, Range] = {"hydra.sweeper.sampler.seed": SAMPLER_SEED}
+SEARCH_RANGES: dict[str, Any] = {"hydra.sweeper.sampler.seed": SamplerSeed}
 
 
 def check_search_ranges(config: Mapping[str, Any]) -> None:
@@ -336,13 +318,14 @@ def check_search_ranges(config: Mapping[str, Any]) -> None:
     Hydra builds the sweeper, and Optuna its sampler, before any job runs: a seed numpy
     cannot take (``seed=-1``, which the sampler takes through ``${seed}``) ended there in a
     traceback of Hydra's instantiation, after the sweep's MLflow parent run was opened. A
-    key the config does not have (a sweep without a sampler) is not checked.
+    key the config does not have (a sweep without a sampler) is not checked; a value of
+    another type is refused as outside the range.
     """
-    for full_key, rule in SEARCH_RANGES.items():
+    for full_key, annotation in SEARCH_RANGES.items():
         value = _select(config, full_key)
-        if value is _ABSENT or value is None or rule.accepts(value):
+        if value is _ABSENT:
             continue
-        raise range_error(full_key, value, rule, None, "hparams_search")
+        _within_range(annotation, value, value, full_key=full_key, group="hparams_search")
 
 
 #: what :func:`_select` answers for a key the config does not have (None means null)
@@ -364,11 +347,68 @@ def _select(config: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
 def _override_text(value: Any) -> str:
     """A value as a Hydra override writes it: ``[32,64]`` (no spaces, so no quotes)."""
     if _is_list(value):
         return "[" + ",".join(_override_text(item) for item in value) + "]"
     return str(value)
+
+
+def without_ranges(annotation: Any) -> Any:
+    """``annotation`` without its range metadata (:class:`Range`, pydantic's ``Field``,
+    ``annotated_types`` constraints), at any depth: the type alone, checked first. Other
+    metadata (a ``BeforeValidator`` that parses) stays."""
+    from annotated_types import BaseMetadata
+    from pydantic.fields import FieldInfo
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        inner = without_ranges(args[0])
+        metadata = annotation.__metadata__
+        kept = [m for m in metadata if not isinstance(m, Range | FieldInfo | BaseMetadata)]
+        if inner is args[0] and len(kept) == len(metadata):
+            return annotation
+        return Annotated[(inner, *kept)] if kept else inner
+    if origin is None or not args or origin is typing.Literal:
+        return annotation
+    if origin is collections.abc.Callable:
+        return annotation
+    plain = tuple(without_ranges(a) if a is not Ellipsis else a for a in args)
+    if plain == args:
+        return annotation
+    if origin in (typing.Union, types.UnionType):
+        try:
+            return functools.reduce(operator.or_, plain)
+        except TypeError:
+            return typing.Union[plain]  # noqa: UP007 (arguments ``|`` cannot join)
+    try:
+        return origin[plain]
+    except TypeError:
+        return annotation
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_adapter(annotation: Any) -> Any:
+    import pydantic
+
+    return pydantic.TypeAdapter(annotation)
+
+
+def _adapter(annotation: Any) -> Any:
+    """pydantic's ``TypeAdapter`` of ``annotation``, kept where the annotation is hashable."""
+    import pydantic
+
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # unhashable metadata
+        return pydantic.TypeAdapter(annotation)
+
+
+# -- keys ------------------------------------------------------------------------------------
 
 
 def check_known_keys(
@@ -400,52 +440,141 @@ def constructor_of(factory: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    """The keyword parameters of a class's ``__init__`` or of a function (without ``self``)."""
+    """The keyword parameters of a class's ``__init__`` or of a function (without ``self``).
+
+    ``**training: Unpack[TrainingArguments]`` (PEP 692) stands for the keys of that
+    ``TypedDict``, as keyword-only parameters annotated with their types; their defaults are
+    those of the first base class whose ``__init__`` names them (where the shared arguments
+    pass on to), else none.
+    """
     try:
         params = dict(inspect.signature(constructor_of(factory)).parameters)
     except (TypeError, ValueError):  # no signature: accept anything
         return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
     params.pop("self", None)
+    for name, param in list(params.items()):
+        if param.kind is not param.VAR_KEYWORD:
+            continue
+        keys = unpacked_keys(factory, name)
+        if keys is None:
+            continue
+        del params[name]
+        defaults = inherited_defaults(factory)
+        for key, hint in keys.items():
+            if key not in params:
+                params[key] = inspect.Parameter(
+                    key,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=defaults.get(key, inspect.Parameter.empty),
+                    annotation=hint,
+                )
     return params
 
 
-def type_hints_of(factory: Callable[..., Any]) -> dict[str, Any]:
-    """The resolved annotations of a class's ``__init__`` or of a function; none where they
-    cannot be resolved (forward references a third-party plugin left unresolvable)."""
+def unpacked_keys(factory: Callable[..., Any], name: str) -> dict[str, Any] | None:
+    """The keys (and their annotations) of the ``TypedDict`` that ``**name`` unpacks in
+    ``factory``'s signature, or None where it takes any keyword."""
+    import typing_extensions
+
+    annotation = _own_hints(factory).get(name)
+    unpack = {typing_extensions.Unpack, getattr(typing, "Unpack", typing_extensions.Unpack)}
+    if typing_extensions.get_origin(annotation) not in unpack:
+        return None
+    (typed_dict,) = typing_extensions.get_args(annotation)
+    if not typing_extensions.is_typeddict(typed_dict):
+        return None
     try:
-        return typing.get_type_hints(constructor_of(factory))
+        return typing_extensions.get_type_hints(typed_dict, include_extras=True)
+    except Exception:  # an unresolvable key type: its keys, without types
+        return dict.fromkeys(typed_dict.__annotations__)
+
+
+def inherited_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Defaults of the keyword parameters that ``factory`` (a class) passes on: from its
+    base classes' ``__init__``, the nearest first."""
+    defaults: dict[str, Any] = {}
+    if not inspect.isclass(factory):
+        return defaults
+    named: set[str] = set()
+    for base in factory.__mro__[1:]:
+        if "__init__" not in vars(base) or base is object:
+            continue
+        for key, param in parameters_of(base).items():
+            if key not in named and param.default is not inspect.Parameter.empty:
+                defaults[key] = param.default
+            named.add(key)
+    return defaults
+
+
+def _own_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The annotations of ``factory``'s constructor as written (``Annotated`` kept)."""
+    try:
+        return typing.get_type_hints(constructor_of(factory), include_extras=True)
     except Exception:
         return {}
 
 
+def type_hints_of(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of a class's ``__init__`` or of a function, ranges
+    (``Annotated``) kept and ``**kwargs: Unpack[...]`` read as its keys'; none where they
+    cannot be resolved (forward references a third-party plugin left unresolvable)."""
+    hints = _own_hints(factory)
+    for name in list(hints):
+        keys = unpacked_keys(factory, name)
+        if keys is not None:
+            del hints[name]
+            for key, hint in keys.items():
+                hints.setdefault(key, hint)
+    return hints
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
 def validate_arguments(
-    factory: Callable[..., Any], kwargs: Mapping[str, Any], *, path: str
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    *,
+    path: str,
+    parameters: Mapping[str, inspect.Parameter] | None = None,
 ) -> dict[str, Any]:
-    """Check ``kwargs`` against ``factory``'s type hints; return them coerced to those types.
+    """Check ``kwargs`` against ``factory``'s type hints, ranges included; return them
+    coerced to those types.
 
     Parameters without a usable annotation (unresolvable names, arbitrary classes pydantic
     cannot validate) are passed through unchanged: validation helps, it never blocks.
+    ``parameters`` (:func:`parameters_of`) give the examples of range messages.
     """
     hints = type_hints_of(factory)
+    parameters = parameters_of(factory) if parameters is None else parameters
     return {
-        key: validate_value(hints.get(key), value, key=key, path=path)
+        key: validate_value(
+            hints.get(key),
+            value,
+            key=key,
+            path=path,
+            default=parameters[key].default if key in parameters else None,
+        )
         for key, value in kwargs.items()
     }
 
 
-def validate_value(annotation: Any, value: Any, *, key: str, path: str) -> Any:
+def validate_value(annotation: Any, value: Any, *, key: str, path: str, default: Any = None) -> Any:
     """``value`` coerced to ``annotation`` (unchanged where there is none, or pydantic has no
-    schema for it), or a one-paragraph error naming ``path.key``."""
+    schema for it), or a one-paragraph error naming ``path.key``: of the wrong type first,
+    then outside the range the annotation declares (``default``: the plugin's, an example
+    where valid)."""
     import pydantic
 
     if annotation is None or annotation is Any:
         return value
+    plain = without_ranges(annotation)
     try:
-        adapter = pydantic.TypeAdapter(annotation)
+        adapter = _adapter(plain)
     except Exception:  # a type pydantic has no schema for: leave it to the plugin
         return value
     try:
-        return adapter.validate_python(value)
+        coerced = adapter.validate_python(value)
     except pydantic.ValidationError as exc:
         error = exc.errors()[0]
         nested = [str(part) for part in error.get("loc", ()) if isinstance(part, str | int)]
@@ -454,12 +583,19 @@ def validate_value(annotation: Any, value: Any, *, key: str, path: str) -> Any:
             full_key, bad, expected = ".".join([path, key, *nested]), error.get("input"), ""
         else:
             full_key, bad = f"{path}.{key}", value
-            expected = f"expected {_type_name(annotation)}, "
+            expected = f"expected {_type_name(plain)}, "
         raise ConfigValueError(
             f"Wrong value for '{full_key}': {expected}got {bad!r} "
             f"({type(bad).__name__}); {error.get('msg', '')}. Fix the value, e.g. "
             f"`{full_key}=...` on the command line or in the config file."
         ) from None
+    if plain is annotation:
+        return coerced
+    try:
+        _adapter(annotation)
+    except Exception:  # range metadata pydantic cannot apply: the type alone
+        return coerced
+    return _within_range(annotation, value, coerced, default=default, **_where(key, path))
 
 
 def _type_name(annotation: Any) -> str:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipelines import registry
 from pipelines.errors import ConfigValueError, PipelineError
 from pipelines.speed import SpeedSettings
-from pipelines.tracking import TrackingSettings
+from pipelines.tracking.tracker import TrackingSettings
 
 
 def before_run(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -48,7 +48,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     known only once its module is imported, and that imports torch and Lightning, 6-8 s on
     a 2-core machine. A misspelt engine key is answered in about a second instead.
     """
-    from pipelines import sweep
+    from pipelines.tracking import sweep
     from pipelines.trainer import check_hardware, trainer_arguments
 
     check_seed(config.get("seed", 0))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ConfigValueError
-from pipelines.store_checks import check_active, check_store, explained_store_errors
+from pipelines.tracking.store_checks import check_active, check_store, explained_store_errors
 
 #: MLflow limits (see mlflow.utils.validation)
 _MAX_PARAM_VALUE = 6000

@@ -3,7 +3,7 @@
 MLflow finds a bad store late or slowly: a folder of files (its file store, refused by
 MLflow 3) or a deleted experiment with a traceback when the run is created, a server that
 does not answer after minutes of retries, a damaged, locked or read-only SQLite file with 40
-lines of SQLAlchemy. :mod:`pipelines.tracking` opens its stores through these checks, so
+lines of SQLAlchemy. :mod:`pipelines.tracking.tracker` opens its stores through these checks, so
 each of those is one paragraph naming the setting that chose the store and the fix.
 """
 
@@ -22,7 +22,7 @@ from urllib.request import url2pathname
 from pipelines.errors import PipelineError, TrackingStoreError, exception_chain
 
 if TYPE_CHECKING:
-    from pipelines.tracking import TrackingSettings
+    from pipelines.tracking.tracker import TrackingSettings
 
 #: seconds the one reachability check of an http(s) tracking server waits for an answer
 SERVER_CHECK_SECONDS = 5
@@ -180,7 +180,7 @@ def explained_store_errors(settings: TrackingSettings, uri: str) -> Iterator[Non
 
 def _store_problem(exc: BaseException, settings: TrackingSettings, uri: str) -> str:
     """The paragraph for a store that failed to open: locked, damaged, read-only, other."""
-    from pipelines.run_loader import sqlite_file
+    from pipelines.tracking.run_loader import sqlite_file
 
     causes = exception_chain(exc)  # MLflow wraps SQLAlchemy's error, which wraps sqlite's
     text = " ".join(str(cause) for cause in causes).lower()

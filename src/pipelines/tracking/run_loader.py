@@ -135,7 +135,7 @@ def fetch_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from pipelines.tracking import TrackingSettings
+    from pipelines.tracking.tracker import TrackingSettings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or TrackingSettings().resolved_uri()
@@ -151,7 +151,7 @@ def fetch_run(
             f"./mlruns), or {where}."
         )
     if uri.startswith(("http://", "https://")):
-        from pipelines.store_checks import server_silence, start_server_hint
+        from pipelines.tracking.store_checks import server_silence, start_server_hint
 
         why = server_silence(uri)  # MLflow's client would retry it for ~255 s
         if why is not None:
@@ -194,7 +194,7 @@ def fetch_run(
 
 def _sweep_parent_message(run: Any) -> str:
     """A sweep's parent run only groups its jobs: it trained nothing to rebuild. Its tags
-    name the best job (:func:`pipelines.sweep.log_best_job`), which is what users want."""
+    name the best job (:func:`pipelines.tracking.sweep.log_best_job`), which is what users want."""
     run_id = run.info.run_id
     best = run.data.tags.get("best_job.run_id")
     pointer = (
@@ -229,7 +229,7 @@ def model_of(record: RecordedRun) -> Any:
     """The LightningModule of a fetched run, with the weights of its best checkpoint."""
     from mlflow.exceptions import MlflowException
 
-    from pipelines.checkpoint import checkpoint_damage
+    from pipelines.training.checkpoint import checkpoint_damage
 
     artifact = record.tags.get(BEST_CHECKPOINT_TAG) or _first_checkpoint(
         record.client, record.run_id
@@ -317,7 +317,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     import torch
 
-    from pipelines.checkpoint import checkpoint_damage
+    from pipelines.training.checkpoint import checkpoint_damage
 
     damage = checkpoint_damage(path)
     if damage is not None:

@@ -1,4 +1,4 @@
-"""A Lightning logger that forwards to our :class:`~pipelines.tracking.Tracker`.
+"""A Lightning logger that forwards to our :class:`~pipelines.tracking.tracker.Tracker`.
 
 Lightning's own ``MLFlowLogger`` creates and terminates runs itself (it marks the run
 FINISHED at the end of ``fit``, before ``test`` has run) and writes every call straight to
@@ -14,7 +14,7 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from pipelines.tracking import Tracker
+from pipelines.tracking.tracker import Tracker
 
 
 class TrackerLogger(Logger):

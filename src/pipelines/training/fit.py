@@ -15,12 +15,12 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from pipelines.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
 from pipelines.context import RunContext
-from pipelines.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.speed import SpeedSettings, apply_speed_settings
-from pipelines.tracking import Tracker
+from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
+from pipelines.tracking.tracker import Tracker
 from pipelines.trainer import build_trainer
+from pipelines.training.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ def check_group_overrides(argv: Sequence[str]) -> None:
     turns their errors into warnings), and every job would fail on it.
     """
     from pipelines.config import config_groups, group_options
-    from pipelines.sweep import check_objective
+    from pipelines.tracking.sweep import check_objective
 
     groups: list[str] | None = None
     for arg in argv:
@@ -135,7 +135,7 @@ def check_appended_groups(argv: Sequence[str]) -> None:
 class SearchChecks(Callback):
     """Checks of a multirun's composed config before Hydra builds its sweeper.
 
-    Registered in ``conf/config.yaml`` before :class:`pipelines.sweep.SweepCallback`, so a
+    Registered in ``conf/config.yaml`` before :class:`pipelines.tracking.sweep.SweepCallback`, so a
     refused setting opens no MLflow parent run. Hydra builds the sweeper (Optuna: its
     sampler) right after this hook, before any job: ``hydra.sweeper.sampler.seed=-1`` (or
     ``seed=-1``, which it takes through ``${seed}``) ended there in a traceback of Hydra's

@@ -21,15 +21,15 @@ def main() -> None:
         sys.argv = [f"{sys.argv[0]} run", *rest]
         run()
     elif command == "ui":
-        from pipelines.ui import main as ui
+        from pipelines.commands.ui import main as ui
 
         ui(rest)
     elif command in ("evaluate", "predict"):
-        from pipelines.evaluate import main as use
+        from pipelines.commands.evaluate import main as use
 
         use(command, rest)
     elif command in ("resume", "rerun"):
-        from pipelines.resume import main as again
+        from pipelines.commands.resume import main as again
 
         again(command, rest)
     elif command in ("-h", "--help"):

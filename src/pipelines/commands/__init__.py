@@ -1,0 +1,1 @@
+"""The commands besides `run`: evaluate, predict, resume, rerun, ui, help, cli."""

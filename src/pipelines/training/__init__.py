@@ -1,0 +1,1 @@
+"""Training the way the fit stage does: the Trainer, checkpoints, progress."""
