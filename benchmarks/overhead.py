@@ -163,7 +163,7 @@ def pipeline_fit_seconds(
     from mlflow import MlflowClient
 
     from pipelines.runner import run_pipeline
-    from pipelines.tracking.tracker import TrackingSettings
+    from pipelines.tracking.store import TrackingSettings
 
     overrides = [
         f"experiment={experiment}",

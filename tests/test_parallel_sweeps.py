@@ -24,7 +24,8 @@ def _log_a_run(args: tuple[str, int]) -> None:
     """One job's worth of tracking: a run, 150 params, 30 flushes of 20 metrics (written in
     the background, as training writes them), a tag."""
     uri, index = args
-    from pipelines.tracking.tracker import MlflowTracker, TrackingSettings
+    from pipelines.tracking.store import TrackingSettings
+    from pipelines.tracking.tracker import MlflowTracker
 
     tracker = MlflowTracker(TrackingSettings(uri=uri, experiment="parallel"), f"job{index}")
     tracker.log_params({f"param{k}": k for k in range(150)})
@@ -161,7 +162,7 @@ def test_submitit_jobs_report_to_the_parent_and_the_slurm_preset_composes(
 
 def test_a_locked_store_is_retried_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """'database is locked' past SQLite's own wait: retried; any other error: raised at once."""
-    from pipelines.tracking import tracker as tracking
+    from pipelines.tracking import store as tracking
 
     sleeps: list[float] = []
     monkeypatch.setattr(tracking.time, "sleep", sleeps.append)

@@ -10,7 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import store_uri
-from pipelines.tracking.tracker import MlflowTracker, TrackingSettings
+from pipelines.tracking.store import TrackingSettings
+from pipelines.tracking.tracker import MlflowTracker
 
 
 class _GatedClient:

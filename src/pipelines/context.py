@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import registry
-from pipelines.tracking.tracker import Tracker, TrackingSettings
+from pipelines.tracking.store import TrackingSettings
+from pipelines.tracking.tracker import Tracker
 
 
 @dataclass

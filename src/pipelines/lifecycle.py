@@ -35,7 +35,8 @@ from pipelines.runtime.console import interactive, print_config_tree
 from pipelines.runtime.run_lock import run_lock
 from pipelines.tracking import sweep
 from pipelines.tracking.provenance import provenance_tags
-from pipelines.tracking.tracker import Tracker, TrackingSettings, open_tracker
+from pipelines.tracking.store import TrackingSettings
+from pipelines.tracking.tracker import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 

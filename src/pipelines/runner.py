@@ -25,7 +25,7 @@ from pipelines.errors import PipelineError, TrainingDiverged, report_error
 from pipelines.lifecycle import OUTPUT_DIR_TAG, chosen, tracked_run
 from pipelines.runtime import termination
 from pipelines.tracking import sweep
-from pipelines.tracking.tracker import ui_command
+from pipelines.tracking.store import ui_command
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipelines import registry
 from pipelines.errors import ConfigValueError, PipelineError
 from pipelines.speed import SpeedSettings
-from pipelines.tracking.tracker import TrackingSettings
+from pipelines.tracking.store import TrackingSettings
 
 
 def before_run(cfg: DictConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:

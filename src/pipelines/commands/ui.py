@@ -81,7 +81,7 @@ def check_port(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from pipelines.errors import report_error
-    from pipelines.tracking.tracker import TrackingSettings
+    from pipelines.tracking.store import TrackingSettings
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__)
     parser.add_argument("--port", type=int, default=5000)

@@ -135,7 +135,7 @@ def fetch_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from pipelines.tracking.tracker import TrackingSettings
+    from pipelines.tracking.store import TrackingSettings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or TrackingSettings().resolved_uri()

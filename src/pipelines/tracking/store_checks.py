@@ -22,7 +22,7 @@ from urllib.request import url2pathname
 from pipelines.errors import PipelineError, TrackingStoreError, exception_chain
 
 if TYPE_CHECKING:
-    from pipelines.tracking.tracker import TrackingSettings
+    from pipelines.tracking.store import TrackingSettings
 
 #: seconds the one reachability check of an http(s) tracking server waits for an answer
 SERVER_CHECK_SECONDS = 5

@@ -146,7 +146,8 @@ class SweepCallback(Callback):
         state = Path(str(config.hydra.sweep.dir)).resolve() / ".pipelines"
         state.mkdir(parents=True, exist_ok=True)
         os.environ[STATE_ENV] = str(state)
-        from pipelines.tracking.tracker import TrackingSettings, open_tracker
+        from pipelines.tracking.store import TrackingSettings
+        from pipelines.tracking.tracker import open_tracker
 
         settings = TrackingSettings.from_config(OmegaConf.select(config, "tracking", default={}))
         if not settings.enabled:
