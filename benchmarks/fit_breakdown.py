@@ -3,11 +3,13 @@
 ``overhead.py`` compares whole fits with a hand-written loop, and on this shared machine
 two identical fits a minute apart differ by up to 30%, which hides a few percent of
 overhead. This measures inside one fit instead, where both parts see the same machine: the
-time in the model's ``training_step``/``validation_step`` calls (the computation a hand
-loop does too), the time spent drawing batches from the in-memory tensors (a hand loop
-gathers them too), and the rest, which is the framework's: Trainer set-up, Lightning's
-loop, checkpoints, MLflow, the fit stage's own work. The rest's share of the fit is the
-overhead a user pays on top of a hand-written loop.
+time in the engine strategy's ``training_step``/``validation_step`` calls (the model's
+forward passes, backward passes and optimizer steps: the computation a hand loop does too,
+with the engine's few microseconds a step of wrapping around them), the time spent drawing
+batches from the in-memory tensors (a hand loop gathers them too), and the rest, which is
+the framework's: Trainer set-up, Lightning's loop, checkpoints, MLflow, the fit stage's own
+work. The rest's share of the fit is the overhead a user pays on top of a hand-written
+loop.
 
     python benchmarks/fit_breakdown.py [--models mlp convnet] [--real] [--repeats 3]
 """
@@ -27,9 +29,9 @@ from overhead import EXPERIMENTS, add_mnist_options, mnist_workdir, pipeline_fit
 
 @contextlib.contextmanager
 def step_and_batch_timers() -> Iterator[dict[str, float]]:
-    """Seconds spent in the built-in models' steps and in drawing batches, while inside."""
+    """Seconds spent in the engine's steps and in drawing batches, while inside."""
+    from pipelines.fast_steps import FastSteps
     from pipelines.tensor_loader import TensorBatches
-    from plugins.models.base import Classifier
 
     spent = {"steps": 0.0, "batches": 0.0}
 
@@ -56,16 +58,16 @@ def step_and_batch_timers() -> Iterator[dict[str, float]]:
                 spent["batches"] += time.perf_counter() - started
             yield batch
 
-    original_train, original_val = Classifier.training_step, Classifier.validation_step
+    original_train, original_val = FastSteps.training_step, FastSteps.validation_step
     original_iter = TensorBatches.__iter__
-    Classifier.training_step = timed(original_train)  # type: ignore[method-assign]
-    Classifier.validation_step = timed(original_val)  # type: ignore[method-assign]
+    FastSteps.training_step = timed(original_train)  # type: ignore[method-assign]
+    FastSteps.validation_step = timed(original_val)  # type: ignore[method-assign]
     TensorBatches.__iter__ = timed_batches  # type: ignore[method-assign]
     try:
         yield spent
     finally:
-        Classifier.training_step = original_train  # type: ignore[method-assign]
-        Classifier.validation_step = original_val  # type: ignore[method-assign]
+        FastSteps.training_step = original_train  # type: ignore[method-assign]
+        FastSteps.validation_step = original_val  # type: ignore[method-assign]
         TensorBatches.__iter__ = original_iter  # type: ignore[method-assign]
 
 

@@ -5,8 +5,10 @@ validation, in one process, measured in CPU time (steadier than wall time on a s
 machine) and divided by the optimizer steps taken:
 
 - ``hand loop``: zero_grad / forward / backward / step over the same batches;
-- ``lightning automatic``: Lightning's automatic optimization (what a template gets);
-- ``pipeline``: the built-in model's own step through Lightning's manual optimization;
+- ``lightning automatic``: Lightning's automatic optimization (what a template gets: a
+  plain ``Trainer``);
+- ``pipeline``: the engine's strategy (``pipelines.fast_steps``, as ``build_trainer`` sets
+  it), one step per Lightning call;
 - ``pipeline, steps_per_call=N``: N steps per Lightning call (``speed.steps_per_call``).
 
 The differences to the hand loop are what each adds per step; on a real model they are
@@ -33,18 +35,13 @@ def _setup() -> None:
     quiet_lightning()
 
 
-def _data_and_model(automatic: bool = False):
+def _data_and_model():
     from plugins.data.vision import DigitsDataModule
     from plugins.models.dense import MLP
 
-    class AutomaticMLP(MLP):
-        def training_step(self, batch, batch_idx):  # overriding hands the step to Lightning
-            return super().training_step(batch, batch_idx)
-
     data = DigitsDataModule(batch_size=4)
     data.setup()
-    factory = AutomaticMLP if automatic else MLP
-    return data, factory(input_shape=(1, 8, 8), num_classes=10, hidden_units=[8])
+    return data, MLP(input_shape=(1, 8, 8), num_classes=10, hidden_units=[8])
 
 
 def hand_loop(epochs: int) -> float:
@@ -77,10 +74,12 @@ def lightning_fit(epochs: int, automatic: bool = False, steps_per_call: int = 1)
     """CPU microseconds per optimizer step of ``trainer.fit`` on the same model and data."""
     from training_only import training_only_trainer
 
+    from pipelines.fast_steps import FastSteps
     from pipelines.speed import SpeedSettings, apply_speed_settings
 
-    data, model = _data_and_model(automatic)
-    trainer = training_only_trainer(max_epochs=epochs, accelerator="cpu")
+    data, model = _data_and_model()
+    engine = {} if automatic else {"strategy": FastSteps()}
+    trainer = training_only_trainer(max_epochs=epochs, accelerator="cpu", **engine)
     if steps_per_call > 1:
         apply_speed_settings(SpeedSettings(steps_per_call=steps_per_call), model, data, trainer)
     started = time.process_time()

@@ -182,7 +182,7 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_not_the_runs_model(tmp_path: P
     import sys
 
     from conftest import mlflow_runs, run_cli, store_uri
-    from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
+    from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
 
     script = tmp_path / "disk_fills_up.py"
     script.write_text(_DISK_FILLS_UP)
@@ -205,7 +205,7 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_not_the_runs_model(tmp_path: P
 
 def test_loading_a_damaged_checkpoint_is_one_paragraph(tmp_path: Path) -> None:
     from pipelines.errors import PipelineError
-    from pipelines.tracking.run_loader import load_checkpoint
+    from pipelines.training.run_loader import load_checkpoint
 
     path = tmp_path / "best-003.ckpt"
     torch.save({"state_dict": {"w": torch.ones(64, 64)}}, path)

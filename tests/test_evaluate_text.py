@@ -321,7 +321,7 @@ def test_predict_with_a_generative_run_points_at_the_generate_pipeline(
 def test_no_store_is_reported_not_created(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """evaluate, rerun and resume read runs with fetch_run: it made an empty ./mlruns."""
     from pipelines.errors import PipelineError
-    from pipelines.tracking.run_loader import fetch_run, load_run_model
+    from pipelines.training.run_loader import fetch_run, load_run_model
 
     monkeypatch.chdir(workdir)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -339,7 +339,7 @@ def test_no_store_is_reported_not_created(workdir: Path, monkeypatch: pytest.Mon
 
 def test_no_run_in_a_store_names_the_commands_option(text_run) -> None:
     from pipelines.errors import PipelineError
-    from pipelines.tracking.run_loader import fetch_run
+    from pipelines.training.run_loader import fetch_run
 
     workdir, _ = text_run
     with pytest.raises(PipelineError) as caught:

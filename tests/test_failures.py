@@ -92,7 +92,7 @@ class _Payload:
 
 
 def test_checkpoints_that_carry_code_are_refused(tmp_path: Path) -> None:
-    from pipelines.tracking.run_loader import load_checkpoint
+    from pipelines.training.run_loader import load_checkpoint
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "extra": _Payload()}, path)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import FAST, mlflow_runs, run_cli, store_uri
-from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG, RecordedRun, model_of
+from pipelines.training.run_loader import BEST_CHECKPOINT_TAG, RecordedRun, model_of
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def logged_encoding(workdir: Path, run_id: str, tmp_path: Path) -> dict:
 def expected_values(workdir: Path, run_id: str, rows: np.ndarray, encoding: dict) -> np.ndarray:
     """The run's model (its logged checkpoint) on ``rows`` normalised with the logged
     statistics, in the target's units."""
-    from pipelines.tracking.run_loader import fetch_run, model_of
+    from pipelines.training.run_loader import fetch_run, model_of
 
     model = model_of(fetch_run(run_id, store_uri(workdir))).eval()
     inputs = (rows - np.asarray(encoding["mean"])) / np.asarray(encoding["std"])

@@ -52,7 +52,7 @@ def test_model_is_logged_with_signature_and_registered(reported_run) -> None:
     (version,) = mlflow.MlflowClient().search_model_versions("name='digits-mlp'")
     assert version.run_id == run.info.run_id
     # and our own loader takes the registry's name, to rebuild the Lightning module
-    from pipelines.tracking.run_loader import load_run_model
+    from pipelines.training.run_loader import load_run_model
 
     rebuilt = load_run_model("models:/digits-mlp/1", store_uri(workdir))
     assert type(rebuilt).__name__ == "MLP"

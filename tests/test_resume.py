@@ -94,7 +94,7 @@ def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
     resumed, the final best replaces it in the run's artifacts, not beside it."""
     from mlflow import MlflowClient
 
-    from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
+    from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
 
     proc = _start_until_first_checkpoint(workdir, f"trainer.max_epochs={EPOCHS}")
     proc.send_signal(signal.SIGINT)
@@ -204,7 +204,7 @@ def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> Non
 
 def test_rerun_overrides_change_recorded_keys_and_refuse_group_choices() -> None:
     from pipelines.errors import PipelineError
-    from pipelines.tracking.run_loader import RecordedRun
+    from pipelines.training.run_loader import RecordedRun
 
     config = {"trainer": {"max_epochs": 5}, "tracking": {"enabled": True}, "seed": 1}
     record = RecordedRun("id", "name", "FINISHED", config, {}, {}, client=None)

@@ -288,7 +288,7 @@ def test_lstm_on_text_is_logged_as_an_mlflow_model(workdir: Path) -> None:
     what the trained module predicts, and saving it printed nothing (no graph, no warning)."""
     import mlflow
 
-    from pipelines.tracking.run_loader import load_run_model
+    from pipelines.training.run_loader import load_run_model
 
     words = ["good", "great", "fine", "bad", "awful", "dull"]
     lines = [

@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from conftest import FAST, mlflow_runs, run_cli, store_uri
 from pipelines.context import RunContext
 from pipelines.errors import ConfigValueError, PipelineError
-from pipelines.tracking.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.tracking.tracker import Tracker
+from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
 from plugins.data.tabular import TabularRegressionDataModule
 from plugins.stages.kfold import KFold
 

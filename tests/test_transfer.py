@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import mlflow_runs, run_cli, store_uri
 from pipelines.errors import PipelineError
-from pipelines.tracking.run_loader import load_run_model
+from pipelines.training.run_loader import load_run_model
 from plugins.models.transfer import TransferClassifier
 
 BACKBONE = "mobilenet_v3_small"

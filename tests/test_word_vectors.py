@@ -246,7 +246,7 @@ def test_cli_run_with_word_vectors(workdir: Path) -> None:
     assert params["data.vocabulary_size"] == "11"  # padding, [UNK], "the movie was" + 6
     assert params["model.embeddings_found"] == "7"
     # the run's network comes back from its checkpoint alone
-    from pipelines.tracking.run_loader import load_run_model
+    from pipelines.training.run_loader import load_run_model
 
     glove.unlink()
     model = load_run_model(f"runs:/{run.info.run_id}", tracking_uri=store_uri(workdir))

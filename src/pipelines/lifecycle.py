@@ -36,12 +36,10 @@ from pipelines.runtime.run_lock import run_lock
 from pipelines.tracking import sweep
 from pipelines.tracking.provenance import provenance_tags
 from pipelines.tracking.store import TrackingSettings
-from pipelines.tracking.tracker import Tracker, open_tracker
+from pipelines.tracking.tracker import OUTPUT_DIR_TAG, Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 
-#: run tag holding the run's output folder (its checkpoints), which resume continues in
-OUTPUT_DIR_TAG = "pipelines.output_dir"
 #: the exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 INTERRUPTED_EXIT_CODE = termination.INTERRUPTED_EXIT_CODE
 

@@ -22,14 +22,12 @@ from pipelines import registry
 from pipelines.checks.later_stages import check_later_stages
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError, TrainingDiverged, report_error
-from pipelines.lifecycle import OUTPUT_DIR_TAG, chosen, tracked_run
+from pipelines.lifecycle import chosen, tracked_run
 from pipelines.runtime import termination
 from pipelines.tracking import sweep
 from pipelines.tracking.store import ui_command
 
 log = logging.getLogger(__name__)
-
-__all__ = ["OUTPUT_DIR_TAG", "execute", "run_pipeline"]
 
 
 def execute(cfg: DictConfig) -> dict[str, float] | float | None:

@@ -62,7 +62,7 @@ def rebuild(
 
     from pipelines import registry
     from pipelines.context import set_up_datamodule
-    from pipelines.tracking.run_loader import fetch_run, model_of
+    from pipelines.training.run_loader import fetch_run, model_of
 
     record = fetch_run(run_id, tracking_uri)
     config = record.config_with(overrides)

@@ -28,8 +28,9 @@ def resume(run_id: str, tracking_uri: str | None) -> dict[str, float]:
     """Continue a stopped run in place, from the last checkpoint in its output folder."""
     from omegaconf import OmegaConf
 
-    from pipelines.runner import OUTPUT_DIR_TAG, run_pipeline
-    from pipelines.tracking.run_loader import fetch_run
+    from pipelines.runner import run_pipeline
+    from pipelines.tracking.tracker import OUTPUT_DIR_TAG
+    from pipelines.training.run_loader import fetch_run
 
     record = fetch_run(run_id, tracking_uri)
     if record.status == "FINISHED":
@@ -65,7 +66,7 @@ def rerun(run_id: str, overrides: list[str], tracking_uri: str | None) -> dict[s
     """Run ``run_id``'s recorded config again (with ``overrides``) as a new run."""
     from pipelines.runner import run_pipeline
     from pipelines.tracking.provenance import differences, provenance_tags
-    from pipelines.tracking.run_loader import fetch_run
+    from pipelines.training.run_loader import fetch_run
 
     record = fetch_run(run_id, tracking_uri)
     changed = differences(record.tags, provenance_tags())

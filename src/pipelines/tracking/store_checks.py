@@ -180,7 +180,7 @@ def explained_store_errors(settings: TrackingSettings, uri: str) -> Iterator[Non
 
 def _store_problem(exc: BaseException, settings: TrackingSettings, uri: str) -> str:
     """The paragraph for a store that failed to open: locked, damaged, read-only, other."""
-    from pipelines.tracking.run_loader import sqlite_file
+    from pipelines.training.run_loader import sqlite_file
 
     causes = exception_chain(exc)  # MLflow wraps SQLAlchemy's error, which wraps sqlite's
     text = " ".join(str(cause) for cause in causes).lower()

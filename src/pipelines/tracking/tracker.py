@@ -26,6 +26,9 @@ _FLUSH_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
+#: run tag holding the run's output folder (its checkpoints), which resume continues in
+OUTPUT_DIR_TAG = "pipelines.output_dir"
+
 
 class Tracker:
     """No-op tracker (``tracking=none``); :class:`MlflowTracker` records for real."""

@@ -284,7 +284,7 @@ def _no_checkpoint_message(record: RecordedRun) -> str:
         )
     trained = any(key == "epoch" or key.endswith("/epoch") for key in record.metrics)
     if trained:
-        from pipelines.lifecycle import OUTPUT_DIR_TAG
+        from pipelines.tracking.tracker import OUTPUT_DIR_TAG
 
         output_dir = record.tags.get(OUTPUT_DIR_TAG) or "its output folder"
         return (
