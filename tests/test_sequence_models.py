@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import mlflow_runs, quiet_trainer, run_cli, store_uri
@@ -234,7 +233,14 @@ def test_token_model_given_floats_says_so() -> None:
 
 @pytest.mark.parametrize("name", [*SEQUENCE_MODELS, "bow_dense"])
 def test_every_config_file_is_accepted_by_its_model(name: str) -> None:
-    node = yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pipelines.config import config_dir
+
+    # composed, as a run sees it: the shared training arguments come from its defaults list
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        node = OmegaConf.to_container(compose("config", overrides=[f"model={name}"]).model)
     assert node["name"] == name
     for implied in ("vocab_size", "input_shape", "num_classes", "task"):
         assert implied not in node, f"{implied} comes from the data"

@@ -32,11 +32,9 @@ and training the way the ``fit`` stage does.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import Field
 from typing_extensions import TypedDict, Unpack
 
 from pipelines.context import RunContext, set_up_datamodule
@@ -46,6 +44,27 @@ from pipelines.errors import (
     PipelineError,
     TrainingDiverged,
     did_you_mean,
+)
+from pipelines.ranges import (
+    ClipValue,
+    DropoutRate,
+    Epochs,
+    HeadCount,
+    HiddenLayer,
+    HiddenUnits,
+    KernelSize,
+    KernelSizes,
+    LabelNoise,
+    LayerCount,
+    LayerSize,
+    LayerSizes,
+    LeakySlope,
+    LearningRate,
+    Penalty,
+    PoolSize,
+    Range,
+    Seed,
+    Width,
 )
 from pipelines.runtime.atomic import atomic_torch_save
 from pipelines.runtime.downloads import (
@@ -66,10 +85,10 @@ from pipelines.tensor_loader import (
     TensorBatches,
     TensorSplitLoaders,
 )
-from pipelines.tracking.run_loader import is_run_reference, load_checkpoint, load_run_model
 from pipelines.trainer import build_trainer
 from pipelines.training.fit import fit_model
-from pipelines.validation import Epochs, Range, Seed, check_arguments
+from pipelines.training.run_loader import is_run_reference, load_checkpoint, load_run_model
+from pipelines.validation import check_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -81,141 +100,19 @@ GENERATION: Task = "generation"
 
 
 # -- Argument types: ranges, and the training arguments every built-in model shares -------
-# A plugin declares a key's range in its signature, as part of the type: an alias below
-# (``dropout: DropoutRate = 0.5``), or its own ``Annotated[float, Field(ge=0, lt=1)]``. The
-# engine checks every config value against it before a run opens; a :class:`Range` after
-# the constraint words the refusal ("'model.dropout' must be at least 0 and below 1, got
-# 1.5: it is ..."). A key's name implies no range.
-
-DropoutRate = Annotated[
-    float,
-    Field(ge=0, lt=1),
-    Range(
-        valid="at least 0 and below 1",
-        why="it is the fraction of values dropped at random in training; at 1 nothing gets "
-        "through, and torch refuses more",
-        example=0.5,
-    ),
-]
-"""A dropout rate: from 0 (none) to below 1."""
-
-LearningRate = Annotated[
-    float,
-    Field(gt=0, allow_inf_nan=False),
-    Range(
-        valid="a finite number above 0",
-        why="it scales every optimizer step: at 0 the weights never change, and below 0 each "
-        "step climbs the loss instead of descending it",
-        example=0.001,
-    ),
-]
-"""A learning rate, or a factor of one (``lr_factor``): finite, above 0."""
-
-Penalty = Annotated[
-    float,
-    Field(ge=0, allow_inf_nan=False),
-    Range(
-        valid="0 or more (0 turns it off)",
-        why="it is a weight penalty; a negative one rewards large weights instead of holding "
-        "them back",
-        example=0.0,
-    ),
-]
-"""A weight penalty (``l1``, ``l2``, ``weight_decay``): 0 or more."""
-
-Width = Annotated[
-    float,
-    Field(gt=0, allow_inf_nan=False),
-    Range(
-        valid="a finite number above 0",
-        why="it multiplies every layer size (0.5 halves them, 2 doubles them)",
-        example=1.0,
-    ),
-]
-"""The capacity multiplier of every layer size (``variant=smaller``/``bigger`` set it)."""
-
-_LAYER_SIZE = Range(
-    valid="a whole number of at least 1 (for a list: every entry)",
-    why="it sets the size of a layer (its units, filters, dimensions or kernel), and a layer "
-    "of size 0 passes nothing on: the model trains to chance level without a word",
-    example=32,
-)
-LayerSize = Annotated[int, Field(ge=1), _LAYER_SIZE]
-"""A layer's size: units, filters, dimensions. At least 1."""
-LayerSizes = tuple[LayerSize, ...]
-"""One size per layer, each at least 1."""
-KernelSize = Annotated[int, Field(ge=1), replace(_LAYER_SIZE, example=3)]
-"""A convolution's kernel size. At least 1."""
-KernelSizes = tuple[KernelSize, ...]
-"""One kernel size per convolution, each at least 1."""
-PoolSize = Annotated[int, Field(ge=1), replace(_LAYER_SIZE, example=2)]
-"""A pooling window. At least 1."""
-HeadCount = Annotated[int, Field(ge=1), replace(_LAYER_SIZE, example=2)]
-"""A number of attention heads. At least 1."""
-LayerCount = Annotated[int, Field(ge=1), replace(_LAYER_SIZE, example=1)]
-"""A number of stacked layers. At least 1."""
-
-_HIDDEN_UNITS = Range(
-    valid="whole numbers of at least 1 ([] for no hidden layer; where it is one number, as "
-    "in model=transfer, 0 means none)",
-    why="each is the number of units of a hidden layer, and a layer of 0 units passes "
-    "nothing on: the model trains to chance level without a word",
-    example=(64,),
-)
-HiddenUnits = tuple[Annotated[int, Field(ge=1), _HIDDEN_UNITS], ...]
-"""The units of each hidden layer, each at least 1; ``[]``: no hidden layer."""
-HiddenLayer = Annotated[int, Field(ge=0), _HIDDEN_UNITS]
-"""The units of one hidden layer; 0: none."""
-
-LabelNoise = Annotated[
-    float,
-    Field(ge=0, lt=0.5, allow_inf_nan=False),
-    Range(
-        valid="at least 0 and below 0.5 (0 turns it off)",
-        why="it is the most added at random to the discriminator's labels (0 = real, "
-        "1 = generated); a negative noise is silently none, and from 0.5 on a real image's "
-        "label can be closer to 'generated' than to 'real'",
-        example=0.05,
-    ),
-]
-"""The GAN's noisy labels: at most this much is added to each. From 0 to below 0.5."""
-
-ClipValue = Annotated[
-    float,
-    Field(gt=0, allow_inf_nan=False),
-    Range(
-        valid="a finite number above 0, or null for no clipping",
-        why="every gradient value is clipped to [-clip_value, clip_value]; at 0 or below no "
-        "range is left, and the networks would train on gradients of the clip's size instead "
-        "of their own",
-        example=1.0,
-        default_example=False,
-    ),
-]
-"""A gradient value clip: above 0 (``ClipValue | None``: null for none)."""
-
-LeakySlope = Annotated[
-    float,
-    Field(ge=0, lt=1, allow_inf_nan=False),
-    Range(
-        valid="at least 0 and below 1 (0 is a plain ReLU)",
-        why="it is the LeakyReLU's slope for negative inputs; at 1 the activation is the "
-        "identity and the network is linear, above 1 negative inputs weigh more than "
-        "positive ones, and below 0 they are folded onto the positive side",
-        example=0.2,
-    ),
-]
-"""A LeakyReLU's negative slope: from 0 (a plain ReLU) to below 1."""
-
-# ``Seed`` (numpy's 0..2**32-1) and ``Epochs`` (at least 1, or -1 for no limit) are the
-# engine's too (the run's ``seed``, the ``trainer`` node): declared in pipelines.validation.
+# A plugin declares a key's range in its signature, as part of the type: an alias imported
+# above from pipelines.ranges (``dropout: DropoutRate = 0.5``, ``filters: LayerSizes``,
+# ``seed: Seed``, ``max_epochs: Epochs | None``), or its own ``Annotated[float, Field(ge=0,
+# lt=1)]``, with a :class:`Range` after the constraint to word the refusal. The engine
+# checks every config value against it before a run opens. A key's name implies no range.
 
 
 class OptimizerArguments(TypedDict, total=False):
     """How a built-in model's weights are trained. Declared here once: a model takes them
     as ``**training: Unpack[OptimizerArguments]`` and passes them on to its base class,
     whose defaults they keep (``Classifier``: rmsprop at 0.001, no penalty). They are the
-    model's config keys, with these types and ranges (``model.lr=0.01``)."""
+    model's config keys, with these types and ranges (``model.lr=0.01``); their config
+    values are likewise declared once, in ``conf/_shared/model_training.yaml``."""
 
     optimizer: str
     """rmsprop, adam, adamw or sgd."""

@@ -10,8 +10,8 @@ A type is not a range: ``model.dropout=1.5`` is a fine ``float`` and ended in to
 traceback once training began, ``model.l2=-1`` trained to the end with a penalty that
 rewarded large weights. A plugin declares a key's range in its own signature, as part of
 the type: ``dropout: Annotated[float, Field(ge=0, lt=1)]``, or one of the aliases of
-:mod:`pipelines.api` (``Probability``, ``LearningRate``, ...) that also carry a
-:class:`Range`: the paragraph a refused value gets. A key's name implies nothing: a
+:mod:`pipelines.api` (``DropoutRate``, ``LearningRate``, ...: :mod:`pipelines.ranges`) that
+also carry a ``Range``, the paragraph a refused value gets. A key's name implies nothing: a
 third-party plugin's ``dropout`` without such an annotation is its own business.
 ``**training: Unpack[TrainingArguments]`` (PEP 692) declares the keys of that ``TypedDict``,
 with their types and ranges, as the plugin's own.
@@ -24,20 +24,21 @@ the sweeper (:class:`pipelines.checks.command_line.SearchChecks`).
 
 from __future__ import annotations
 
-import collections.abc
-import functools
 import inspect
-import operator
-import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any
-
-from annotated_types import Predicate
-from pydantic import Field
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pipelines.errors import ConfigValueError, did_you_mean
+from pipelines.ranges import SEED_MAX as SEED_MAX  # where callers and tests find it
+from pipelines.ranges import (
+    Epochs,
+    SamplerSeed,
+    Seed,
+    adapter,
+    within_range,
+    without_ranges,
+)
 
 
 def check_arguments(
@@ -91,106 +92,7 @@ def check_data_arguments(kwargs: Mapping[str, Any], *, path: str = "data") -> No
         )
 
 
-# -- ranges ----------------------------------------------------------------------------------
-
-#: the pydantic error type of a value outside a :class:`Range`
-RANGE_ERROR = "pipelines_range"
-
-
-@dataclass(frozen=True)
-class Range:
-    """What to tell a user whose value is outside a key's range: the metadata of an
-    ``Annotated`` type, after the constraint itself (pydantic's ``Field(ge=..., lt=...)``,
-    an ``annotated_types.Predicate``)::
-
-        Probability = Annotated[float, Field(ge=0, lt=1), Range("at least 0 and below 1", ...)]
-
-    The type is checked first (``model.dropout=abc`` is a wrong type, not a range); a value
-    of the right type that the constraints before the ``Range`` refuse gets one paragraph:
-    "'model.dropout' must be {valid}, got 1.5: {why}. Set it to such a value, e.g.
-    `model.dropout=0.5` ...". In a list type (``tuple[LayerSize, ...]``) the paragraph names
-    the key and its whole value. ``None`` is the type's business (``LearningRate | None``:
-    "not set").
-    """
-
-    #: the valid values, as the message says them: "must be {valid}"
-    valid: str
-    #: why, in the user's terms: what the key does, and what the refused value would do
-    why: str
-    #: a valid value for the message's example, where the plugin's default is no help
-    example: Any
-    #: said after the example where the key takes its value from elsewhere
-    note: str = ""
-    #: whether the plugin's own default (where valid) makes the better example
-    default_example: bool = True
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
-        """The schema of the constrained type, its refusals reported as this range's."""
-        from pydantic_core import PydanticCustomError, ValidationError, core_schema
-
-        def refuse_as_range(value: Any, validate: Callable[[Any], Any]) -> Any:
-            try:
-                return validate(value)
-            except ValidationError:
-                raise PydanticCustomError(
-                    RANGE_ERROR, "must be {valid}", {"valid": self.valid, "range": self}
-                ) from None
-
-        return core_schema.no_info_wrap_validator_function(refuse_as_range, handler(source))
-
-
-#: numpy's random generators (``np.random.default_rng``, ``seed_everything``) take no other
-#: seed; torch takes more, so the narrower range is the one every seed must keep to
-SEED_MAX = 2**32 - 1
-
-
-def _not_zero(value: int) -> bool:
-    return value != 0
-
-
-#: a seed numpy takes: the run's ``seed``, and every plugin's (``pipelines.api.Seed``)
-Seed = Annotated[
-    int,
-    Field(ge=0, le=SEED_MAX),
-    Range(
-        valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1)",
-        why="numpy's random generators, which draw the data split and the shuffling, take "
-        "no other seed",
-        example=42,
-        # data and model nodes take ``${seed}``: the user most likely set the run's seed
-        note=" It is the run's `seed` unless set for this node alone: `seed=42` sets both.",
-        default_example=False,
-    ),
-]
-#: a number of epochs (or steps): the ``trainer`` node's, and a stage's own
-#: (``pipelines.api.Epochs``); below -1 Lightning's Trainer refuses itself, in one paragraph
-Epochs = Annotated[
-    int,
-    Predicate(_not_zero),
-    Range(
-        valid="at least 1, or -1 for no limit",
-        why="at 0 nothing is trained, and the stages after the fit would report an "
-        "untrained model's metrics as the run's result",
-        example=10,
-    ),
-]
-#: the search's sampler seed; any value of another type is refused in the same paragraph
-SamplerSeed = (
-    Annotated[
-        int,
-        Field(strict=True, ge=0, le=SEED_MAX),
-        Range(
-            valid=f"a whole number from 0 to {SEED_MAX} (2**32 - 1), or null for another "
-            "search each time",
-            why="the search's sampler draws every trial's settings from a numpy random "
-            "generator, which takes no other seed",
-            example=42,
-            note=" It is the run's `seed` unless set for the sampler alone: `seed=42` sets both.",
-            default_example=False,
-        ),
-    ]
-    | None
-)
+# -- the engine's own ranges -----------------------------------------------------------------
 
 #: ranges of the engine's own settings, which no plugin signature declares: by the config
 #: node's dotted path (``""``: top-level keys), then key. Every plugin declares its own.
@@ -226,10 +128,10 @@ def check_range(annotation: Any, value: Any, *, key: str, path: str, default: An
     a value not even of the annotation's type passes unchanged (the type check's to report).
     """
     try:
-        coerced = _adapter(without_ranges(annotation)).validate_python(value)
+        coerced = adapter(without_ranges(annotation)).validate_python(value)
     except Exception:
         return value
-    return _within_range(annotation, value, coerced, default=default, **_where(key, path))
+    return within_range(annotation, value, coerced, default=default, **_where(key, path))
 
 
 def _where(key: str, path: str) -> dict[str, Any]:
@@ -241,70 +143,6 @@ def _where(key: str, path: str) -> dict[str, Any]:
         "group": path.split(".")[0] or "primary",
         "note": bool(path),
     }
-
-
-def _within_range(
-    annotation: Any,
-    value: Any,
-    coerced: Any,
-    *,
-    full_key: str,
-    group: str,
-    note: bool = True,
-    default: Any = None,
-) -> Any:
-    """``value`` validated against the whole ``annotation`` (its type already passed as
-    ``coerced``), or the paragraph of the range it is outside (:func:`range_error`)."""
-    import pydantic
-
-    try:
-        return _adapter(annotation).validate_python(value)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors()
-        rule = next((e["ctx"]["range"] for e in errors if e["type"] == RANGE_ERROR), None)
-        if rule is None:  # a range the plugin declared without a Range: pydantic's words
-            rule = Range(valid=_constraint_words(errors[0].get("msg", "")), why="", example=None)
-        example = default if _is_valid(annotation, default) else None
-        raise range_error(full_key, coerced, rule, example, group, note=note) from None
-
-
-def _constraint_words(msg: str) -> str:
-    """pydantic's "Input should be greater than 0" as "greater than 0"."""
-    for prefix in ("Input should be ", "Value should be ", "Value should have "):
-        if msg.startswith(prefix):
-            return msg[len(prefix) :]
-    return f"valid ({msg})"
-
-
-def _is_valid(annotation: Any, value: Any) -> bool:
-    if value is None or value is inspect.Parameter.empty:
-        return False
-    try:
-        _adapter(annotation).validate_python(value)
-    except Exception:
-        return False
-    return True
-
-
-def range_error(
-    full_key: str, value: Any, rule: Range, default: Any, group: str, *, note: bool = True
-) -> ConfigValueError:
-    """The one paragraph of a refused value: what is valid, why, and a valid example (the
-    plugin's ``default``, where valid, unless the rule prefers its own) in the ``group``'s
-    config file; ``note`` adds the rule's note (where the value comes from)."""
-    usable = rule.default_example and default is not None
-    example = default if usable else rule.example
-    why = f": {rule.why}." if rule.why else "."
-    advice = (
-        f"Set it to such a value, e.g. `{full_key}={_override_text(example)}` on the command "
-        f"line or in the {group} config file."
-        if example is not None
-        else f"Set it to such a value on the command line or in the {group} config file."
-    )
-    return ConfigValueError(
-        f"'{full_key}' must be {rule.valid}, got {_override_text(value)}{why} "
-        f"{advice}{rule.note if note else ''}"
-    )
 
 
 #: ranges of the hyper-parameter search's own settings, by their key in the composed config;
@@ -325,7 +163,7 @@ def check_search_ranges(config: Mapping[str, Any]) -> None:
         value = _select(config, full_key)
         if value is _ABSENT:
             continue
-        _within_range(annotation, value, value, full_key=full_key, group="hparams_search")
+        within_range(annotation, value, value, full_key=full_key, group="hparams_search")
 
 
 #: what :func:`_select` answers for a key the config does not have (None means null)
@@ -345,67 +183,6 @@ def _select(config: Mapping[str, Any], dotted: str) -> Any:
     except Exception:  # an interpolation that does not resolve: not this check's to report
         return _ABSENT
     return node
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str)
-
-
-def _override_text(value: Any) -> str:
-    """A value as a Hydra override writes it: ``[32,64]`` (no spaces, so no quotes)."""
-    if _is_list(value):
-        return "[" + ",".join(_override_text(item) for item in value) + "]"
-    return str(value)
-
-
-def without_ranges(annotation: Any) -> Any:
-    """``annotation`` without its range metadata (:class:`Range`, pydantic's ``Field``,
-    ``annotated_types`` constraints), at any depth: the type alone, checked first. Other
-    metadata (a ``BeforeValidator`` that parses) stays."""
-    from annotated_types import BaseMetadata
-    from pydantic.fields import FieldInfo
-
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Annotated:
-        inner = without_ranges(args[0])
-        metadata = annotation.__metadata__
-        kept = [m for m in metadata if not isinstance(m, Range | FieldInfo | BaseMetadata)]
-        if inner is args[0] and len(kept) == len(metadata):
-            return annotation
-        return Annotated[(inner, *kept)] if kept else inner
-    if origin is None or not args or origin is typing.Literal:
-        return annotation
-    if origin is collections.abc.Callable:
-        return annotation
-    plain = tuple(without_ranges(a) if a is not Ellipsis else a for a in args)
-    if plain == args:
-        return annotation
-    if origin in (typing.Union, types.UnionType):
-        try:
-            return functools.reduce(operator.or_, plain)
-        except TypeError:
-            return typing.Union[plain]  # noqa: UP007 (arguments ``|`` cannot join)
-    try:
-        return origin[plain]
-    except TypeError:
-        return annotation
-
-
-@functools.lru_cache(maxsize=512)
-def _cached_adapter(annotation: Any) -> Any:
-    import pydantic
-
-    return pydantic.TypeAdapter(annotation)
-
-
-def _adapter(annotation: Any) -> Any:
-    """pydantic's ``TypeAdapter`` of ``annotation``, kept where the annotation is hashable."""
-    import pydantic
-
-    try:
-        return _cached_adapter(annotation)
-    except TypeError:  # unhashable metadata
-        return pydantic.TypeAdapter(annotation)
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -570,11 +347,11 @@ def validate_value(annotation: Any, value: Any, *, key: str, path: str, default:
         return value
     plain = without_ranges(annotation)
     try:
-        adapter = _adapter(plain)
+        plain_adapter = adapter(plain)
     except Exception:  # a type pydantic has no schema for: leave it to the plugin
         return value
     try:
-        coerced = adapter.validate_python(value)
+        coerced = plain_adapter.validate_python(value)
     except pydantic.ValidationError as exc:
         error = exc.errors()[0]
         nested = [str(part) for part in error.get("loc", ()) if isinstance(part, str | int)]
@@ -592,10 +369,10 @@ def validate_value(annotation: Any, value: Any, *, key: str, path: str, default:
     if plain is annotation:
         return coerced
     try:
-        _adapter(annotation)
+        adapter(annotation)
     except Exception:  # range metadata pydantic cannot apply: the type alone
         return coerced
-    return _within_range(annotation, value, coerced, default=default, **_where(key, path))
+    return within_range(annotation, value, coerced, default=default, **_where(key, path))
 
 
 def _type_name(annotation: Any) -> str:

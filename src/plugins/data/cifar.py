@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipelines.api import ConfigValueError, DataNotFoundError, RemoteFile, ensure_file, extract_tar
+from pipelines.api import (
+    ConfigValueError,
+    DataNotFoundError,
+    RemoteFile,
+    Seed,
+    ensure_file,
+    extract_tar,
+)
 from plugins.data.augment import AugmentSettings
 from plugins.data.vision import (
     InMemoryImageData,
@@ -158,7 +165,7 @@ def extract(archive: Path, dest: Path) -> Path:
     Only regular files with the batches' names are written, under names chosen here, so an
     archive cannot write outside ``dest`` (no member paths, links or devices are honoured);
     and only once the whole archive has read cleanly and holds all six batches
-    (:func:`~pipelines.downloads.extract_tar`): a damaged or interrupted extraction never
+    (:func:`~pipelines.runtime.downloads.extract_tar`): a damaged or interrupted extraction never
     leaves a folder that passes for the dataset.
     """
     required = (*TRAIN_BATCHES, TEST_BATCH)
@@ -176,7 +183,7 @@ class CIFAR10DataModule(InMemoryImageData):
         download: bool = False,
         batch_size: int = 64,
         val_fraction: float = 0.1,
-        seed: int = 0,
+        seed: Seed = 0,
         train_limit: int | None = None,
         classes: list[int] | None = None,
         augment: AugmentSettings | None = None,

@@ -39,6 +39,7 @@ from pipelines.api import (
     ConfigValueError,
     DataNotFoundError,
     PipelineError,
+    Seed,
     atomic_torch_save,
     unreadable_file_error,
 )
@@ -201,7 +202,7 @@ class ImageFolderDataModule(InMemoryImageData):
         cache: bool = True,
         cache_dir: str | None = None,
         augment: AugmentSettings | None = None,
-        seed: int = 0,
+        seed: Seed = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, augment=augment)
         if str(root).strip() in ("", "???"):

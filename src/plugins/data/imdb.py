@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.api import DataNotFoundError, RemoteFile, ensure_file, extract_tar
+from pipelines.api import DataNotFoundError, RemoteFile, Seed, ensure_file, extract_tar
 from plugins.data.text import TextDataModule, Texts
 from plugins.data.vectorize import VectorizeSettings
 from plugins.data.vision import limit_stratified
@@ -91,7 +91,7 @@ def review_counts(folder: Path) -> dict[str, int] | None:
 def write_marker(folder: Path) -> None:
     """Record the review counts of a just-completed extraction in ``folder/.extracted.json``.
 
-    The ``finish`` step of :func:`~pipelines.downloads.extract_tar`: the record is written
+    The ``finish`` step of :func:`~pipelines.runtime.downloads.extract_tar`: the record is written
     before the folder is renamed into place, so it exists only where extraction completed.
     """
     (folder / MARKER).write_text(json.dumps(review_counts(folder), indent=1) + "\n")
@@ -150,7 +150,7 @@ def extract(archive: Path, dest: Path) -> Path:
     """Extract the reviews of ``archive`` into ``dest/aclImdb``; return that folder.
 
     Only regular files at ``aclImdb/{train,test}/{pos,neg}/*.txt`` are written, and only
-    once the whole archive has read cleanly (:func:`~pipelines.downloads.extract_tar`): a
+    once the whole archive has read cleanly (:func:`~pipelines.runtime.downloads.extract_tar`): a
     damaged or interrupted extraction never passes for the dataset. The folder records its
     review counts (:func:`write_marker`), so files lost from it later are noticed.
     """
@@ -174,7 +174,7 @@ class IMDBDataModule(TextDataModule):
         val_fraction: float = 0.2,
         train_limit: int | None = None,
         test_limit: int | None = None,
-        seed: int = 0,
+        seed: Seed = 0,
         cache_dir: str | None = None,
     ) -> None:
         """``train_limit``/``test_limit`` keep a seeded, stratified subset of that many

@@ -53,6 +53,7 @@ import torch
 from pipelines.api import (
     ConfigValueError,
     DataNotFoundError,
+    Seed,
     TensorBatches,
     folder_given_error,
     reading_data_file,
@@ -144,7 +145,7 @@ class TabularRegressionDataModule(L.LightningDataModule):
         normalize_target: bool = False,
         batch_size: int = 16,
         split_seed: int | None = None,
-        seed: int = 0,
+        seed: Seed = 0,
     ) -> None:
         super().__init__()
         if not 0 < test_fraction < 1:

@@ -39,6 +39,7 @@ import torch
 from pipelines.api import (
     ConfigValueError,
     DataNotFoundError,
+    Seed,
     TensorSplitLoaders,
     atomic_torch_save,
     folder_given_error,
@@ -90,7 +91,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         batch_size: int = 32,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
-        seed: int = 0,
+        seed: Seed = 0,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -654,7 +655,7 @@ class TextClassificationDataModule(TextDataModule):
         batch_size: int = 32,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
-        seed: int = 0,
+        seed: Seed = 0,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__(

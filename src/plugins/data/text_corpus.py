@@ -37,6 +37,7 @@ from pipelines.api import (
     DataNotFoundError,
     FollowsTrainerEpoch,
     RemoteFile,
+    Seed,
     SplitLoaders,
     download,
     file_already_there,
@@ -109,7 +110,7 @@ class CharWindows(FollowsTrainerEpoch):
         *,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: Seed = 0,
         limit: int | None = None,
     ) -> None:
         if batch_size < 1:
@@ -172,7 +173,7 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         download: bool = False,
         url: str | None = None,
         sha256: str | None = None,
-        seed: int = 0,
+        seed: Seed = 0,
     ) -> None:
         super().__init__()
         for key, value in (

@@ -47,6 +47,7 @@ from pipelines.api import (
     DataNotFoundError,
     FollowsTrainerEpoch,
     RemoteFile,
+    Seed,
     SplitLoaders,
     download,
     file_already_there,
@@ -83,7 +84,7 @@ class WindowBatches(FollowsTrainerEpoch):
         *,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: Seed = 0,
         relative: bool = False,
     ) -> None:
         if batch_size < 1:
@@ -152,7 +153,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         train_fraction: float = 0.5,
         val_fraction: float = 0.25,
         batch_size: int = 256,
-        seed: int = 0,
+        seed: Seed = 0,
         download: bool = False,
         url: str | None = None,
         sha256: str | None = None,

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.api import ConfigValueError, TensorSplitLoaders
+from pipelines.api import ConfigValueError, Seed, TensorSplitLoaders
 from plugins.data.augment import AugmentSettings, BatchAugmentation
 
 
@@ -25,7 +25,7 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
     """
 
     def __init__(
-        self, batch_size: int = 32, seed: int = 0, augment: AugmentSettings | None = None
+        self, batch_size: int = 32, seed: Seed = 0, augment: AugmentSettings | None = None
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -180,7 +180,7 @@ class DigitsDataModule(InMemoryImageData):
         batch_size: int = 32,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
-        seed: int = 0,
+        seed: Seed = 0,
         augment: AugmentSettings | None = None,
         image_size: int | None = None,
         margin: int = 0,

@@ -32,7 +32,15 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError
+from pipelines.api import (
+    ConfigValueError,
+    DropoutRate,
+    LayerCount,
+    LayerSize,
+    OptimizerArguments,
+    Unpack,
+    Width,
+)
 from plugins.models.base import Classifier, scaled
 from plugins.models.generative import EpochSamples
 
@@ -137,22 +145,19 @@ class CharLSTM(Classifier):
         charset: list[str] | None = None,
         seed_text: str | None = None,
         unigram_bpc: float | None = None,
-        embedding_dim: int | None = None,
-        units: int = 128,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        width: float = 1.0,
+        embedding_dim: LayerSize | None = None,
+        units: LayerSize = 128,
+        num_layers: LayerCount = 1,
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
         temperatures: Sequence[float] = (0.2, 0.5, 1.0, 1.2),
         length: int = 400,
         epoch_length: int = 200,
         sample_every: int = 1,
-        optimizer: str = "rmsprop",
-        lr: float = 0.01,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        **training: Unpack[OptimizerArguments],
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        # the book's RMSprop at 0.01 (conf/model/char_lstm.yaml), where lr is not given
+        super().__init__(**{"lr": 0.01, **training})
         self.save_hyperparameters()
         require_characters(charset, input_shape)
         if num_layers < 1:

@@ -7,6 +7,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pipelines.api import (
+    DropoutRate,
+    KernelSize,
+    LayerSizes,
+    OptimizerArguments,
+    Unpack,
+    Width,
+)
 from plugins.models.base import Classifier, require_images, scaled
 
 
@@ -22,18 +30,14 @@ class ConvNet(Classifier):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        filters: tuple[int, ...] = (32, 64, 128),
-        kernel_size: int = 3,
+        filters: LayerSizes = (32, 64, 128),
+        kernel_size: KernelSize = 3,
         padding: Literal["same", "valid"] = "same",
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[OptimizerArguments],
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        super().__init__(**training)
         self.save_hyperparameters()
         require_images("convnet", input_shape)
         channels = input_shape[0]

@@ -6,7 +6,8 @@ import math
 
 from torch import nn
 
-from plugins.models.base import Classifier, Task, scaled
+from pipelines.api import DropoutRate, HiddenUnits, TrainingArguments, Unpack, Width
+from plugins.models.base import Classifier, scaled
 
 
 class MLP(Classifier):
@@ -21,26 +22,12 @@ class MLP(Classifier):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        hidden_units: tuple[int, ...] = (512,),
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        hidden_units: HiddenUnits = (512,),
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+        super().__init__(**training)
         self.save_hyperparameters()
         layers: list[nn.Module] = [nn.Flatten()]
         features = math.prod(input_shape)

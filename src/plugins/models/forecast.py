@@ -17,32 +17,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipelines.api import ConfigValueError
-from plugins.models.base import Classifier, Task, scaled
+from pipelines.api import (
+    ConfigValueError,
+    DropoutRate,
+    HiddenUnits,
+    KernelSize,
+    KernelSizes,
+    LayerCount,
+    LayerSize,
+    PoolSize,
+    TrainingArguments,
+    Unpack,
+    Width,
+)
+from plugins.models.base import Classifier, scaled
 
 
 class _Forecaster(Classifier):
-    """Shared constructor plumbing: optimizer, penalties, task and target scale."""
+    """Shared constructor plumbing: a regressor unless the data says otherwise."""
 
-    def __init__(
-        self,
-        optimizer: str,
-        lr: float,
-        weight_decay: float,
-        l1: float,
-        l2: float,
-        task: Task,
-        target_scale: float,
-    ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+    def __init__(self, **training: Unpack[TrainingArguments]) -> None:
+        super().__init__(**{"task": "regression", **training})
 
 
 def _window_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int]:
@@ -62,18 +57,12 @@ class DenseForecaster(_Forecaster):
         self,
         input_shape: tuple[int, ...],
         num_classes: int = 1,
-        hidden_units: tuple[int, ...] = (16,),
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "regression",
-        target_scale: float = 1.0,
+        hidden_units: HiddenUnits = (16,),
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, l1, l2, task, target_scale)
+        super().__init__(**training)
         self.save_hyperparameters()
         steps, features = _window_shape(input_shape, "dense_forecaster")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -133,20 +122,14 @@ class Conv1dForecaster(_Forecaster):
         self,
         input_shape: tuple[int, ...],
         num_classes: int = 1,
-        filters: int = 8,
-        kernel_sizes: tuple[int, ...] = (24, 12, 6),
-        pool_size: int = 2,
+        filters: LayerSize = 8,
+        kernel_sizes: KernelSizes = (24, 12, 6),
+        pool_size: PoolSize = 2,
         padding: str = "valid",
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "regression",
-        target_scale: float = 1.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, l1, l2, task, target_scale)
+        super().__init__(**training)
         self.save_hyperparameters()
         steps, features = _window_shape(input_shape, "conv1d_forecaster")
         (channels,) = scaled((filters,), width)
@@ -229,20 +212,14 @@ class GRUForecaster(_Forecaster):
         self,
         input_shape: tuple[int, ...],
         num_classes: int = 1,
-        units: int = 16,
-        num_layers: int = 1,
-        recurrent_dropout: float = 0.0,
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "regression",
-        target_scale: float = 1.0,
+        units: LayerSize = 16,
+        num_layers: LayerCount = 1,
+        recurrent_dropout: DropoutRate = 0.0,
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, l1, l2, task, target_scale)
+        super().__init__(**training)
         self.save_hyperparameters()
         _, features = _window_shape(input_shape, "gru_forecaster")
         (size,) = scaled((units,), width)
@@ -264,24 +241,18 @@ class HybridForecaster(_Forecaster):
         self,
         input_shape: tuple[int, ...],
         num_classes: int = 1,
-        filters: int = 32,
-        kernel_size: int = 5,
+        filters: LayerSize = 32,
+        kernel_size: KernelSize = 5,
         conv_layers: int = 2,
-        pool_size: int = 3,
+        pool_size: PoolSize = 3,
         padding: str = "valid",
-        units: int = 32,
-        recurrent_dropout: float = 0.0,
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "regression",
-        target_scale: float = 1.0,
+        units: LayerSize = 32,
+        recurrent_dropout: DropoutRate = 0.0,
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay, l1, l2, task, target_scale)
+        super().__init__(**training)
         self.save_hyperparameters()
         steps, features = _window_shape(input_shape, "hybrid_forecaster")
         if conv_layers < 1:

@@ -37,7 +37,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError, did_you_mean
+from pipelines.api import (
+    ClipValue,
+    ConfigValueError,
+    DropoutRate,
+    KernelSize,
+    LabelNoise,
+    LayerSize,
+    LayerSizes,
+    LeakySlope,
+    LearningRate,
+    Seed,
+    Width,
+    did_you_mean,
+)
 from plugins.models.base import OPTIMIZERS, scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
@@ -82,21 +95,21 @@ class DCGAN(L.LightningModule):
         self,
         input_shape: tuple[int, ...],
         num_classes: int | None = None,
-        latent_dim: int = 128,
-        generator_filters: tuple[int, ...] = (128, 256, 512),
-        discriminator_filters: tuple[int, ...] = (64, 128, 128),
-        kernel_size: int = 4,
-        dropout: float = 0.4,
-        leaky_slope: float = 0.2,
-        label_noise: float = 0.05,
+        latent_dim: LayerSize = 128,
+        generator_filters: LayerSizes = (128, 256, 512),
+        discriminator_filters: LayerSizes = (64, 128, 128),
+        kernel_size: KernelSize = 4,
+        dropout: DropoutRate = 0.4,
+        leaky_slope: LeakySlope = 0.2,
+        label_noise: LabelNoise = 0.05,
         output_activation: Literal["sigmoid", "tanh"] = "tanh",
-        width: float = 1.0,
+        width: Width = 1.0,
         optimizer: str = "adam",
-        lr: float = 1e-4,
-        discriminator_lr: float | None = None,
-        clip_value: float | None = None,
+        lr: LearningRate = 1e-4,
+        discriminator_lr: LearningRate | None = None,
+        clip_value: ClipValue | None = None,
         samples: int = 64,
-        seed: int = 0,
+        seed: Seed = 0,
         samples_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()

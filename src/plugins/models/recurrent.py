@@ -14,8 +14,16 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError
-from plugins.models.base import Classifier, Task, scaled
+from pipelines.api import (
+    ConfigValueError,
+    DropoutRate,
+    LayerCount,
+    LayerSize,
+    TrainingArguments,
+    Unpack,
+    Width,
+)
+from plugins.models.base import Classifier, scaled
 from plugins.models.sequence import SequenceInput, head, packed_to_front
 from plugins.models.word_vectors import WordVectorsMixin
 
@@ -208,32 +216,18 @@ class Recurrent(WordVectorsMixin, Classifier):
         num_classes: int,
         vocab_size: int | None = None,
         vocabulary: list[str] | None = None,
-        embedding_dim: int = 256,
+        embedding_dim: LayerSize = 256,
         word_vectors: str | None = None,
         freeze_embeddings: bool = True,
-        units: int = 32,
-        num_layers: int = 1,
+        units: LayerSize = 32,
+        num_layers: LayerCount = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        dropout: DropoutRate = 0.0,
+        recurrent_dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+        super().__init__(**training)
         self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
         source = SequenceInput(
             input_shape,

@@ -23,8 +23,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError
-from plugins.models.base import Classifier, Task, scaled
+from pipelines.api import (
+    ConfigValueError,
+    DropoutRate,
+    HiddenUnits,
+    KernelSize,
+    LayerSize,
+    LayerSizes,
+    PoolSize,
+    TrainingArguments,
+    Unpack,
+    Width,
+)
+from plugins.models.base import Classifier, scaled
 from plugins.models.dense import MLP
 from plugins.models.word_vectors import WordVectorsMixin, pretrained_embedding
 
@@ -152,16 +163,10 @@ class BagOfWords(MLP):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        hidden_units: tuple[int, ...] = (16,),
-        dropout: float = 0.5,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        hidden_units: HiddenUnits = (16,),
+        dropout: DropoutRate = 0.5,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
         super().__init__(
             input_shape=input_shape,
@@ -169,13 +174,7 @@ class BagOfWords(MLP):
             hidden_units=hidden_units,
             dropout=dropout,
             width=width,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
+            **training,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,30 +243,16 @@ class EmbeddingDense(WordVectorsMixin, Classifier):
         num_classes: int,
         vocab_size: int | None = None,
         vocabulary: list[str] | None = None,
-        embedding_dim: int = 16,
+        embedding_dim: LayerSize = 16,
         word_vectors: str | None = None,
         freeze_embeddings: bool = True,
         pooling: Literal["mean", "flatten"] = "mean",
-        hidden_units: tuple[int, ...] = (),
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        hidden_units: HiddenUnits = (),
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+        super().__init__(**training)
         self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
         (dim,) = scaled((embedding_dim,), width)
         source = SequenceInput(
@@ -357,32 +342,18 @@ class Conv1D(WordVectorsMixin, Classifier):
         num_classes: int,
         vocab_size: int | None = None,
         vocabulary: list[str] | None = None,
-        embedding_dim: int = 128,
+        embedding_dim: LayerSize = 128,
         word_vectors: str | None = None,
         freeze_embeddings: bool = True,
-        filters: tuple[int, ...] = (32, 32),
-        kernel_size: int = 7,
-        pool_size: int = 5,
+        filters: LayerSizes = (32, 32),
+        kernel_size: KernelSize = 7,
+        pool_size: PoolSize = 5,
         padding: Literal["same", "valid"] = "same",
-        dropout: float = 0.0,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        dropout: DropoutRate = 0.0,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+        super().__init__(**training)
         self.save_hyperparameters(ignore=["vocabulary"])
         if not filters:
             raise ConfigValueError("'model.filters' needs at least one convolution size.")

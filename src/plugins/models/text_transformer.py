@@ -12,8 +12,17 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from pipelines.api import ConfigValueError
-from plugins.models.base import Classifier, Task, scaled
+from pipelines.api import (
+    ConfigValueError,
+    DropoutRate,
+    HeadCount,
+    LayerCount,
+    LayerSize,
+    TrainingArguments,
+    Unpack,
+    Width,
+)
+from plugins.models.base import Classifier, scaled
 from plugins.models.sequence import SequenceInput, head
 from plugins.models.word_vectors import WordVectorsMixin
 
@@ -108,31 +117,17 @@ class Transformer(WordVectorsMixin, Classifier):
         num_classes: int,
         vocab_size: int | None = None,
         vocabulary: list[str] | None = None,
-        embed_dim: int = 256,
+        embed_dim: LayerSize = 256,
         word_vectors: str | None = None,
         freeze_embeddings: bool = True,
-        num_heads: int = 2,
-        dense_dim: int = 32,
-        num_layers: int = 1,
-        dropout: float = 0.5,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        task: Task = "classification",
-        target_scale: float = 1.0,
+        num_heads: HeadCount = 2,
+        dense_dim: LayerSize = 32,
+        num_layers: LayerCount = 1,
+        dropout: DropoutRate = 0.5,
+        width: Width = 1.0,
+        **training: Unpack[TrainingArguments],
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            l1=l1,
-            l2=l2,
-            task=task,
-            target_scale=target_scale,
-        )
+        super().__init__(**training)
         self.save_hyperparameters(ignore=["vocabulary"])  # 20,000 words: not in checkpoints
         if num_heads < 1 or embed_dim % num_heads:
             raise ConfigValueError(

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipelines.api import DropoutRate, HiddenLayer, OptimizerArguments, Unpack
 from plugins.models.backbones import build_backbone
 from plugins.models.base import Classifier
 
@@ -25,16 +26,12 @@ class TransferClassifier(Classifier):
         num_classes: int,
         backbone: str | None = "resnet18",
         weights: str | None = "DEFAULT",
-        hidden_units: int = 256,
-        dropout: float = 0.5,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        hidden_units: HiddenLayer = 256,
+        dropout: DropoutRate = 0.5,
         tracking_uri: str | None = None,
+        **training: Unpack[OptimizerArguments],
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        super().__init__(**training)
         self.save_hyperparameters(ignore=["tracking_uri"])
         base = build_backbone(backbone, weights, tracking_uri)
         self.base = base.features

@@ -23,7 +23,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError, did_you_mean
+from pipelines.api import (
+    ConfigValueError,
+    KernelSize,
+    LayerSize,
+    LayerSizes,
+    LearningRate,
+    Penalty,
+    Width,
+    did_you_mean,
+)
 from plugins.models.base import OPTIMIZERS, scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
@@ -91,14 +100,14 @@ class VAE(L.LightningModule):
         self,
         input_shape: tuple[int, ...],
         num_classes: int | None = None,
-        latent_dim: int = 2,
-        filters: tuple[int, ...] = (32, 64),
-        kernel_size: int = 3,
-        dense_units: int = 16,
-        width: float = 1.0,
+        latent_dim: LayerSize = 2,
+        filters: LayerSizes = (32, 64),
+        kernel_size: KernelSize = 3,
+        dense_units: LayerSize = 16,
+        width: Width = 1.0,
         optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        lr: LearningRate = 1e-3,
+        weight_decay: Penalty = 0.0,
         samples_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()

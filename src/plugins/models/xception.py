@@ -7,6 +7,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipelines.api import (
+    DropoutRate,
+    KernelSize,
+    LayerSize,
+    LayerSizes,
+    OptimizerArguments,
+    Unpack,
+    Width,
+)
 from plugins.models.base import Classifier, require_images, scaled
 
 
@@ -54,19 +63,15 @@ class MiniXception(Classifier):
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        sizes: tuple[int, ...] = (32, 64, 128, 256),
-        stem_filters: int = 32,
-        stem_kernel: int = 5,
+        sizes: LayerSizes = (32, 64, 128, 256),
+        stem_filters: LayerSize = 32,
+        stem_kernel: KernelSize = 5,
         separable: bool = True,
-        dropout: float = 0.5,
-        width: float = 1.0,
-        optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        dropout: DropoutRate = 0.5,
+        width: Width = 1.0,
+        **training: Unpack[OptimizerArguments],
     ) -> None:
-        super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, l1=l1, l2=l2)
+        super().__init__(**training)
         require_images("mini_xception", input_shape)
         self.save_hyperparameters()
         (stem,) = scaled([stem_filters], width)

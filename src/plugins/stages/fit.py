@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pipelines.api import RunContext, fit_model
+from pipelines.api import Epochs, RunContext, fit_model
 
 
 class Fit:
@@ -21,7 +21,7 @@ class Fit:
         self,
         monitor: str = "val/loss",
         mode: Literal["min", "max"] = "min",
-        max_epochs: int | None = None,
+        max_epochs: Epochs | None = None,
         metric_prefix: str = "",
     ) -> None:
         self.monitor = monitor

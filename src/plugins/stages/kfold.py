@@ -31,7 +31,14 @@ from typing import Any, Literal
 import numpy as np
 from lightning.pytorch import Callback
 
-from pipelines.api import PipelineError, RunContext, build_trainer, stop_if_requested
+from pipelines.api import (
+    Epochs,
+    PipelineError,
+    RunContext,
+    Seed,
+    build_trainer,
+    stop_if_requested,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +69,8 @@ class KFold:
     def __init__(
         self,
         k: int = 4,
-        seed: int | None = None,
-        max_epochs: int | None = None,
+        seed: Seed | None = None,
+        max_epochs: Epochs | None = None,
         metric: str = "val/mae",
         mode: Literal["min", "max"] = "min",
     ) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from pipelines.api import PipelineError, RunContext
+from pipelines.api import LearningRate, PipelineError, RunContext
 from plugins.stages.feature_network import (
     FeatureNetwork,
     check_pipeline_network,
@@ -55,7 +55,7 @@ class StyleTransfer:
         style_weight: float = 1e6,
         total_variation_weight: float = 1.0,
         iterations: int = 200,
-        lr: float = 0.02,
+        lr: LearningRate = 0.02,
         log_every: int = 10,
         save_every: int = 50,
         device: str = "auto",

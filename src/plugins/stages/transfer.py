@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from pipelines.api import PipelineError, RunContext
+from pipelines.api import Epochs, LearningRate, PipelineError, RunContext
 from plugins.stages.fit import Fit
 
 
@@ -31,7 +31,7 @@ class FeatureExtraction(Fit):
         self,
         monitor: str = "val/loss",
         mode: Literal["min", "max"] = "min",
-        max_epochs: int | None = None,
+        max_epochs: Epochs | None = None,
         metric_prefix: str = "feature_extraction/",
     ) -> None:
         super().__init__(monitor, mode, max_epochs, metric_prefix)
@@ -58,10 +58,10 @@ class FineTune(Fit):
     def __init__(
         self,
         unfreeze_blocks: int = 2,
-        lr_factor: float = 0.1,
+        lr_factor: LearningRate = 0.1,
         monitor: str = "val/loss",
         mode: Literal["min", "max"] = "min",
-        max_epochs: int | None = None,
+        max_epochs: Epochs | None = None,
         metric_prefix: str = "fine_tuning/",
     ) -> None:
         super().__init__(monitor, mode, max_epochs, metric_prefix)
