@@ -51,6 +51,19 @@ def test_third_party_model_runs_by_name(plugin_site: Path, workdir: Path) -> Non
     assert "test/acc" in run.data.metrics
 
 
+def test_third_party_range_from_the_api_is_refused_in_one_paragraph(
+    plugin_site: Path, workdir: Path
+) -> None:
+    """The plugin declares ``width: LayerSize`` (pipelines.api): the range and its message
+    are the built-ins', checked before a run opens."""
+    result = run_cli(
+        ["model=tiny", "model.width=0"], cwd=workdir, env={"PYTHONPATH": str(plugin_site)}
+    )
+    assert result.returncode == 2, result.output
+    assert "'model.width' must be" in result.stderr and "Traceback" not in result.output
+    assert not (workdir / "mlruns").exists() or not mlflow_runs(store_uri(workdir))
+
+
 def test_plugin_is_unknown_when_not_installed(workdir: Path) -> None:
     result = run_cli(["model=tiny"], cwd=workdir)
     assert result.returncode == 2
