@@ -129,7 +129,7 @@ def _record(status: str, metrics: dict[str, float], **tags: str) -> RecordedRun:
         ),
         (
             _record("FAILED", {}),
-            ["ended FAILED before its fit stage logged", "pipelines.commands.resume abc123"],
+            ["ended FAILED before its fit stage logged", "pipelines.resume abc123"],
         ),
         (
             _record("RUNNING", {"epoch": 0.0}),

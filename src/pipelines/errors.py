@@ -81,7 +81,7 @@ def disk_full_error(
     where = f" while writing {full.filename}" if full.filename else ""
     resume = (
         f"continue the run where its last complete checkpoint left it with `python -m "
-        f"pipelines.commands.resume {run_id}`"
+        f"pipelines.resume {run_id}`"
         if run_id
         else "run it again"
     )

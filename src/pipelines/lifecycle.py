@@ -206,7 +206,7 @@ def _unopened_run_outcome(job_num: int | None, resume_run_id: str | None) -> str
     if resume_run_id:
         return (
             f"before run {resume_run_id} was reopened: it is as it was, and `python -m "
-            f"pipelines.commands.resume {resume_run_id}` still continues it"
+            f"pipelines.resume {resume_run_id}` still continues it"
         )
     run = "the run" if job_num is None else f"job {job_num}'s run"
     return f"before {run} was opened: nothing of it was recorded"
