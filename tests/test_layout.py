@@ -36,7 +36,9 @@ def engine_imports(path: Path) -> set[str]:
                 found.add(node.module.removeprefix("pipelines."))
         elif isinstance(node, ast.Import):
             found |= {
-                a.name.removeprefix("pipelines.") for a in node.names if a.name.startswith("pipelines.")
+                a.name.removeprefix("pipelines.")
+                for a in node.names
+                if a.name.startswith("pipelines.")
             }
     return found
 
@@ -53,7 +55,9 @@ def test_no_engine_module_is_over_450_lines() -> None:
 def test_run_pipeline_is_a_short_loop() -> None:
     tree = ast.parse((ENGINE / "runner.py").read_text())
     (function,) = [
-        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "run_pipeline"
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "run_pipeline"
     ]
     assert function.end_lineno - function.lineno + 1 <= 60
 

@@ -20,9 +20,9 @@ from omegaconf import OmegaConf
 from pydantic import Field
 
 from pipelines import api, registry
+from pipelines.checks.validation import check_arguments, parameters_of, type_hints_of
 from pipelines.config import config_dir
 from pipelines.errors import ConfigValueError
-from pipelines.validation import check_arguments, parameters_of, type_hints_of
 from plugins.models.base import Classifier
 
 
@@ -66,7 +66,7 @@ def test_a_key_named_like_a_range_is_not_checked_without_an_annotation_saying_so
 
 
 def test_the_name_tables_are_gone() -> None:
-    from pipelines import validation
+    from pipelines.checks import validation
 
     assert not hasattr(validation, "RANGES")
     assert not hasattr(validation, "MODEL_RANGES")

@@ -7,8 +7,8 @@ from typing import Literal
 import pytest
 
 from pipelines import registry
+from pipelines.checks.validation import check_arguments
 from pipelines.errors import ConfigValueError, PipelineError, PluginNotFoundError
-from pipelines.validation import check_arguments
 
 
 def test_builtins_are_registered_by_entry_point() -> None:

@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from pipelines import registry
+from pipelines.checks.validation import SEED_MAX, check_ranges, parameters_of
 from pipelines.config import config_dir
 from pipelines.errors import ConfigValueError
-from pipelines.validation import SEED_MAX, check_ranges, parameters_of
 
 
 def _refusal(kind: str, node: dict[str, Any], path: str | None = None) -> str:
@@ -267,7 +267,7 @@ def _search_config(seed: Any) -> Any:
 
 @pytest.mark.parametrize("seed", [-1, SEED_MAX + 1, "abc", 1.5])
 def test_a_sampler_seed_numpy_cannot_take_is_refused(seed: Any) -> None:
-    from pipelines.validation import check_search_ranges
+    from pipelines.checks.validation import check_search_ranges
 
     with pytest.raises(ConfigValueError) as err:
         check_search_ranges(_search_config(seed))
@@ -281,7 +281,7 @@ def test_a_sampler_seed_numpy_cannot_take_is_refused(seed: Any) -> None:
 
 
 def test_a_valid_or_absent_sampler_seed_passes() -> None:
-    from pipelines.validation import check_search_ranges
+    from pipelines.checks.validation import check_search_ranges
 
     for seed in (0, 42, SEED_MAX, None):
         check_search_ranges(_search_config(seed))

@@ -37,15 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from typing_extensions import TypedDict, Unpack
 
-from pipelines.context import RunContext, set_up_datamodule
-from pipelines.errors import (
-    ConfigValueError,
-    DataNotFoundError,
-    PipelineError,
-    TrainingDiverged,
-    did_you_mean,
-)
-from pipelines.ranges import (
+from pipelines.checks.ranges import (
     ClipValue,
     DropoutRate,
     Epochs,
@@ -65,6 +57,15 @@ from pipelines.ranges import (
     Range,
     Seed,
     Width,
+)
+from pipelines.checks.validation import check_arguments
+from pipelines.context import RunContext, set_up_datamodule
+from pipelines.errors import (
+    ConfigValueError,
+    DataNotFoundError,
+    PipelineError,
+    TrainingDiverged,
+    did_you_mean,
 )
 from pipelines.runtime.atomic import atomic_torch_save
 from pipelines.runtime.downloads import (
@@ -88,7 +89,6 @@ from pipelines.tensor_loader import (
 from pipelines.trainer import build_trainer
 from pipelines.training.fit import fit_model
 from pipelines.training.run_loader import is_run_reference, load_checkpoint, load_run_model
-from pipelines.validation import check_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -101,7 +101,7 @@ GENERATION: Task = "generation"
 
 # -- Argument types: ranges, and the training arguments every built-in model shares -------
 # A plugin declares a key's range in its signature, as part of the type: an alias imported
-# above from pipelines.ranges (``dropout: DropoutRate = 0.5``, ``filters: LayerSizes``,
+# above from pipelines.checks.ranges (``dropout: DropoutRate = 0.5``, ``filters: LayerSizes``,
 # ``seed: Seed``, ``max_epochs: Epochs | None``), or its own ``Annotated[float, Field(ge=0,
 # lt=1)]``, with a :class:`Range` after the constraint to word the refusal. The engine
 # checks every config value against it before a run opens. A key's name implies no range.

@@ -13,13 +13,13 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pipelines.checks.validation import check_arguments, check_data_arguments
 from pipelines.errors import (
     ConfigValueError,
     PipelineError,
     PluginNotFoundError,
     did_you_mean,
 )
-from pipelines.validation import check_arguments, check_data_arguments
 
 #: plugin kind (the config node that names it) -> entry-point group
 GROUPS: dict[str, str] = {

@@ -72,7 +72,7 @@ def check_seed(seed: Any) -> None:
             f"'seed' must be a whole number, got {seed!r}: it seeds every random draw of the "
             "run (the data split, the initial weights, the shuffling). Write e.g. `seed=42`."
         )
-    from pipelines.validation import check_ranges
+    from pipelines.checks.validation import check_ranges
 
     check_ranges({"seed": seed}, path="")  # numpy's 0..2**32-1, whatever the data plugin
 

@@ -144,7 +144,7 @@ class SearchChecks(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipelines.validation import check_search_ranges
+        from pipelines.checks.validation import check_search_ranges
 
         try:
             check_search_ranges(config)

@@ -112,7 +112,7 @@ def models_taking(argument: str) -> list[str]:
     """The installed model plugins whose constructor takes ``argument``, by name; a plugin
     that fails to import is left out (this only words an error message)."""
     from pipelines import registry
-    from pipelines.validation import parameters_of
+    from pipelines.checks.validation import parameters_of
 
     names = []
     for name in registry.names("model"):

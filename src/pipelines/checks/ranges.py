@@ -5,7 +5,7 @@ A :class:`Range` after the constraint words the refusal, one paragraph naming th
 what is valid and why, and a valid example. The aliases here carry both, for the keys the
 built-in plugins share (``DropoutRate``, ``LearningRate``, ``LayerSizes``, ...); plugins
 import them from :mod:`pipelines.api`. ``Seed`` and ``Epochs`` are the engine's too: the
-run's ``seed`` and the Lightning ``trainer`` node's epochs (:mod:`pipelines.validation`).
+run's ``seed`` and the Lightning ``trainer`` node's epochs (:mod:`pipelines.checks.validation`).
 """
 
 from __future__ import annotations

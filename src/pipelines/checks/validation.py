@@ -10,7 +10,7 @@ A type is not a range: ``model.dropout=1.5`` is a fine ``float`` and ended in to
 traceback once training began, ``model.l2=-1`` trained to the end with a penalty that
 rewarded large weights. A plugin declares a key's range in its own signature, as part of
 the type: ``dropout: Annotated[float, Field(ge=0, lt=1)]``, or one of the aliases of
-:mod:`pipelines.api` (``DropoutRate``, ``LearningRate``, ...: :mod:`pipelines.ranges`) that
+:mod:`pipelines.api` (``DropoutRate``, ``LearningRate``, ...: :mod:`pipelines.checks.ranges`) that
 also carry a ``Range``, the paragraph a refused value gets. A key's name implies nothing: a
 third-party plugin's ``dropout`` without such an annotation is its own business.
 ``**training: Unpack[TrainingArguments]`` (PEP 692) declares the keys of that ``TypedDict``,
@@ -29,9 +29,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipelines.errors import ConfigValueError, did_you_mean
-from pipelines.ranges import SEED_MAX as SEED_MAX  # where callers and tests find it
-from pipelines.ranges import (
+from pipelines.checks.ranges import SEED_MAX as SEED_MAX  # where callers and tests find it
+from pipelines.checks.ranges import (
     Epochs,
     SamplerSeed,
     Seed,
@@ -39,6 +38,7 @@ from pipelines.ranges import (
     within_range,
     without_ranges,
 )
+from pipelines.errors import ConfigValueError, did_you_mean
 
 
 def check_arguments(

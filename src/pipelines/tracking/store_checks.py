@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 SERVER_CHECK_SECONDS = 5
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def check_active(experiment: Any, uri: str) -> None:
     """A deleted experiment (deleted in the MLflow UI) keeps its name, and MLflow refuses to
     create runs in it with "must be in the 'active' state": say how to get it back."""
@@ -180,7 +188,6 @@ def explained_store_errors(settings: TrackingSettings, uri: str) -> Iterator[Non
 
 def _store_problem(exc: BaseException, settings: TrackingSettings, uri: str) -> str:
     """The paragraph for a store that failed to open: locked, damaged, read-only, other."""
-    from pipelines.training.run_loader import sqlite_file
 
     causes = exception_chain(exc)  # MLflow wraps SQLAlchemy's error, which wraps sqlite's
     text = " ".join(str(cause) for cause in causes).lower()

@@ -136,6 +136,7 @@ def fetch_run(
     from mlflow.exceptions import MlflowException
 
     from pipelines.tracking.store import TrackingSettings
+    from pipelines.tracking.store_checks import sqlite_file
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri or TrackingSettings().resolved_uri()
@@ -207,14 +208,6 @@ def _sweep_parent_message(run: Any) -> str:
         f"Run '{run_id}' is a sweep's parent run ({run.info.run_name}): it groups the "
         f"sweep's jobs and trained no model itself. {pointer}"
     )
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` store URI (None for any other store)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def load_run_model(reference: str, tracking_uri: str | None = None) -> Any:
