@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from typing_extensions import TypedDict, Unpack
 
 from pipelines.checks.ranges import (
+    BatchSize,
     ClipValue,
     DropoutRate,
     Epochs,
@@ -355,6 +356,7 @@ __all__ = [
     "PROTOCOLS",
     "REFETCH",
     "REQUIRED_HOOKS",
+    "BatchSize",
     "ClipValue",
     "ConfigValueError",
     "DataNotFoundError",

@@ -13,7 +13,7 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from pipelines.checks.validation import check_arguments, check_data_arguments
+from pipelines.checks.validation import check_arguments
 from pipelines.errors import (
     ConfigValueError,
     PipelineError,
@@ -154,8 +154,6 @@ def check(
     kwargs = check_arguments(
         factory, kwargs, path=path, what=f"The {kind} plugin '{name}'", implicit=context
     )
-    if kind == "data":
-        check_data_arguments(kwargs, path=path)
     return factory, kwargs
 
 

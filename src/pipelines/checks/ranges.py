@@ -174,6 +174,17 @@ Width = Annotated[
 ]
 """The capacity multiplier of every layer size (``variant=smaller``/``bigger`` set it)."""
 
+BatchSize = Annotated[
+    int,
+    Field(ge=1),
+    Range(
+        valid="at least 1",
+        why="it is how many samples make one training step",
+        example=32,
+    ),
+]
+"""A data plugin's ``batch_size``: at least 1."""
+
 _LAYER_SIZE = Range(
     valid="a whole number of at least 1 (for a list: every entry)",
     why="it sets the size of a layer (its units, filters, dimensions or kernel), and a layer "

@@ -75,23 +75,6 @@ def check_arguments(
     return checked
 
 
-def check_data_arguments(kwargs: Mapping[str, Any], *, path: str = "data") -> None:
-    """Checks every data plugin needs beyond its type hints: ``batch_size`` at least 1.
-
-    A type hint says ``int``, which 0 and -4 are; unchecked, they ended in a traceback from
-    the batch loader once the data was loaded, naming a "fused" size (the batch size times
-    ``speed.steps_per_call``) the user never set. Checked here, every data plugin, built-in
-    or third-party, is covered once, before a run opens.
-    """
-    value = kwargs.get("batch_size")
-    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-        raise ConfigValueError(
-            f"'{path}.batch_size' must be at least 1, got {value}: it is how many samples "
-            f"make one training step. Set it to a positive whole number, e.g. "
-            f"`{path}.batch_size=32` on the command line or in the data config file."
-        )
-
-
 # -- the engine's own ranges -----------------------------------------------------------------
 
 #: ranges of the engine's own settings, which no plugin signature declares: by the config

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     RemoteFile,
@@ -181,7 +182,7 @@ class CIFAR10DataModule(InMemoryImageData):
         self,
         root: str = "data_cache/cifar10",
         download: bool = False,
-        batch_size: int = 64,
+        batch_size: BatchSize = 64,
         val_fraction: float = 0.1,
         seed: Seed = 0,
         train_limit: int | None = None,

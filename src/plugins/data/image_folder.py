@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     PipelineError,
@@ -195,7 +196,7 @@ class ImageFolderDataModule(InMemoryImageData):
         root: str,
         image_size: int | tuple[int, int] = 150,
         color_mode: ColorMode = "rgb",
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         limit_per_class: int | None = None,

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.api import DataNotFoundError, RemoteFile, Seed, ensure_file, extract_tar
+from pipelines.api import BatchSize, DataNotFoundError, RemoteFile, Seed, ensure_file, extract_tar
 from plugins.data.text import TextDataModule, Texts
 from plugins.data.vectorize import VectorizeSettings
 from plugins.data.vision import limit_stratified
@@ -170,7 +170,7 @@ class IMDBDataModule(TextDataModule):
         root: str = "data_cache/imdb",
         download: bool = False,
         vectorize: VectorizeSettings | None = None,
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
         val_fraction: float = 0.2,
         train_limit: int | None = None,
         test_limit: int | None = None,

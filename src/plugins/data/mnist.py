@@ -17,6 +17,7 @@ import numpy as np
 
 from pipelines.api import (
     REFETCH,
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     RemoteFile,
@@ -169,7 +170,7 @@ class MNISTDataModule(InMemoryImageData):
         self,
         root: str = "data_cache/mnist",
         download: bool = False,
-        batch_size: int = 128,
+        batch_size: BatchSize = 128,
         val_fraction: float = 0.1,
         seed: Seed = 0,
         train_limit: int | None = None,
@@ -281,7 +282,7 @@ class FashionMNISTDataModule(MNISTDataModule):
         self,
         root: str = "data_cache/fashion_mnist",
         download: bool = False,
-        batch_size: int = 128,
+        batch_size: BatchSize = 128,
         val_fraction: float = 0.1,
         seed: Seed = 0,
         train_limit: int | None = None,

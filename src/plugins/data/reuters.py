@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from pipelines.api import ConfigValueError, DataNotFoundError, RemoteFile, Seed, download
+from pipelines.api import BatchSize, ConfigValueError, DataNotFoundError, RemoteFile, Seed, download
 from plugins.data.text import TextDataModule, Texts, class_names, encode_labels, read_text
 from plugins.data.vectorize import VectorizeSettings
 
@@ -130,7 +130,7 @@ class ReutersDataModule(TextDataModule):
         download: bool = False,
         format: Format = "auto",
         vectorize: VectorizeSettings | None = None,
-        batch_size: int = 512,
+        batch_size: BatchSize = 512,
         val_fraction: float = 0.1,
         seed: Seed = 0,
         cache_dir: str | None = None,

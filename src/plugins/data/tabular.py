@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     Seed,
@@ -143,7 +144,7 @@ class TabularRegressionDataModule(L.LightningDataModule):
         test_fraction: float = 0.2,
         val_fraction: float = 0.0,
         normalize_target: bool = False,
-        batch_size: int = 16,
+        batch_size: BatchSize = 16,
         split_seed: int | None = None,
         seed: Seed = 0,
     ) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     Seed,
@@ -88,7 +89,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     def __init__(
         self,
         vectorize: VectorizeSettings | None = None,
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         seed: Seed = 0,
@@ -652,7 +653,7 @@ class TextClassificationDataModule(TextDataModule):
         label_column: str = "label",
         file_format: FileFormat = "auto",
         vectorize: VectorizeSettings | None = None,
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         seed: Seed = 0,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     FollowsTrainerEpoch,
@@ -108,7 +109,7 @@ class CharWindows(FollowsTrainerEpoch):
         starts: torch.Tensor,
         sequence_length: int,
         *,
-        batch_size: int,
+        batch_size: BatchSize,
         shuffle: bool = False,
         seed: Seed = 0,
         limit: int | None = None,
@@ -164,7 +165,7 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         path: str | None = None,
         sequence_length: int = 60,
         step: int = 3,
-        batch_size: int = 128,
+        batch_size: BatchSize = 128,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
         lowercase: bool = True,

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from pipelines.api import (
+    BatchSize,
     ConfigValueError,
     DataNotFoundError,
     FollowsTrainerEpoch,
@@ -82,7 +83,7 @@ class WindowBatches(FollowsTrainerEpoch):
         offsets: torch.Tensor,
         target_offset: int,
         *,
-        batch_size: int,
+        batch_size: BatchSize,
         shuffle: bool = False,
         seed: Seed = 0,
         relative: bool = False,
@@ -152,7 +153,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         horizon: int = 1,
         train_fraction: float = 0.5,
         val_fraction: float = 0.25,
-        batch_size: int = 256,
+        batch_size: BatchSize = 256,
         seed: Seed = 0,
         download: bool = False,
         url: str | None = None,

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from pipelines.api import ConfigValueError, Seed, TensorSplitLoaders
+from pipelines.api import BatchSize, ConfigValueError, Seed, TensorSplitLoaders
 from plugins.data.augment import AugmentSettings, BatchAugmentation
 
 
@@ -25,7 +25,7 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
     """
 
     def __init__(
-        self, batch_size: int = 32, seed: Seed = 0, augment: AugmentSettings | None = None
+        self, batch_size: BatchSize = 32, seed: Seed = 0, augment: AugmentSettings | None = None
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -177,7 +177,7 @@ class DigitsDataModule(InMemoryImageData):
 
     def __init__(
         self,
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         seed: Seed = 0,
