@@ -24,7 +24,7 @@ import torch
 
 
 def ours(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    from pipelines.tensor_loader import TensorBatches
+    from pipelines.training.tensor_loader import TensorBatches
     from plugins.data.augment import AugmentSettings, BatchAugmentation
 
     augment = BatchAugmentation(AugmentSettings(flip="horizontal", rotation=0.1, zoom=0.2))

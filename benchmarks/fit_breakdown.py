@@ -30,8 +30,8 @@ from overhead import EXPERIMENTS, add_mnist_options, mnist_workdir, pipeline_fit
 @contextlib.contextmanager
 def step_and_batch_timers() -> Iterator[dict[str, float]]:
     """Seconds spent in the engine's steps and in drawing batches, while inside."""
-    from pipelines.fast_steps import FastSteps
-    from pipelines.tensor_loader import TensorBatches
+    from pipelines.speed.fast_steps import FastSteps
+    from pipelines.training.tensor_loader import TensorBatches
 
     spent = {"steps": 0.0, "batches": 0.0}
 

@@ -99,7 +99,7 @@ def evaluate(
 
 
 def run_variant(variant: str, root: Path, options: argparse.Namespace) -> TimeToAccuracy:
-    from pipelines.speed import SpeedSettings, apply_speed_settings
+    from pipelines.speed.settings import SpeedSettings, apply_speed_settings
     from plugins.data.mnist import MNISTDataModule
     from plugins.models.convnet import ConvNet
 

@@ -87,7 +87,7 @@ def random_images(options: argparse.Namespace) -> Any:
 
 def time_setting(model_name: str, precision: str, options: argparse.Namespace) -> list[float]:
     """Seconds of each training epoch of one model in one precision."""
-    from pipelines.speed import SpeedSettings, apply_speed_settings
+    from pipelines.speed.settings import SpeedSettings, apply_speed_settings
     from plugins.models.convnet import ConvNet
     from plugins.models.xception import MiniXception
 

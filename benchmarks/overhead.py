@@ -77,18 +77,19 @@ def hand_loop(root: Path, model_name: str, epochs: int) -> tuple[float, float]:
     """Wall and CPU seconds of a plain PyTorch loop: shuffled index batches, per-epoch
     validation."""
     import torch
-    import yaml
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
     from torch.nn import functional as F
 
     from plugins.data.mnist import MNISTDataModule
     from plugins.models import convnet, dense
 
     conf = Path(__file__).resolve().parents[1] / "conf"
-    preset = yaml.safe_load((conf / "experiment" / f"{EXPERIMENTS[model_name]}.yaml").read_text())
-    defaults = yaml.safe_load((conf / "model" / f"{model_name}.yaml").read_text())
-    settings = {**defaults, **preset["model"]}
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        cfg = compose("config", overrides=[f"experiment={EXPERIMENTS[model_name]}"])
+    settings = OmegaConf.to_container(cfg.model, resolve=True)  # the preset's, composed
     settings.pop("name")
-    batch_size = preset["data"]["batch_size"]
+    batch_size = cfg.data.batch_size
     data = MNISTDataModule(root=str(root), batch_size=batch_size, seed=42)
     data.setup()
     (x_train, y_train), (x_val, y_val) = data.splits["train"], data.splits["val"]
@@ -262,6 +263,9 @@ def add_mnist_options(parser: argparse.ArgumentParser, repeats: int) -> None:
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--real", action="store_true", help="the real images of ../shared")
+    parser.add_argument(
+        "--mnist", type=Path, help="a folder of MNIST idx files to use instead (made once)"
+    )
 
 
 @contextlib.contextmanager
@@ -270,7 +274,7 @@ def mnist_workdir(options: argparse.Namespace) -> Iterator[Path]:
     temporary working folder, work in it; yields where the files are."""
     import logging
 
-    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+    from pipelines.training.trainer import plain_cuda_check_without_gpu, quiet_lightning
 
     quiet_lightning()
     plain_cuda_check_without_gpu()  # as the pipeline does: both sides alike from the start
@@ -278,7 +282,10 @@ def mnist_workdir(options: argparse.Namespace) -> Iterator[Path]:
     started_in = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root, source = prepare_mnist(work, options.real, options.shared)
+        if getattr(options, "mnist", None):  # files made once, for runs in several processes
+            root, source = options.mnist.resolve(), f"the MNIST files in {options.mnist}"
+        else:
+            root, source = prepare_mnist(work, options.real, options.shared)
         print(f"{source}, {options.epochs} epochs", flush=True)
         os.chdir(work)
         try:

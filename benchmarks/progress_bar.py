@@ -22,7 +22,7 @@ def fit_cpu_seconds(bar: Any, epochs: int) -> float:
     """CPU seconds of a digits MLP fit with ``bar`` (None: no progress bar)."""
     import lightning as L
 
-    from pipelines.speed import SpeedSettings, apply_speed_settings
+    from pipelines.speed.settings import SpeedSettings, apply_speed_settings
     from plugins.data.vision import DigitsDataModule
     from plugins.models.dense import MLP
 
@@ -53,8 +53,8 @@ def main() -> None:
     import torch
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
     from pipelines.training.progress import BatchProgressBar
+    from pipelines.training.trainer import plain_cuda_check_without_gpu, quiet_lightning
 
     torch.set_num_threads(1)
     quiet_lightning()

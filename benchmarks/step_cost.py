@@ -7,7 +7,7 @@ machine) and divided by the optimizer steps taken:
 - ``hand loop``: zero_grad / forward / backward / step over the same batches;
 - ``lightning automatic``: Lightning's automatic optimization (what a template gets: a
   plain ``Trainer``);
-- ``pipeline``: the engine's strategy (``pipelines.fast_steps``, as ``build_trainer`` sets
+- ``pipeline``: the engine's strategy (``pipelines.speed.fast_steps``, as ``build_trainer`` sets
   it), one step per Lightning call;
 - ``pipeline, steps_per_call=N``: N steps per Lightning call (``speed.steps_per_call``).
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 def _setup() -> None:
     import torch
 
-    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+    from pipelines.training.trainer import plain_cuda_check_without_gpu, quiet_lightning
 
     torch.set_num_threads(1)
     plain_cuda_check_without_gpu()
@@ -74,8 +74,8 @@ def lightning_fit(epochs: int, automatic: bool = False, steps_per_call: int = 1)
     """CPU microseconds per optimizer step of ``trainer.fit`` on the same model and data."""
     from training_only import training_only_trainer
 
-    from pipelines.fast_steps import FastSteps
-    from pipelines.speed import SpeedSettings, apply_speed_settings
+    from pipelines.speed.fast_steps import FastSteps
+    from pipelines.speed.settings import SpeedSettings, apply_speed_settings
 
     data, model = _data_and_model()
     engine = {} if automatic else {"strategy": FastSteps()}

@@ -9,7 +9,7 @@ import torch
 
 from conftest import mlflow_runs, run_cli, store_uri
 from pipelines.runtime.distributed import process_rank
-from pipelines.tensor_loader import TensorBatches
+from pipelines.training.tensor_loader import TensorBatches
 
 
 @pytest.mark.parametrize("size", [10, 11])
@@ -75,7 +75,7 @@ def test_without_a_gpu_the_per_step_cuda_check_is_the_plain_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Lightning's NVML-based check would run again on every optimizer step."""
-    from pipelines.trainer import plain_cuda_check_without_gpu
+    from pipelines.training.trainer import plain_cuda_check_without_gpu
 
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     plain_cuda_check_without_gpu()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import quiet_trainer
 from pipelines import registry
 
 
@@ -90,94 +89,6 @@ def test_epoch_means_are_batch_weighted_per_metric(monkeypatch: pytest.MonkeyPat
     assert logged == {"val/loss": 1.5, "val/acc": 0.5, "val/bpc": 3.0}
     model.log_epoch_means("val")  # the next epoch starts empty: nothing to log twice
     assert len(logged) == 3
-
-
-def _train_one_epoch(model, **trainer_kwargs):
-    """The trainer and the weights after one seeded epoch (6 batches) on random images."""
-    from pipelines.tensor_loader import TensorBatches
-
-    generator = torch.Generator().manual_seed(0)
-    inputs, targets = torch.rand(96, 1, 8, 8, generator=generator), torch.arange(96) % 3
-    trainer = quiet_trainer(**trainer_kwargs)
-    batches = TensorBatches(inputs, targets, batch_size=16, shuffle=True, seed=1)
-    trainer.fit(model, train_dataloaders=batches)
-    return trainer, {name: value.clone() for name, value in model.state_dict().items()}
-
-
-def test_own_optimization_step_matches_lightnings_automatic_one() -> None:
-    """The fast path (manual optimization, used when nothing needs Lightning's) takes the
-    same steps as Lightning's automatic optimization, with dropout and an L2 penalty."""
-    from plugins.models.dense import MLP
-
-    class AutomaticMLP(MLP):
-        # overriding the step hands optimization back to Lightning
-        def training_step(self, batch, batch_idx):
-            return super().training_step(batch, batch_idx)
-
-    settings = {"hidden_units": [32], "dropout": 0.2, "l2": 0.01, "optimizer": "adam"}
-    torch.manual_seed(3)
-    fast = MLP((1, 8, 8), num_classes=3, **settings)
-    torch.manual_seed(3)
-    automatic = AutomaticMLP((1, 8, 8), num_classes=3, **settings)
-    torch.manual_seed(4)
-    fast_trainer, fast_weights = _train_one_epoch(fast)
-    torch.manual_seed(4)
-    automatic_trainer, automatic_weights = _train_one_epoch(automatic)
-    assert fast.automatic_optimization is False
-    assert automatic.automatic_optimization is True
-    assert fast._lean_step is True  # no hook to dispatch: plain backward and step
-    assert fast_trainer.global_step == automatic_trainer.global_step == 6
-    for name, value in fast_weights.items():
-        torch.testing.assert_close(value, automatic_weights[name], msg=name)
-
-
-def test_a_callback_that_inspects_gradients_still_gets_its_hooks() -> None:
-    """A callback overriding a backward/step hook turns the lean step off: it is called
-    every step, and the weights are the lean step's."""
-    import lightning as L
-
-    from plugins.models.dense import MLP
-
-    class GradientNorms(L.Callback):
-        def __init__(self) -> None:
-            self.norms: list[float] = []
-
-        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-            grads = [p.grad.norm() for p in pl_module.parameters() if p.grad is not None]
-            self.norms.append(float(torch.stack(grads).norm()))
-
-    settings = {"hidden_units": [16], "optimizer": "adam"}
-    torch.manual_seed(5)
-    lean = MLP((1, 8, 8), num_classes=3, **settings)
-    torch.manual_seed(5)
-    hooked = MLP((1, 8, 8), num_classes=3, **settings)
-    norms = GradientNorms()
-    torch.manual_seed(6)
-    _, lean_weights = _train_one_epoch(lean)
-    torch.manual_seed(6)
-    trainer, hooked_weights = _train_one_epoch(hooked, callbacks=[norms])
-    assert lean._lean_step is True and hooked._lean_step is False
-    assert len(norms.norms) == trainer.global_step == 6 and all(n > 0 for n in norms.norms)
-    for name, value in lean_weights.items():
-        torch.testing.assert_close(value, hooked_weights[name], msg=name)
-
-
-@pytest.mark.parametrize(
-    ("setting", "steps"), [({"gradient_clip_val": 0.5}, 6), ({"accumulate_grad_batches": 2}, 3)]
-)
-def test_gradient_clipping_and_accumulation_use_lightnings_optimization(
-    setting: dict, steps: int
-) -> None:
-    """Both are automatic-only in Lightning: with them set, the model lets Lightning step."""
-    from plugins.models.dense import MLP
-
-    torch.manual_seed(0)
-    model = MLP((1, 8, 8), num_classes=3, hidden_units=[8])
-    before = model.net[1].weight.clone()
-    trainer, _ = _train_one_epoch(model, **setting)
-    assert model.automatic_optimization is True
-    assert trainer.global_step == steps
-    assert not torch.equal(before, model.net[1].weight)
 
 
 @pytest.mark.parametrize("model", ["convnet", "mini_xception"])

@@ -49,13 +49,13 @@ def test_the_import_check_sees_every_form(tmp_path: Path) -> None:
     source = tmp_path / "plugin.py"
     source.write_text(
         "from pipelines import registry\nimport pipelines.errors\n"
-        "def f():\n    from pipelines.trainer import build_trainer\n"
+        "def f():\n    from pipelines.training.trainer import build_trainer\n"
         "from pipelines.api import RunContext\n"
     )
     assert engine_modules_imported(source) == {
         "pipelines.registry",
         "pipelines.errors",
-        "pipelines.trainer",
+        "pipelines.training.trainer",
         "pipelines.api",
     }
 

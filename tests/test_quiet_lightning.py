@@ -14,7 +14,7 @@ def test_no_hardware_lines_once_the_standalone_package_is_imported(
     Trainers report under that package's logger names: from a sweep's second job on, every
     Trainer printed "GPU available: False" and a litlogger tip again."""
     pl = pytest.importorskip("pytorch_lightning")
-    from pipelines.trainer import quiet_lightning
+    from pipelines.training.trainer import quiet_lightning
 
     quiet_lightning()
     with caplog.at_level(logging.INFO):

@@ -1,5 +1,5 @@
 """The speed node: data on the device, channels_last, TF32, compile; checked keys; CPU defaults;
-the engine's strategy (``pipelines.fast_steps``): its own optimizer steps, several per call.
+the engine's strategy (``pipelines.speed.fast_steps``): its own optimizer steps, several per call.
 
 The GPU effects are measured by ``benchmarks/gpu.py`` when a GPU is lent; here the settings
 are checked to apply (or stay off) and to train correctly on CPU, where each also works.
@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 
 from conftest import FAST, mlflow_runs, quiet_trainer, run_cli, store_uri
 from pipelines.errors import ConfigValueError
-from pipelines.fast_steps import FastSteps
-from pipelines.speed import (
+from pipelines.speed.fast_steps import FastSteps
+from pipelines.speed.settings import (
     AUTO_STEPS_PER_CALL,
     SpeedSettings,
     apply_speed_settings,
@@ -337,7 +337,7 @@ def test_progress_bar_counts_batches_not_fused_calls() -> None:
 
 def _train_one_epoch(model, trainer):
     """The weights after one seeded epoch (6 batches of 16) on random images."""
-    from pipelines.tensor_loader import TensorBatches
+    from pipelines.training.tensor_loader import TensorBatches
 
     generator = torch.Generator().manual_seed(0)
     inputs, targets = torch.rand(96, 1, 8, 8, generator=generator), torch.arange(96) % 3
@@ -465,3 +465,20 @@ def test_fused_steps_hand_each_batch_its_own_index_and_undo_after_the_fit() -> N
     assert [index for index, _ in seen] == list(range(-(-samples // 32)))
     assert sum(size for _, size in seen) == samples and {size for _, size in seen[:-1]} == {32}
     assert data.train_dataloader().batch_size == data.val_dataloader().batch_size == 32
+
+
+def test_the_engine_strategy_is_lightnings_single_device_one_unless_told_otherwise() -> None:
+    """build_trainer's strategy: the engine's on the one device Lightning would pick;
+    Lightning's own where speed.fast_steps=false or the trainer configures another."""
+    from pipelines.training.trainer import engine_strategy
+
+    cpu = {"accelerator": "cpu", "devices": 1}
+    strategy = engine_strategy(None, cpu)
+    assert isinstance(strategy, FastSteps) and strategy.root_device == torch.device("cpu")
+    assert engine_strategy({"fast_steps": False}, cpu) is None
+    assert engine_strategy({}, {**cpu, "strategy": "ddp"}) is None
+    assert engine_strategy({}, {"accelerator": "cpu", "devices": 2}) is None  # DDP
+    with pytest.raises(ConfigValueError, match=r"speed\.fast_steps=true"):
+        engine_strategy({"fast_steps": True}, {**cpu, "strategy": "ddp"})
+    trainer = quiet_trainer(strategy=strategy)
+    assert trainer.strategy is strategy and trainer.num_devices == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.tensor_loader import TensorBatches
+from pipelines.training.tensor_loader import TensorBatches
 
 
 def test_every_sample_once_per_epoch_in_order_without_shuffle() -> None:

@@ -149,7 +149,7 @@ def test_size_names_mean_sizes_only_in_the_model_node() -> None:
 
 
 def test_max_epochs_0_is_refused_and_minus_1_allowed() -> None:
-    from pipelines.trainer import trainer_arguments
+    from pipelines.training.trainer import trainer_arguments
 
     with pytest.raises(ConfigValueError) as err:
         trainer_arguments({"max_epochs": 0})

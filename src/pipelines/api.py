@@ -81,15 +81,15 @@ from pipelines.runtime.downloads import (
     unreadable_file_error,
 )
 from pipelines.runtime.termination import stop_if_requested
-from pipelines.tensor_loader import (
+from pipelines.training.fit import fit_model
+from pipelines.training.run_loader import is_run_reference, load_checkpoint, load_run_model
+from pipelines.training.tensor_loader import (
     FollowsTrainerEpoch,
     SplitLoaders,
     TensorBatches,
     TensorSplitLoaders,
 )
-from pipelines.trainer import build_trainer
-from pipelines.training.fit import fit_model
-from pipelines.training.run_loader import is_run_reference, load_checkpoint, load_run_model
+from pipelines.training.trainer import build_trainer
 
 if TYPE_CHECKING:
     import torch

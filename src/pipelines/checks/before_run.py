@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines import registry
 from pipelines.errors import ConfigValueError, PipelineError
-from pipelines.speed import SpeedSettings
+from pipelines.speed.settings import SpeedSettings
 from pipelines.tracking.store import TrackingSettings
 
 
@@ -49,7 +49,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     a 2-core machine. A misspelt engine key is answered in about a second instead.
     """
     from pipelines.tracking import sweep
-    from pipelines.trainer import check_hardware, trainer_arguments
+    from pipelines.training.trainer import check_hardware, trainer_arguments
 
     check_seed(config.get("seed", 0))
     sweep.check_objective(config.get("objective"))

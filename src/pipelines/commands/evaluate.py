@@ -120,7 +120,7 @@ def evaluate(
     """The run's model on one split of its data: ``<split>/loss``, ``<split>/acc``, ..."""
     import lightning as L
 
-    from pipelines.trainer import plain_cuda_check_without_gpu, quiet_lightning
+    from pipelines.training.trainer import plain_cuda_check_without_gpu, quiet_lightning
 
     record, model, datamodule = rebuild(run_id, overrides, tracking_uri)
     loaders = {

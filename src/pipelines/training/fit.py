@@ -16,11 +16,11 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pipelines.context import RunContext
-from pipelines.speed import SpeedSettings, apply_speed_settings
+from pipelines.speed.settings import SpeedSettings, apply_speed_settings
 from pipelines.tracking.tracker import Tracker
-from pipelines.trainer import build_trainer
 from pipelines.training.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
 from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
+from pipelines.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 

@@ -100,7 +100,7 @@ class CharWindows(FollowsTrainerEpoch):
 
     ``limit`` caps the windows of one pass (a seeded random subset, a new one every epoch
     when shuffling). Shuffling is seeded and changes every epoch (``seed + epoch``), like
-    :class:`pipelines.tensor_loader.TensorBatches`.
+    :class:`pipelines.api.TensorBatches`.
     """
 
     def __init__(

@@ -72,7 +72,7 @@ class WindowBatches(FollowsTrainerEpoch):
     ``series`` is ``(rows, features)``, ``target`` is ``(rows,)``; window ``i`` starts at row
     ``starts[i]``, its inputs are ``series[starts[i] + offsets]`` (``(T, features)``) and its
     target ``target[starts[i] + target_offset]``. Shuffling is seeded and changes every
-    epoch (``seed + epoch``), like :class:`pipelines.tensor_loader.TensorBatches`.
+    epoch (``seed + epoch``), like :class:`pipelines.api.TensorBatches`.
     """
 
     def __init__(

@@ -16,8 +16,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipelines.api import ConfigValueError, TrainingDiverged, did_you_mean
-from plugins.models.lean_step import lean_step_possible
+from pipelines.api import (
+    ConfigValueError,
+    LearningRate,
+    Penalty,
+    TrainingDiverged,
+    did_you_mean,
+)
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
@@ -70,14 +75,18 @@ class Classifier(L.LightningModule):
     def __init__(
         self,
         optimizer: str = "rmsprop",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        lr: LearningRate = 1e-3,
+        weight_decay: Penalty = 0.0,
+        l1: Penalty = 0.0,
+        l2: Penalty = 0.0,
         task: Task = "classification",
         target_scale: float = 1.0,
     ) -> None:
-        """``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
+        """The keys of ``pipelines.api.TrainingArguments``, with their defaults: every
+        built-in model takes them as ``**training: Unpack[TrainingArguments]`` (or
+        ``OptimizerArguments``, the first five) and passes them on to here.
+
+        ``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
         over weight matrices and kernels, not biases) to the training loss; ``weight_decay``
         is the optimizer's own decay."""
         super().__init__()
@@ -177,106 +186,17 @@ class Classifier(L.LightningModule):
         self.log_epoch_means("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if self.automatic_optimization:
-            return self._training_loss(batch)
-        optimizer = self.optimizers()
-        if self._lean_step is None:  # decided once per fit (on_train_start resets it)
-            self._lean_step = lean_step_possible(self, self._trainer)
-        for part in self._micro_batches(batch):
-            loss = self._training_loss(part)
-            optimizer.zero_grad()
-            if self._lean_step:  # the same computation, without hooks nobody implements
-                loss.backward()
-                optimizer._on_before_step()  # the manual loop's step counter
-                optimizer.optimizer.step()
-                optimizer._on_after_step()
-            else:
-                self.manual_backward(loss)  # through the precision plugin: AMP scaling applies
-                optimizer.step()
-        return loss.detach()
-
-    #: whether the own step skips Lightning's backward/step wrappers (see lean_step.py)
-    _lean_step: bool | None = None
-
-    def on_train_start(self) -> None:
-        self._lean_step = None
-
-    def _training_loss(self, batch: Any) -> torch.Tensor:
         loss = self._evaluate(batch, "train")
         if self.l1 or self.l2:
             loss = loss + self.weight_penalty()
         return loss
 
-    def _micro_batches(self, batch: Any) -> Any:
-        """The batch as it came, or (``speed.steps_per_call``) cut into batches of
-        ``micro_batch_size`` (a batch no bigger than that stays whole)."""
-        if self.steps_per_call == 1:
-            return (batch,)
-        return zip(*(part.split(self.micro_batch_size) for part in batch), strict=True)
-
-    # -- the optimization step ----------------------------------------------------------------
-    # Lightning's automatic optimization wraps every step in a closure and a chain of hooks
-    # (optimizer_step, zero_grad, backward, each through the strategy and the precision
-    # plugin): about 0.12 ms more per step than this path on this CPU
-    # (benchmarks/step_cost.py). The step above is the same zero_grad/backward/step through
-    # Lightning's own manual-optimization API. It is used only where it changes nothing: the
-    # training step and optimizers are this class's, and the trainer neither clips gradients nor
-    # accumulates them (both automatic-only in Lightning); otherwise Lightning optimizes.
-
-    #: optimizer steps per Lightning training step (speed.steps_per_call), and their batch size
-    steps_per_call: int = 1
-    micro_batch_size: int = 0
-
-    def own_step_possible(self, trainer: Any) -> bool:
-        """True when the step above changes nothing against Lightning's automatic loop."""
-        own_step = (
-            type(self).training_step is Classifier.training_step
-            and type(self).configure_optimizers is Classifier.configure_optimizers
-            and type(self).optimizer_step is L.LightningModule.optimizer_step
-        )
-        return (
-            own_step
-            and trainer is not None
-            and not trainer.gradient_clip_val
-            and trainer.accumulate_grad_batches == 1
-        )
-
-    @property
-    def automatic_optimization(self) -> bool:
-        if not self._automatic_optimization:
-            return False  # a subclass that optimizes by hand said so
-        return not self.own_step_possible(self._trainer)
-
-    def fuse_steps(self, steps: int, batch_size: int, trainer: Any) -> None:
-        """Take ``steps`` optimizer steps of ``batch_size`` samples per Lightning step.
-
-        Keras' ``steps_per_execution``: Lightning's per-step bookkeeping (~0.2 ms here) is
-        paid once for several steps. The data hands over ``steps`` batches at once and they
-        are cut apart here, in order, so the optimizer sees exactly the batches it would
-        have seen one by one.
-        """
-        if not self.own_step_possible(trainer):
-            raise ConfigValueError(
-                f"'speed.steps_per_call={steps}' needs {type(self).__name__} to take its own "
-                "optimizer steps, which gradient clipping, gradient accumulation, or an "
-                "overridden training_step or configure_optimizers rule out. Remove those, or "
-                "set speed.steps_per_call=1."
-            )
-        self.steps_per_call = steps
-        self.micro_batch_size = batch_size
-
-    @automatic_optimization.setter
-    def automatic_optimization(self, automatic: bool) -> None:
-        self._automatic_optimization = automatic
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning names the running hook in ``_current_fx_name`` around every hook call,
-        # some twenty times a training step; ``nn.Module.__setattr__`` first checks whether
-        # the value is a parameter, module or buffer (~2 us each time). A string never is.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    #: this class logs epoch means of its own sums (never per batch through ``self.log``)
+    #: and uses no per-batch hook, so batches handed to its steps one after the other within
+    #: one Lightning call (``speed.steps_per_call``) change none of its numbers: the engine
+    #: may fuse them (``pipelines.api.ModelPlugin.fused_steps_are_exact``). A subclass that
+    #: logs per batch sets it False.
+    fused_steps_are_exact = True
 
     def weight_penalty(self) -> torch.Tensor:
         """The L1/L2 penalty on trainable weights (tensors of 2+ dimensions)."""
@@ -290,16 +210,7 @@ class Classifier(L.LightningModule):
         return penalty
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        # under speed.steps_per_call, validation batches come fused too, and are cut apart
-        # the same way: every metric sums the same batches in the same order
-        for part in self._micro_batches(batch):
-            self._evaluate(part, "val")
-
-    @property
-    def cuts_fused_validation_batches(self) -> bool:
-        """Whether validation batches may come ``steps_per_call`` at a time (this class's
-        ``validation_step`` cuts them apart; one a subclass wrote may not)."""
-        return type(self).validation_step is Classifier.validation_step
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test")

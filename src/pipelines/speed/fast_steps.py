@@ -3,7 +3,7 @@
 Lightning's loop costs time per step that the book's small networks notice: ~0.25 ms a
 Lightning step on this project's 2-core CPU (``benchmarks/step_cost.py``), 10-15% of the MNIST
 dense net's step. What pays it back lives here, in one ``SingleDeviceStrategy`` subclass that
-:func:`pipelines.trainer.build_trainer` hands the ``Trainer`` (a strategy is Lightning's
+:func:`pipelines.training.trainer.build_trainer` hands the ``Trainer`` (a strategy is Lightning's
 documented extension point for how a step runs). Models stay plain ``LightningModule``\\ s
 with automatic optimization; nothing here reaches into Lightning's private parts.
 

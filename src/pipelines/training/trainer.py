@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.checks.validation import check_arguments
 from pipelines.errors import ConfigValueError
 from pipelines.runtime.console import interactive
-from pipelines.validation import check_arguments
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
@@ -54,7 +54,7 @@ def build_trainer(
     plain_cuda_check_without_gpu()
     strategy = engine_strategy(ctx.config.get("speed"), kwargs)
     if strategy is not None:
-        kwargs["strategy"] = strategy  # pipelines.fast_steps: the engine takes the steps
+        kwargs["strategy"] = strategy  # pipelines.speed.fast_steps: the engine takes the steps
     logger = TrackerLogger(ctx.tracker, prefix=metric_prefix)
     checkpoints = (
         engine_checkpoints(
@@ -98,10 +98,10 @@ def trainer_arguments(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def engine_strategy(speed: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> Any:
-    """The engine's :class:`~pipelines.fast_steps.FastSteps` strategy on the one device these
+    """The engine's :class:`~pipelines.speed.fast_steps.FastSteps` strategy on the one device these
     trainer settings run on, or None where ``speed.fast_steps`` is off or does not apply
     (a configured ``trainer.strategy``, several devices): Lightning's own choice then."""
-    from pipelines.speed import SpeedSettings
+    from pipelines.speed.settings import SpeedSettings
 
     setting = SpeedSettings.from_config(speed).fast_steps
     if setting is False:
@@ -116,7 +116,7 @@ def engine_strategy(speed: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) 
                 "runs another. Set speed.fast_steps=auto."
             )
         return None
-    from pipelines.fast_steps import FastSteps
+    from pipelines.speed.fast_steps import FastSteps
 
     return FastSteps(device=device)
 
@@ -261,6 +261,6 @@ def quiet_lightning() -> None:
     # a resumed run writes its checkpoints into the folder it started in
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* is not empty.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    # under DDP every rank evaluates the whole val/test split (pipelines.tensor_loader), so
+    # under DDP every rank evaluates the whole val/test split (pipelines.training.tensor_loader), so
     # epoch metrics are already the same on every rank: no cross-rank reduction is needed
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*distributed setting.*")

@@ -21,7 +21,7 @@ The ``speed`` config node. Each is about where time goes on an accelerator, and 
 - ``compile``: ``torch.compile`` of the model, in place (``nn.Module.compile``), so
   checkpoints keep their keys and load into an uncompiled model. Off by default: compiling
   takes tens of seconds, which only pays back over long runs.
-- ``fast_steps`` and ``steps_per_call``: the engine's strategy (:mod:`pipelines.fast_steps`)
+- ``fast_steps`` and ``steps_per_call``: the engine's strategy (:mod:`pipelines.speed.fast_steps`)
   takes the optimizer steps where that changes nothing, several per Lightning step.
 
 On CPU every auto setting is off: the tensors already sit in host memory, and oneDNN picks
@@ -64,7 +64,7 @@ class SpeedSettings(BaseModel):
     #: auto: AUTO_STEPS_PER_CALL wherever that changes nothing but how often the progress
     #: bar moves (see :func:`auto_steps_per_call`), else 1
     steps_per_call: PositiveInt | Literal["auto"] = "auto"
-    #: the engine's strategy (pipelines.fast_steps) on a single device: auto and true, it
+    #: the engine's strategy (pipelines.speed.fast_steps) on a single device: auto and true, it
     #: takes the optimizer steps where that changes nothing (true: a configured
     #: trainer.strategy or several devices are refused); false: Lightning's loop as it comes,
     #: and steps_per_call 1
@@ -157,7 +157,7 @@ def fuse_batches(
     of its numbers and no limit counts them); 1 undoes what an earlier stage fused. What
     was applied (for the run's tags)."""
     from pipelines.errors import ConfigValueError
-    from pipelines.fast_steps import FastSteps, why_lightning_steps
+    from pipelines.speed.fast_steps import FastSteps, why_lightning_steps
 
     strategy = trainer.strategy
     if steps == 1:
@@ -198,7 +198,7 @@ def auto_steps_per_call(
     """AUTO_STEPS_PER_CALL where fusing steps changes no result and no setting's meaning.
 
     That is: the engine's strategy can take the optimizer steps (no gradient clipping or
-    accumulation, see :func:`pipelines.fast_steps.why_lightning_steps`), the model declares
+    accumulation, see :func:`pipelines.speed.fast_steps.why_lightning_steps`), the model declares
     that batches handed to it one after the other within a call change none of its numbers
     (``fused_steps_are_exact``: the built-in models), the data is in memory and not
     augmented per batch (its random draws would come in another order), one process
@@ -207,7 +207,7 @@ def auto_steps_per_call(
     instead. The weights are the same as one step per call (tests/test_speed.py); only the
     progress bar moves once per call. Anywhere else: 1.
     """
-    from pipelines.fast_steps import FastSteps, why_lightning_steps
+    from pipelines.speed.fast_steps import FastSteps, why_lightning_steps
 
     fusable = (
         isinstance(trainer.strategy, FastSteps)

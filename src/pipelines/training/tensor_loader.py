@@ -53,7 +53,8 @@ class TensorBatches(FollowsTrainerEpoch):
         batches_per_call: int = 1,
     ) -> None:
         """``batches_per_call`` > 1: each batch of ``batch_size`` is that many batches handed
-        over at once (``speed.steps_per_call``), which the model cuts apart."""
+        over at once (``speed.steps_per_call``), which the engine's strategy cuts apart
+        (:mod:`pipelines.speed.fast_steps`)."""
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
         size = tensors[0].shape[0]
@@ -150,9 +151,9 @@ class TensorSplitLoaders(SplitLoaders):
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     batch_size: int
     seed: int
-    #: training batches handed over at once (speed.steps_per_call; the model cuts them apart)
+    #: training batches handed over at once (speed.steps_per_call; the engine cuts them apart)
     steps_per_call: int = 1
-    #: validation batches handed over at once (the same, where the model cuts them apart):
+    #: validation batches handed over at once (the same, where the model allows it):
     #: Lightning's evaluation loop costs ~0.2 ms a batch here, as much as validating one
     val_steps_per_call: int = 1
 
