@@ -35,8 +35,8 @@ def execute(cfg: DictConfig) -> dict[str, float] | float | None:
 
     In a multirun sweep a failed job is recorded (MLflow status FAILED, a line in the sweep's
     failure list) and the sweep goes on; :mod:`pipelines.tracking.sweep` fails the command at
-    the end. A multirun job returns its objective value (None when it failed), which is what Hydra's
-    Optuna sweeper optimises; a single run returns its metrics.
+    the end. A multirun job returns its objective value (None when it failed), which is what
+    Hydra's Optuna sweeper optimises; a single run returns its metrics.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
