@@ -144,7 +144,7 @@ def test_a_model_that_is_not_a_lightning_module_is_refused() -> None:
         pass
 
     message = _check("model", Model)
-    assert "is not a lightning LightningModule" in message and "my_package:Mine" in message
+    assert "is not a `lightning.LightningModule`" in message and "my_package:Mine" in message
 
 
 def test_a_plugin_of_its_kind_passes() -> None:

@@ -79,10 +79,7 @@ def load(kind: str, name: str, *, path: str | None = None) -> Any:
 
 
 #: the Lightning class a plugin of each kind must be (stages are plain classes)
-LIGHTNING_BASES = {
-    "model": ("lightning.pytorch", "LightningModule"),
-    "data": ("lightning.pytorch", "LightningDataModule"),
-}
+LIGHTNING_BASES = {"model": "LightningModule", "data": "LightningDataModule"}
 
 
 def check_kind(kind: str, name: str, value: str, factory: Any) -> None:
@@ -95,6 +92,8 @@ def check_kind(kind: str, name: str, value: str, factory: Any) -> None:
     import difflib
     import inspect
 
+    import lightning
+
     from pipelines import api
 
     if not inspect.isclass(factory):
@@ -102,11 +101,11 @@ def check_kind(kind: str, name: str, value: str, factory: Any) -> None:
     what = f"The {kind} plugin '{name}' ({value})"
     base: type = object
     if kind in LIGHTNING_BASES:
-        module, class_name = LIGHTNING_BASES[kind]
-        base = getattr(__import__(module, fromlist=[class_name]), class_name)
+        class_name = LIGHTNING_BASES[kind]
+        base = getattr(lightning, class_name)
         if not issubclass(factory, base):
             raise PipelineError(
-                f"{what} is not a lightning {class_name}: {kind} plugins subclass "
+                f"{what} is not a `lightning.{class_name}`: {kind} plugins subclass "
                 f"`lightning.{class_name}` (pipelines.api.{api.PROTOCOLS[kind].__name__} "
                 f"lists the hooks it may add). Fix the class the entry point names."
             )
