@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from pathlib import Path
 
@@ -106,6 +107,33 @@ def test_too_short_text_and_bad_settings_are_config_errors(tmp_path: Path) -> No
         TextCorpusDataModule(val_fraction=0.0)
     with pytest.raises(DataNotFoundError, match="does not exist"):
         TextCorpusDataModule(path=str(tmp_path / "missing.txt")).setup()
+
+
+def test_an_epoch_of_a_window_subset_says_so_and_null_is_a_full_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "the cat sat on the mat. " * 40
+    with caplog.at_level(logging.INFO, logger="plugins.data.text_corpus"):
+        data = corpus(tmp_path, text, sequence_length=10, step=2, windows_per_epoch=8)
+    training = len(data.window_starts("train"))
+    assert f"an epoch is 8 of the {training} training windows" in caplog.text
+    assert "data.windows_per_epoch" in caplog.text
+    assert len(data.train_dataloader()) * data.batch_size >= 8
+    full = corpus(tmp_path, text, sequence_length=10, step=2, windows_per_epoch=None)
+    assert sum(len(batch[0]) for batch in full.train_dataloader()) == training
+
+
+def test_the_old_name_train_windows_still_builds_a_recorded_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run recorded before the rename (its config.yaml says ``train_windows``) is rebuilt
+    as it was, with a one-line notice."""
+    from pipelines import registry
+
+    with caplog.at_level(logging.WARNING, logger="plugins.data.text_corpus"):
+        data = registry.build("data", {"name": "text_corpus", "train_windows": 64})
+    assert data.windows_per_epoch == 64
+    assert "'data.train_windows' is now 'data.windows_per_epoch'" in caplog.text
 
 
 def test_pydoc_topics_are_the_offline_default() -> None:
@@ -266,7 +294,7 @@ def test_cli_trains_samples_and_generates_from_the_run(workdir: Path) -> None:
             "trainer.max_epochs=2",
             "data.sequence_length=20",
             "data.step=5",
-            "data.train_windows=null",
+            "data.windows_per_epoch=null",
             "model.units=16",
             "model.epoch_length=20",
             "model.length=30",

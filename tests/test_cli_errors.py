@@ -248,3 +248,15 @@ def test_a_seed_that_is_not_a_whole_number_is_named_as_seed(workdir: Path, seed:
     result = run_cli([f"seed={seed}"], cwd=workdir)
     _assert_clean_error(result, "'seed' must be a whole number", "seed=42")
     assert result.returncode == 2 and "data.seed" not in result.stderr
+
+
+def test_a_moved_key_keeps_working_with_a_notice() -> None:
+    from pipelines.checks.command_line import renamed_keys
+
+    argv = ["model=char_lstm", "data.train_windows=null", "+data.train_windows=8", "seed=1"]
+    assert renamed_keys(argv) == [
+        "model=char_lstm",
+        "data.windows_per_epoch=null",
+        "data.windows_per_epoch=8",
+        "seed=1",
+    ]

@@ -82,7 +82,7 @@ def test_evaluate_of_a_text_run_without_a_test_split(workdir: Path) -> None:
         f"data.path={path}",
         "data.sequence_length=20",
         "data.step=5",
-        "data.train_windows=null",
+        "data.windows_per_epoch=null",
         "model.units=16",
         "model.epoch_length=20",
         "model.length=30",

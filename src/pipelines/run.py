@@ -20,6 +20,7 @@ from pipelines.checks.command_line import (
     check_appended_groups,
     check_group_overrides,
     check_search_is_a_sweep,
+    renamed_keys,
 )
 from pipelines.checks.composition import describe, hydra_raises_composition_errors
 from pipelines.config import config_dir
@@ -53,6 +54,8 @@ def main() -> None:
         # set but empty (`export PIPELINES_DATA_DIR=` in a script) made every data path
         # start at the file system's root, /mnist: taken as unset, i.e. ./data_cache
         del os.environ[DATA_DIR_VARIABLE]
+    arguments = renamed_keys(arguments)
+    sys.argv[1:] = arguments  # what Hydra reads
     try:
         check_group_overrides(arguments)
         check_appended_groups(arguments)

@@ -21,6 +21,27 @@ _GROUP_OVERRIDE = re.compile(r"^[+~]{0,2}(?P<group>[A-Za-z_][\w]*)=(?P<value>.*)
 _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$|^\[.*\]$|^\$\{")
 
 
+#: config keys that moved: old dotted key -> new one, for overrides written the old way
+RENAMED_KEYS = {"data.train_windows": "data.windows_per_epoch"}
+
+
+def renamed_keys(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every override of a moved key (:data:`RENAMED_KEYS`) written with its
+    new key, and a one-line notice on stderr for each: the old spelling keeps working."""
+    renamed = []
+    for arg in argv:
+        prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
+        key, equals, value = arg[len(prefix) :].partition("=")
+        if key in RENAMED_KEYS:
+            new = RENAMED_KEYS[key]
+            print(
+                f"Note: '{key}' is now '{new}'; taken as `{new}{equals}{value}`.", file=sys.stderr
+            )
+            arg = f"{prefix.replace('+', '')}{new}{equals}{value}"
+        renamed.append(arg)
+    return renamed
+
+
 def check_group_overrides(argv: Sequence[str]) -> None:
     """Raise :class:`PluginNotFoundError` if ``group=value`` names an option that does not exist.
 

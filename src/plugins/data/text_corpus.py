@@ -155,9 +155,11 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
     (offline). ``lowercase`` as the book; ``max_chars`` keeps the first characters only
     (quick runs). ``sequence_length``/``step``: the book's ``maxlen``/``step``.
     ``val_fraction``/``test_fraction``: the last parts of the text, in that order.
-    ``train_windows`` caps the training windows of one epoch (a new seeded random subset
-    each epoch; null: all, as the book). ``download: true`` fetches ``url`` into ``path``
-    when the file is missing, checked against ``sha256`` when given.
+    ``windows_per_epoch`` makes an epoch that many training windows (a new seeded random
+    subset each epoch; null: a full pass over the text, as the book and Lightning count an
+    epoch); ``train_windows`` is its old name, still taken with a notice (a run recorded
+    with it is rebuilt as it was). ``download: true`` fetches ``url`` into ``path`` when the
+    file is missing, checked against ``sha256`` when given.
     """
 
     def __init__(
@@ -170,13 +172,20 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         test_fraction: float = 0.0,
         lowercase: bool = True,
         max_chars: int | None = None,
-        train_windows: int | None = None,
+        windows_per_epoch: int | None = None,
         download: bool = False,
         url: str | None = None,
         sha256: str | None = None,
         seed: Seed = 0,
+        train_windows: int | None = None,
     ) -> None:
         super().__init__()
+        if train_windows is not None:
+            log.warning(
+                "'data.train_windows' is now 'data.windows_per_epoch'; taking %s from it.",
+                train_windows,
+            )
+            windows_per_epoch = train_windows
         for key, value in (
             ("sequence_length", sequence_length),
             ("step", step),
@@ -184,7 +193,7 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         ):
             if value < 1:
                 raise ConfigValueError(f"'data.{key}' must be at least 1, got {value}.")
-        for key, value in (("max_chars", max_chars), ("train_windows", train_windows)):
+        for key, value in (("max_chars", max_chars), ("windows_per_epoch", windows_per_epoch)):
             if value is not None and value < 1:
                 raise ConfigValueError(f"'data.{key}' must be at least 1 (or null), got {value}.")
         if not 0.0 < val_fraction < 1.0:
@@ -205,7 +214,7 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
         self.test_fraction = test_fraction
         self.lowercase = lowercase
         self.max_chars = max_chars
-        self.train_windows = train_windows
+        self.windows_per_epoch = windows_per_epoch
         self.download = download
         self.url = url
         self.sha256 = sha256
@@ -292,6 +301,14 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
             len(self.charset) - 1,
             ", ".join(f"{name} {len(self.window_starts(name))}" for name in SPLITS),
         )
+        training = len(self.window_starts("train"))
+        if self.windows_per_epoch is not None and self.windows_per_epoch < training:
+            log.info(
+                "text corpus: an epoch is %d of the %d training windows, a new random subset "
+                "each epoch (data.windows_per_epoch; null: a full pass over the text)",
+                self.windows_per_epoch,
+                training,
+            )
 
     def _too_short(self, short: list[str], size: int) -> str:
         """Why the ``short`` splits (of a ``size``-character text) hold no window, offering
@@ -379,5 +396,5 @@ class TextCorpusDataModule(SplitLoaders, L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            limit=self.train_windows if split == "train" else None,
+            limit=self.windows_per_epoch if split == "train" else None,
         )
