@@ -41,7 +41,7 @@ class TrackingSettings:
         """Refuse an empty experiment name before anything runs.
 
         MLflow refuses ``''`` only when it creates the experiment (a traceback), and
-        ``tracking.experiment=null`` used to record the run in an experiment named "None".
+        ``tracking.experiment=null`` would otherwise record the run in an experiment "None".
         """
         if self.enabled and not self.experiment.strip():
             raise ConfigValueError(
