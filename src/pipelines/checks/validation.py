@@ -212,10 +212,9 @@ def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     except (TypeError, ValueError):  # no signature: accept anything
         return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
     params.pop("self", None)
+    hints = _own_hints(factory) if any(p.kind is p.VAR_KEYWORD for p in params.values()) else {}
     for name, param in list(params.items()):
-        if param.kind is not param.VAR_KEYWORD:
-            continue
-        keys = unpacked_keys(factory, name)
+        keys = unpacked_keys(hints.get(name)) if param.kind is param.VAR_KEYWORD else None
         if keys is None:
             continue
         del params[name]
@@ -231,12 +230,12 @@ def parameters_of(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     return params
 
 
-def unpacked_keys(factory: Callable[..., Any], name: str) -> dict[str, Any] | None:
-    """The keys (and their annotations) of the ``TypedDict`` that ``**name`` unpacks in
-    ``factory``'s signature, or None where it takes any keyword."""
+def unpacked_keys(annotation: Any) -> dict[str, Any] | None:
+    """The keys (and their annotations) of the ``TypedDict`` that a ``**kwargs`` annotated
+    ``annotation`` unpacks (``Unpack[TrainingArguments]``), or None where it takes any
+    keyword."""
     import typing_extensions
 
-    annotation = _own_hints(factory).get(name)
     unpack = {typing_extensions.Unpack, getattr(typing, "Unpack", typing_extensions.Unpack)}
     if typing_extensions.get_origin(annotation) not in unpack:
         return None
@@ -279,8 +278,8 @@ def type_hints_of(factory: Callable[..., Any]) -> dict[str, Any]:
     (``Annotated``) kept and ``**kwargs: Unpack[...]`` read as its keys'; none where they
     cannot be resolved (forward references a third-party plugin left unresolvable)."""
     hints = _own_hints(factory)
-    for name in list(hints):
-        keys = unpacked_keys(factory, name)
+    for name, annotation in list(hints.items()):
+        keys = unpacked_keys(annotation)
         if keys is not None:
             del hints[name]
             for key, hint in keys.items():
