@@ -121,44 +121,36 @@ def engine_strategy(speed: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) 
     return FastSteps(device=device)
 
 
-#: hardware settings (their repr) -> the one device Lightning runs them on (None: several)
-_SINGLE_DEVICES: dict[str, Any] = {}
-
-
 def single_device(kwargs: Mapping[str, Any]) -> Any:
     """The ``torch.device`` a ``Trainer`` of these hardware settings trains on when that is
-    one device under Lightning's single-device strategy, else None. Asked of Lightning once
-    per process and settings (:func:`check_hardware` asks it before the data is prepared)."""
-    hardware = {key: kwargs[key] for key in HARDWARE_KEYS if key in kwargs}
-    key = repr(sorted(hardware.items()))
-    if key not in _SINGLE_DEVICES:
-        check_hardware(hardware)
-    return _SINGLE_DEVICES[key]
+    one device under Lightning's single-device strategy, else None (asked of Lightning)."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    probe = check_hardware(kwargs)
+    return probe.strategy.root_device if type(probe.strategy) is SingleDeviceStrategy else None
 
 
-def check_hardware(kwargs: Mapping[str, Any]) -> None:
-    """Fail in one paragraph if this machine cannot run the trainer's hardware settings.
+def check_hardware(kwargs: Mapping[str, Any]) -> Trainer:
+    """Fail in one paragraph if this machine cannot run the trainer's hardware settings;
+    the probe ``Trainer`` that asked (no logger, no callbacks) where it can.
 
     Lightning finds out only when the ``Trainer`` is built, after the data was prepared (a
     minute of vectorising for IMDB) and a tracked run was opened; ``trainer=gpu`` on a
     laptop then ended in a traceback ("No supported gpu backend found!"). A ``Trainer``
-    built from the hardware keys alone costs a few milliseconds and asks the same questions.
+    built from the hardware keys alone costs ~10 ms and asks the same questions.
     """
     from lightning.pytorch import Trainer
-    from lightning.pytorch.strategies import SingleDeviceStrategy
 
     hardware = {key: kwargs[key] for key in HARDWARE_KEYS if key in kwargs}
     quiet_lightning()
     with lightning_refusals_as_config_errors(hardware):
-        probe = Trainer(
+        return Trainer(
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
             **hardware,
         )
-    single = type(probe.strategy) is SingleDeviceStrategy
-    _SINGLE_DEVICES[repr(sorted(hardware.items()))] = probe.strategy.root_device if single else None
 
 
 @contextmanager
