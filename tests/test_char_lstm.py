@@ -190,24 +190,18 @@ def test_reweighting_is_the_books_sample_and_zero_is_argmax() -> None:
     assert torch.equal(per_row[0], argmax[0]) and torch.allclose(per_row[1], log_probs[1].exp())
 
 
-def test_carried_state_equals_rerunning_the_whole_text() -> None:
+def test_each_character_is_drawn_after_the_last_window_as_the_book_does() -> None:
+    """The book's loop feeds the last ``maxlen`` characters before each new one: greedy
+    generation is the argmax of the model on the last window of the seed and the text so far,
+    never a context longer than the windows it was trained on."""
     charset = ["a", "b", "c", "d", UNKNOWN]
     model = tiny_model(charset).eval()
-    ids = torch.randint(0, 5, (1, 12), generator=torch.Generator().manual_seed(1))
+    assert model.window == 4
     with torch.no_grad():
-        full, _ = model.net.stream(ids)
-        logits, state = model.net.stream(ids[:, :3])
-        stepped = [logits[:, -1]]
-        for position in range(3, 12):
-            logits, state = model.net.stream(ids[:, position : position + 1], state)
-            stepped.append(logits[:, -1])
-        assert torch.allclose(torch.stack(stepped, 1), full[:, 2:], atol=1e-5)
-        assert torch.allclose(model(ids), full[:, -1], atol=1e-5)  # Classifier forward
-        # greedy generation (state carried) = argmax of re-running the seed + text so far
         drawn = model.sample_ids("abc", 15, (0.0,))[0].tolist()
         seed = model.encode("abc").tolist()
         for i, char in enumerate(drawn):
-            context = torch.tensor([seed + drawn[:i]])
+            context = torch.tensor([(seed + drawn[:i])[-model.window :]])
             rerun = model(context)[0].log_softmax(-1)[:-1]  # the unknown id is never drawn
             assert char == int(rerun.argmax())
 

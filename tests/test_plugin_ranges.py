@@ -191,12 +191,12 @@ def test_the_builtin_models_training_keys_are_checked() -> None:
 
 # -- the shared training arguments, declared once --------------------------------------------
 
-SHARED = ("optimizer", "lr", "weight_decay", "l1", "l2")
+SHARED = ("optimizer", "lr", "weight_decay", "l1", "l2", "optimizer_args", "init")
 #: the training arguments each built-in model took before they were declared once: unchanged
 TAKES = {
     **dict.fromkeys(("char_lstm", "convnet", "mini_xception", "transfer"), SHARED),
-    "vae": ("optimizer", "lr", "weight_decay"),
-    "dcgan": ("optimizer", "lr"),
+    "vae": ("optimizer", "lr", "weight_decay", "optimizer_args", "init"),
+    "dcgan": ("optimizer", "lr", "optimizer_args", "init"),
 }
 
 

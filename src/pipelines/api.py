@@ -124,6 +124,13 @@ class OptimizerArguments(TypedDict, total=False):
     """The book's L1 penalty, ``l1 * sum|w|`` over weight matrices and kernels."""
     l2: Penalty
     """The book's L2 penalty, ``l2 * sum w^2`` over weight matrices and kernels."""
+    optimizer_args: dict[str, Any] | None
+    """More arguments for the optimizer's constructor, e.g. Keras' RMSprop as the book
+    presets use it: ``{alpha: 0.9, eps: 1e-7}`` (torch's defaults: 0.99, 1e-8)."""
+    init: Literal["keras", "torch"]
+    """What the layers start with: ``keras`` (Glorot-uniform kernels, zero biases,
+    orthogonal recurrent kernels, Keras' batch-norm momentum and epsilon; the default) or
+    ``torch`` (PyTorch's own defaults)."""
 
 
 class TrainingArguments(OptimizerArguments, total=False):

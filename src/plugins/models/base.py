@@ -9,6 +9,7 @@ epoch's batches weighted by batch size.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import lightning as L
@@ -23,6 +24,7 @@ from pipelines.api import (
     TrainingDiverged,
     did_you_mean,
 )
+from plugins.models.initialisation import Init, initialise
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
@@ -30,6 +32,31 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "sgd": torch.optim.SGD,
 }
+
+
+def check_optimizer(optimizer: str, optimizer_args: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``model.optimizer`` name known and ``model.optimizer_args`` keys its constructor
+    takes, or one paragraph naming the fix; returns the extra arguments (a plain dict)."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigValueError(
+            f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
+            f"{did_you_mean(optimizer, OPTIMIZERS)} Known: {', '.join(sorted(OPTIMIZERS))}."
+        )
+    extra = dict(optimizer_args or {})
+    factory = OPTIMIZERS[optimizer]
+    accepted = set(inspect.signature(factory).parameters) - {"params", "lr", "weight_decay"}
+    for key in extra:
+        if key in ("lr", "weight_decay"):
+            raise ConfigValueError(
+                f"'model.optimizer_args.{key}' repeats a model setting: set `model.{key}`."
+            )
+        if key not in accepted:
+            raise ConfigValueError(
+                f"'model.optimizer_args' has '{key}', which torch.optim."
+                f"{factory.__name__} does not take.{did_you_mean(key, accepted)} It takes: "
+                f"{', '.join(sorted(accepted))}."
+            )
+    return extra
 
 
 def require_images(model: str, input_shape: tuple[int, ...]) -> None:
@@ -79,6 +106,8 @@ class Classifier(L.LightningModule):
         weight_decay: Penalty = 0.0,
         l1: Penalty = 0.0,
         l2: Penalty = 0.0,
+        optimizer_args: dict[str, Any] | None = None,
+        init: Init = "keras",
         task: Task = "classification",
         target_scale: float = 1.0,
     ) -> None:
@@ -88,15 +117,15 @@ class Classifier(L.LightningModule):
 
         ``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
         over weight matrices and kernels, not biases) to the training loss; ``weight_decay``
-        is the optimizer's own decay."""
+        is the optimizer's own decay. ``optimizer_args`` go to the optimizer's constructor
+        as they are (the book presets: Keras' RMSprop, ``{alpha: 0.9, eps: 1e-7}``).
+        ``init`` is what the layers start with (:mod:`plugins.models.initialisation`): a
+        subclass builds ``self.net`` and then calls :meth:`initialise`."""
         super().__init__()
         self.task = task
         self.target_scale = target_scale
-        if optimizer not in OPTIMIZERS:
-            raise ConfigValueError(
-                f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
-                f"{did_you_mean(optimizer, OPTIMIZERS)} Known: {', '.join(sorted(OPTIMIZERS))}."
-            )
+        self.optimizer_args = check_optimizer(optimizer, optimizer_args)
+        self.init = init
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
@@ -104,6 +133,11 @@ class Classifier(L.LightningModule):
         self.l2 = l2
         #: per stage, per metric: (sum of batch means times batch size, number of samples)
         self._epoch_sums: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
+
+    def initialise(self, keep: list[nn.Module] | tuple[()] = ()) -> None:
+        """Start ``self.net``'s layers as ``model.init`` says, leaving ``keep`` (pretrained
+        parts) alone. Each built-in model calls it once, at the end of its constructor."""
+        initialise(self.net, self.init, keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -223,5 +257,5 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.parameters() if p.requires_grad]
         return OPTIMIZERS[self.optimizer_name](
-            trainable, lr=self.lr, weight_decay=self.weight_decay
+            trainable, lr=self.lr, weight_decay=self.weight_decay, **self.optimizer_args
         )

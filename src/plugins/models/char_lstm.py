@@ -13,11 +13,9 @@ at 0.01, categorical cross-entropy on the next character; after every epoch it s
 :class:`CharLSTM` is that network (one-hot input as the book, or a learned embedding;
 stacked layers and dropout optional) as a :class:`~plugins.models.base.Classifier` over
 the windows of :mod:`plugins.data.text_corpus`, and a
-:class:`~plugins.models.generative.Generative` model. Generation differs from the book in
-one way, for speed: instead of running the whole 60-character window again for every new
-character, the LSTM's state is carried forward one character at a time (the same
-probabilities for the same context; the context simply keeps growing past the window).
-All temperatures are drawn in one batch.
+:class:`~plugins.models.generative.Generative` model. Generation reads, as the book's loop does,
+the last window of characters (the model's ``sequence_length``) before each new one: the
+context it was trained on, never a longer one. All temperatures are drawn in one batch.
 """
 
 from __future__ import annotations
@@ -109,13 +107,6 @@ class CharNet(nn.Module):
             return self.embedding(ids)
         return F.one_hot(ids, self.vocab_size).to(self.head.weight.dtype)
 
-    def stream(
-        self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Logits after every character of ``ids`` ``(B, T)``, and the state after the last."""
-        outputs, state = self.lstm(self.features(ids), state)
-        return self.head(self.dropout(outputs)), state
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits of the character after each window ``(B, T)`` -> ``(B, classes)``."""
         outputs, _ = self.lstm(self.features(ids))
@@ -178,10 +169,13 @@ class CharLSTM(Classifier):
         self.length = length
         self.epoch_length = epoch_length
         self.sample_every = sample_every
+        #: the characters read before each drawn one: the training windows' length
+        self.window = int(next(iter(input_shape)))
         (size,) = scaled((units,), width)
         self.net = CharNet(
             vocab_size or num_classes, num_classes, embedding_dim, size, num_layers, dropout
         )
+        self.initialise()
 
     # -- training and metrics -------------------------------------------------------------
 
@@ -244,26 +238,27 @@ class CharLSTM(Classifier):
     ) -> torch.Tensor:
         """``(len(temperatures), length)`` ids drawn after ``seed_text``, one row a temperature.
 
-        The seed is read once; then each drawn character is fed with the carried state.
-        The unknown id is never drawn.
+        Each character is drawn after the last ``self.window`` characters (seed and drawn
+        ones), the window the model was trained on, as the book's loop does: an LSTM state
+        carried past the window continues contexts longer than any it learned. The unknown
+        id is never drawn.
         """
         if not seed_text:
             raise ConfigValueError("The seed text is empty; give at least one character.")
         device = self.net.head.weight.device
         seed = self.encode(seed_text).to(device)
         temps = torch.tensor([float(t) for t in temperatures], dtype=torch.float64)
-        logits, state = self.net.stream(seed.expand(len(temps), -1))
+        context = seed.expand(len(temps), -1)[:, -self.window :]
         mask_unknown = self.charset is not None and self.charset[-1] == UNKNOWN
         drawn = torch.empty((len(temps), length), dtype=torch.int64)
         for position in range(length):
-            log_probs = logits[:, -1].double().log_softmax(dim=-1).cpu()
+            log_probs = self.net(context).double().log_softmax(dim=-1).cpu()
             if mask_unknown:
                 log_probs[:, -1] = -math.inf
             probabilities = reweight(log_probs, temps[:, None])
             chosen = torch.multinomial(probabilities, 1, generator=generator)  # (T, 1)
             drawn[:, position] = chosen[:, 0]
-            if position + 1 < length:
-                logits, state = self.net.stream(chosen.to(device), state)
+            context = torch.cat([context, chosen.to(device)], dim=1)[:, -self.window :]
         return drawn
 
     def generate(

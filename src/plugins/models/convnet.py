@@ -54,3 +54,4 @@ class ConvNet(Classifier):
         head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         head.append(nn.Linear(flat, num_classes))
         self.net = nn.Sequential(features, *head)
+        self.initialise()

@@ -38,3 +38,4 @@ class MLP(Classifier):
             features = units
         layers.append(nn.Linear(features, num_classes))
         self.net = nn.Sequential(*layers)
+        self.initialise()

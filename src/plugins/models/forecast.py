@@ -74,6 +74,7 @@ class DenseForecaster(_Forecaster):
             size = units
         layers.append(nn.Linear(size, num_classes))
         self.net = nn.Sequential(*layers)
+        self.initialise()
 
 
 class _ChannelsFirst(nn.Module):
@@ -138,6 +139,7 @@ class Conv1dForecaster(_Forecaster):
         )
         layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
         self.net = nn.Sequential(*layers)
+        self.initialise()
 
 
 class RecurrentDropoutGRU(nn.Module):
@@ -228,6 +230,7 @@ class GRUForecaster(_Forecaster):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(size, num_classes))
         self.net = nn.Sequential(*layers)
+        self.initialise()
 
 
 class HybridForecaster(_Forecaster):
@@ -273,6 +276,7 @@ class HybridForecaster(_Forecaster):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(size, num_classes))
         self.net = nn.Sequential(*layers)
+        self.initialise()
 
 
 __all__ = [

@@ -49,11 +49,11 @@ from pipelines.api import (
     LearningRate,
     Seed,
     Width,
-    did_you_mean,
 )
-from plugins.models.base import OPTIMIZERS, scaled
+from plugins.models.base import OPTIMIZERS, check_optimizer, scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
+from plugins.models.initialisation import Init, initialise
 from plugins.models.vae import fit_to
 
 #: the book's labels for the discriminator
@@ -108,6 +108,8 @@ class DCGAN(L.LightningModule):
         lr: LearningRate = 1e-4,
         discriminator_lr: LearningRate | None = None,
         clip_value: ClipValue | None = None,
+        optimizer_args: dict[str, Any] | None = None,
+        init: Init = "keras",
         samples: int = 64,
         seed: Seed = 0,
         samples_every_n_epochs: int = 1,
@@ -120,11 +122,7 @@ class DCGAN(L.LightningModule):
                 f"model=dcgan needs images (channels, height, width); the data gives shape "
                 f"{tuple(input_shape)}. Use an image dataset (digits, mnist, cifar10, ...)."
             )
-        if optimizer not in OPTIMIZERS:
-            raise ConfigValueError(
-                f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
-                f"{did_you_mean(optimizer, OPTIMIZERS)} Known: {', '.join(sorted(OPTIMIZERS))}."
-            )
+        self.optimizer_args = check_optimizer(optimizer, optimizer_args)
         if output_activation not in ("sigmoid", "tanh"):
             raise ConfigValueError(
                 f"'model.output_activation' must be sigmoid or tanh, got '{output_activation}'."
@@ -192,6 +190,7 @@ class DCGAN(L.LightningModule):
                 "convolutions in the discriminator; use fewer 'model.discriminator_filters'."
             )
         self.discriminator = nn.Sequential(features, nn.Dropout(dropout), nn.Linear(flat, 1))
+        initialise(self, init)
 
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("fixed_latent", torch.randn(samples, latent_dim, generator=generator))
@@ -300,8 +299,10 @@ class DCGAN(L.LightningModule):
         """Two optimizers, in the order ``training_step`` uses them: discriminator, generator."""
         factory = OPTIMIZERS[self.optimizer_name]
         return [
-            factory(self.discriminator.parameters(), lr=self.discriminator_lr),
-            factory(self.generator.parameters(), lr=self.lr),
+            factory(
+                self.discriminator.parameters(), lr=self.discriminator_lr, **self.optimizer_args
+            ),
+            factory(self.generator.parameters(), lr=self.lr, **self.optimizer_args),
         ]
 
     def configure_callbacks(self) -> list[L.Callback]:

@@ -249,6 +249,7 @@ class Recurrent(WordVectorsMixin, Classifier):
             dropout,
             recurrent_dropout,
         )
+        self.initialise(keep=source.pretrained())
 
 
 class SimpleRNN(Recurrent):

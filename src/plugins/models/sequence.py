@@ -129,6 +129,11 @@ class SequenceInput(nn.Module):
             self.embed = nn.Linear(width, dim) if project else nn.Identity()
             self.features = dim if project else width
 
+    def pretrained(self) -> list[nn.Module]:
+        """The embedding when it holds pretrained word vectors (left as they are by
+        ``model.init``), else nothing."""
+        return [self.embed] if self.embeddings_found is not None else []
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.tokens:
             if x.is_floating_point():
@@ -268,6 +273,7 @@ class EmbeddingDense(WordVectorsMixin, Classifier):
         self.embeddings_found = source.embeddings_found
         hidden = scaled(hidden_units, width) if hidden_units else ()
         self.net = EmbeddingBagNet(source, num_classes, pooling, hidden, dropout)
+        self.initialise(keep=source.pretrained())
 
 
 class MaxPoolAtLeastOne(nn.Module):
@@ -375,3 +381,4 @@ class Conv1D(WordVectorsMixin, Classifier):
             padding,
             dropout,
         )
+        self.initialise(keep=source.pretrained())

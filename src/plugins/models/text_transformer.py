@@ -158,3 +158,4 @@ class Transformer(WordVectorsMixin, Classifier):
             num_layers,
             dropout,
         )
+        self.initialise(keep=embedding.tokens.pretrained())

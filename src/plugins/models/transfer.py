@@ -50,6 +50,7 @@ class TransferClassifier(Classifier):
         head.append(nn.Linear(width, num_classes))
         self.head = nn.Sequential(*head)
         self.net = nn.Sequential(self.base, self.head)
+        self.initialise(keep=[self.base])
 
     @classmethod
     def rebuild_arguments(cls, hparams: dict[str, Any], tracking_uri: str | None) -> dict:

@@ -31,11 +31,11 @@ from pipelines.api import (
     LearningRate,
     Penalty,
     Width,
-    did_you_mean,
 )
-from plugins.models.base import OPTIMIZERS, scaled
+from plugins.models.base import OPTIMIZERS, check_optimizer, scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
+from plugins.models.initialisation import Init, initialise
 
 
 def kl_divergence(z_mean: torch.Tensor, z_log_var: torch.Tensor) -> torch.Tensor:
@@ -62,18 +62,6 @@ def vae_loss(
     )
     kl = kl_divergence(z_mean, z_log_var).mean()
     return reconstruction + kl, reconstruction, kl
-
-
-def keras_initialization(module: nn.Module) -> None:
-    """Keras' default initialisation (Glorot-uniform kernels, zero biases) for every dense
-    and convolutional layer, as the book's networks start. PyTorch's default starts this
-    VAE in a collapsed posterior (KL ~0.06 nats on MNIST after 3 epochs, every latent point
-    decoding to the same average digit); Keras' does not (KL ~3.7 nats)."""
-    for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
 
 
 def fit_to(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -108,6 +96,8 @@ class VAE(L.LightningModule):
         optimizer: str = "adam",
         lr: LearningRate = 1e-3,
         weight_decay: Penalty = 0.0,
+        optimizer_args: dict[str, Any] | None = None,
+        init: Init = "keras",
         samples_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
@@ -119,11 +109,7 @@ class VAE(L.LightningModule):
             )
         if latent_dim < 1:
             raise ConfigValueError(f"'model.latent_dim' must be at least 1, got {latent_dim}.")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigValueError(
-                f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
-                f"{did_you_mean(optimizer, OPTIMIZERS)} Known: {', '.join(sorted(OPTIMIZERS))}."
-            )
+        self.optimizer_args = check_optimizer(optimizer, optimizer_args)
         if not filters:
             raise ConfigValueError("'model.filters' needs at least one convolution.")
         self.input_shape = tuple(int(size) for size in input_shape)
@@ -177,7 +163,7 @@ class VAE(L.LightningModule):
         self.decoder = nn.Sequential(*layers)
         # the book's last Conv2D(channels, 3, sigmoid): logits here, sigmoid in decode()
         self.output = nn.Conv2d(previous, channels, kernel_size, padding=padding)
-        keras_initialization(self)
+        initialise(self, init)
 
     # -- the model ---------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +228,7 @@ class VAE(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return OPTIMIZERS[self.optimizer_name](
-            self.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            self.parameters(), lr=self.lr, weight_decay=self.weight_decay, **self.optimizer_args
         )
 
     def configure_callbacks(self) -> list[L.Callback]:

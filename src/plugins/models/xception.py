@@ -85,3 +85,4 @@ class MiniXception(Classifier):
         layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         self.net = nn.Sequential(*layers, *head, nn.Linear(channels, num_classes))
+        self.initialise()
