@@ -116,7 +116,7 @@ class OptimizerArguments(TypedDict, total=False):
     values are likewise declared once, in ``conf/_shared/model_training.yaml``."""
 
     optimizer: str
-    """rmsprop, adam, adamw or sgd."""
+    """rmsprop, keras_rmsprop (Keras' RMSprop exactly: the book presets), adam, adamw or sgd."""
     lr: LearningRate
     weight_decay: Penalty
     """The optimizer's own weight decay."""
@@ -125,8 +125,8 @@ class OptimizerArguments(TypedDict, total=False):
     l2: Penalty
     """The book's L2 penalty, ``l2 * sum w^2`` over weight matrices and kernels."""
     optimizer_args: dict[str, Any] | None
-    """More arguments for the optimizer's constructor, e.g. Keras' RMSprop as the book
-    presets use it: ``{alpha: 0.9, eps: 1e-7}`` (torch's defaults: 0.99, 1e-8)."""
+    """More arguments for the optimizer's constructor, e.g. ``{eps: 1e-7}`` (Keras' Adam
+    epsilon, the VAE preset's) or ``{momentum: 0.9}`` for SGD."""
     init: Literal["keras", "torch"]
     """What the layers start with: ``keras`` (Glorot-uniform kernels, zero biases,
     orthogonal recurrent kernels, Keras' batch-norm momentum and epsilon; the default) or

@@ -9,7 +9,6 @@ epoch's batches weighted by batch size.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 import lightning as L
@@ -22,41 +21,9 @@ from pipelines.api import (
     LearningRate,
     Penalty,
     TrainingDiverged,
-    did_you_mean,
 )
 from plugins.models.initialisation import Init, initialise
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-}
-
-
-def check_optimizer(optimizer: str, optimizer_args: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``model.optimizer`` name known and ``model.optimizer_args`` keys its constructor
-    takes, or one paragraph naming the fix; returns the extra arguments (a plain dict)."""
-    if optimizer not in OPTIMIZERS:
-        raise ConfigValueError(
-            f"Unknown optimizer '{optimizer}' in 'model.optimizer'."
-            f"{did_you_mean(optimizer, OPTIMIZERS)} Known: {', '.join(sorted(OPTIMIZERS))}."
-        )
-    extra = dict(optimizer_args or {})
-    factory = OPTIMIZERS[optimizer]
-    accepted = set(inspect.signature(factory).parameters) - {"params", "lr", "weight_decay"}
-    for key in extra:
-        if key in ("lr", "weight_decay"):
-            raise ConfigValueError(
-                f"'model.optimizer_args.{key}' repeats a model setting: set `model.{key}`."
-            )
-        if key not in accepted:
-            raise ConfigValueError(
-                f"'model.optimizer_args' has '{key}', which torch.optim."
-                f"{factory.__name__} does not take.{did_you_mean(key, accepted)} It takes: "
-                f"{', '.join(sorted(accepted))}."
-            )
-    return extra
+from plugins.models.optimizers import OPTIMIZERS, check_optimizer
 
 
 def require_images(model: str, input_shape: tuple[int, ...]) -> None:
@@ -118,7 +85,7 @@ class Classifier(L.LightningModule):
         ``l1``/``l2`` add the book's weight penalties (``l1 * sum|w|``, ``l2 * sum w^2``
         over weight matrices and kernels, not biases) to the training loss; ``weight_decay``
         is the optimizer's own decay. ``optimizer_args`` go to the optimizer's constructor
-        as they are (the book presets: Keras' RMSprop, ``{alpha: 0.9, eps: 1e-7}``).
+        as they are (e.g. ``{eps: 1e-7}``, Keras' Adam epsilon).
         ``init`` is what the layers start with (:mod:`plugins.models.initialisation`): a
         subclass builds ``self.net`` and then calls :meth:`initialise`."""
         super().__init__()

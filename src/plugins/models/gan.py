@@ -50,10 +50,11 @@ from pipelines.api import (
     Seed,
     Width,
 )
-from plugins.models.base import OPTIMIZERS, check_optimizer, scaled
+from plugins.models.base import scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
 from plugins.models.initialisation import Init, initialise
+from plugins.models.optimizers import OPTIMIZERS, check_optimizer
 from plugins.models.vae import fit_to
 
 #: the book's labels for the discriminator

@@ -5,7 +5,9 @@ z_log_var``; a latent point is drawn with the reparameterisation trick
 ``z = z_mean + exp(z_log_var / 2) * eps``; decoder: ``Dense -> reshape ->
 Conv2DTranspose(64, 32, stride 2) -> Conv2D(channels, 3, sigmoid)``. The loss is the 2nd
 edition's: binary cross-entropy summed over the pixels, averaged over the batch, plus the
-KL divergence between ``N(z_mean, exp(z_log_var))`` and ``N(0, I)``.
+KL divergence between ``N(z_mean, exp(z_log_var))`` and ``N(0, I)`` averaged over the batch
+*and the latent axes*, as the book's ``tf.reduce_mean(kl_loss)`` does (both editions average
+over the latent axes; the ELBO would sum them, weighting the KL term ``latent_dim`` times).
 
 Any image size works: the decoder starts from the encoder's own spatial size (measured
 with a dummy pass) and its output is cropped (or padded) to the input's size, so 8x8
@@ -32,10 +34,11 @@ from pipelines.api import (
     Penalty,
     Width,
 )
-from plugins.models.base import OPTIMIZERS, check_optimizer, scaled
+from plugins.models.base import scaled
 from plugins.models.generative import GENERATION, EpochSamples
 from plugins.models.image_grid import save_image_grid
 from plugins.models.initialisation import Init, initialise
+from plugins.models.optimizers import OPTIMIZERS, check_optimizer
 
 
 def kl_divergence(z_mean: torch.Tensor, z_log_var: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,8 @@ def kl_divergence(z_mean: torch.Tensor, z_log_var: torch.Tensor) -> torch.Tensor
 def vae_loss(
     logits: torch.Tensor, images: torch.Tensor, z_mean: torch.Tensor, z_log_var: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, reconstruction, KL), each averaged over the batch.
+    """(total, reconstruction, KL term), each averaged over the batch; the KL term over the
+    latent axes too (the book's weighting, see the module's docstring).
 
     Reconstruction: binary cross-entropy between the images and ``sigmoid(logits)``, summed
     over every pixel value (all channels: the log-likelihood of the whole image; for one
@@ -60,7 +64,7 @@ def vae_loss(
         .sum(dim=1)
         .mean()
     )
-    kl = kl_divergence(z_mean, z_log_var).mean()
+    kl = kl_divergence(z_mean, z_log_var).mean() / z_mean.shape[1]
     return reconstruction + kl, reconstruction, kl
 
 
