@@ -47,7 +47,7 @@ BACKENDS = ("jax", "torch")
 EXPERIMENT = "book_mnist_dense"
 #: the book's settings, written out on the Keras side as the book writes them; ``main``
 #: checks that conf/experiment/book_mnist_dense.yaml still says the same
-BOOK = {"hidden_units": [512], "optimizer": "rmsprop", "lr": 1e-3, "batch_size": 128}
+BOOK = {"hidden_units": [512], "optimizer": "keras_rmsprop", "lr": 1e-3, "batch_size": 128}
 #: conf/config.yaml's ``seed``: the pipeline's validation split, reproduced for Keras
 SEED = 42
 

@@ -56,6 +56,23 @@ def test_a_run_without_validation_logs_its_final_weights_as_its_model(
         assert printed(result.stdout, key) == pytest.approx(run.data.metrics[key], rel=1e-5)
 
 
+def test_the_books_mnist_presets_train_on_every_image_as_the_book(workdir: Path) -> None:
+    """The book's ch. 2 and ch. 5 code fits on all training images and tests once."""
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        for preset in ("book_mnist_dense", "book_mnist_convnet"):
+            assert compose("config", [f"experiment={preset}"]).data.val_fraction == 0
+    args = ["experiment=book_mnist_dense", "data=digits", "data.test_fraction=0.2", *FAST]
+    result = run_cli(args, workdir)
+    assert result.returncode == 0, result.output
+    (run,) = mlflow_runs(store_uri(workdir))
+    assert run.data.tags.get(BEST_CHECKPOINT_TAG) == "checkpoints/last.ckpt"
+    assert not [key for key in run.data.metrics if key.startswith("val/")], run.data.metrics
+    assert run.data.metrics["test/acc"] > 0.5
+
+
 def test_evaluate_on_a_split_the_run_does_not_have_names_those_it_has(
     no_validation_run,
 ) -> None:

@@ -48,6 +48,15 @@ def test_flat_gzipped_files(tmp_path: Path) -> None:
     assert dm.model_kwargs() == {"input_shape": (1, 28, 28), "num_classes": 10}
 
 
+def test_no_validation_split_trains_on_every_image(tmp_path: Path) -> None:
+    """``val_fraction=0`` is how the book trains (ch. 2, ch. 5): every image, no val loader."""
+    fake_mnist(tmp_path)
+    dm = MNISTDataModule(root=str(tmp_path), val_fraction=0)
+    dm.setup()
+    assert len(dm.splits["train"][0]) == 200 and len(dm.splits["val"][0]) == 0
+    assert dm.val_dataloader() == []
+
+
 def test_torchvision_layout_with_raw_files(tmp_path: Path) -> None:
     fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=False)
     dm = FashionMNISTDataModule(root=str(tmp_path), train_limit=100)

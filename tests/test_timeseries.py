@@ -107,6 +107,30 @@ def test_window_relative_forecasts_the_change_from_the_last_row(tmp_path: Path) 
     assert module.naive_forecast_mae("val") == pytest.approx(12.0)
 
 
+def test_raw_targets_are_the_series_values_as_in_the_book(tmp_path: Path) -> None:
+    # normalize_target=false: the model learns degrees (the book's code), inputs stay scaled
+    module = ramp_module(tmp_path, slope=3.0, normalize_target=False)
+    inputs, targets = next(iter(module.val_dataloader()))
+    assert targets.double().numpy() == pytest.approx([84.0, 87.0])  # rows 28, 29
+    assert module.model_kwargs()["target_scale"] == 1.0
+    scale = 3.0 * np.arange(20).std()  # inputs still normalised by the training rows
+    assert inputs[0, :, 0].double().numpy() == pytest.approx(
+        (np.array([60.0, 66.0, 72.0]) - 28.5) / scale, abs=1e-4
+    )
+    assert module.naive_forecast_mae("val") == pytest.approx(12.0)  # 4 rows of 3
+
+
+def test_the_book_forecasting_presets_train_on_raw_degrees() -> None:
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        for preset in ("book_jena_baseline_dense", "book_jena_gru"):
+            cfg = compose("config", overrides=[f"experiment={preset}"])
+            assert cfg.data.normalize_target is False, preset
+        assert compose("config", overrides=["data=jena"]).data.normalize_target is True
+
+
 def test_jena_settings_give_the_books_delay() -> None:
     module = TimeseriesDataModule(sequence_length=120, sampling_rate=6, horizon=24)
     assert module.delay == 6 * (120 + 24 - 1)  # the book's delay, in 10-minute rows

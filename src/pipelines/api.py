@@ -88,6 +88,7 @@ from pipelines.training.tensor_loader import (
     SplitLoaders,
     TensorBatches,
     TensorSplitLoaders,
+    no_validation_data,
 )
 from pipelines.training.trainer import build_trainer
 
@@ -415,6 +416,7 @@ __all__ = [
     "load_checkpoint",
     "load_run_model",
     "method_hooks_of",
+    "no_validation_data",
     "reading_data_file",
     "set_up_datamodule",
     "stop_if_requested",

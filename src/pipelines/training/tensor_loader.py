@@ -7,11 +7,15 @@ out of the tensors brings Lightning to about 1.1x.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class FollowsTrainerEpoch:
@@ -138,6 +142,24 @@ class SplitLoaders:
         return self._batches("test", shuffle=False)
 
 
+def no_validation_data(items: str) -> list:
+    """The validation loader of data with no validation split (``data.val_fraction=0``, as
+    the book trains its final models on every training item): an empty list, which
+    Lightning skips. Says so once in the log instead of Lightning's warnings about an
+    empty loader and an unmonitored checkpoint; the fit stage then keeps the final weights,
+    which ``test`` evaluates."""
+    warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
+    warnings.filterwarnings(
+        "ignore", message=r"`ModelCheckpoint\(monitor='val/.*could not find the monitored key"
+    )
+    log.info(
+        "no validation %s (data.val_fraction=0): training on every training item, the final "
+        "weights are tested",
+        items,
+    )
+    return []
+
+
 class TensorSplitLoaders(SplitLoaders):
     """:class:`SplitLoaders` over ``self.splits`` (``name -> (inputs, targets)``).
 
@@ -163,6 +185,11 @@ class TensorSplitLoaders(SplitLoaders):
         would: true unless the data transforms each batch at random (augmentation draws
         its random numbers per batch, so fused batches would draw them in another order)."""
         return True
+
+    def val_dataloader(self) -> Any:
+        if len(self.splits["val"][1]) == 0:
+            return no_validation_data("items")
+        return super().val_dataloader()
 
     def move_splits_to(self, device: torch.device) -> None:
         """Keep every split on ``device`` (the GPU): batches are then sliced there, with no

@@ -57,6 +57,7 @@ from pipelines.api import (
     Seed,
     TensorBatches,
     folder_given_error,
+    no_validation_data,
     reading_data_file,
 )
 
@@ -435,8 +436,7 @@ class TabularRegressionDataModule(L.LightningDataModule):
     def val_dataloader(self) -> TensorBatches | list:
         """The validation rows; none (an empty list: Lightning skips validation) by default."""
         if len(self.splits["val"][1]) == 0:
-            _quiet_no_validation()
-            return []
+            return no_validation_data("rows")
         return TensorBatches(*self.splits["val"], batch_size=self.batch_size)
 
     def test_dataloader(self) -> TensorBatches:
@@ -444,22 +444,6 @@ class TabularRegressionDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> TensorBatches:
         return self.test_dataloader()
-
-
-def _quiet_no_validation() -> None:
-    """No validation rows is this module's default (the book's final model), not a mistake:
-    say so once, instead of Lightning's warnings about an empty loader and an unmonitored
-    checkpoint (the ``fit`` stage then keeps the final weights, which ``test`` evaluates)."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
-    warnings.filterwarnings(
-        "ignore", message=r"`ModelCheckpoint\(monitor='val/.*could not find the monitored key"
-    )
-    log.info(
-        "tabular: no validation rows (data.val_fraction=0): training on every training row, "
-        "the final weights are tested"
-    )
 
 
 def _rows_where(frame: Any, columns: list[str], test: Any) -> str:

@@ -160,8 +160,14 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         sha256: str | None = None,
         expected_rows: int | None = None,
         window_relative: bool = False,
+        normalize_target: bool = True,
     ) -> None:
-        """``window_relative``: each window is seen relative to its last row and the model
+        """``normalize_target``: the model learns the target scaled by the training rows'
+        mean and standard deviation (metrics stay in the target's units either way); false
+        trains on the raw values, as the book's code trains on degrees. The inputs are
+        always normalised.
+
+        ``window_relative``: each window is seen relative to its last row and the model
         forecasts the change of the target from that row (the naive baseline predicts no
         change). Errors are unchanged by this (value = last value + change), but a series
         with a trend -- CO2 keeps rising -- no longer leaves the range the training period
@@ -202,6 +208,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.sha256 = sha256
         self.expected_rows = expected_rows
         self.window_relative = window_relative
+        self.normalize_target = normalize_target
         #: filled by :meth:`setup`
         self.raw: np.ndarray | None = None  # (rows, features) float64, as read
         self.raw_target: np.ndarray | None = None  # (rows,) float64, as read
@@ -260,8 +267,9 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         train = slice(*self.bounds["train"])
         self.mean = self.raw[train].mean(axis=0)
         self.std = _safe_std(self.raw[train].std(axis=0))
-        self.target_mean = float(self.raw_target[train].mean())
-        self.target_std = float(_safe_std(np.array([self.raw_target[train].std()]))[0])
+        if self.normalize_target:
+            self.target_mean = float(self.raw_target[train].mean())
+            self.target_std = float(_safe_std(np.array([self.raw_target[train].std()]))[0])
         if self.run_scaling is not None:
             self._scale_as_the_run(self.run_scaling)
         normalised = (self.raw - self.mean) / self.std

@@ -109,13 +109,15 @@ def check_split_fractions(val_fraction: float, test_fraction: float, items: str)
 def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
-    """Indices of a seeded, stratified train/val/test split (``test_fraction`` may be 0)."""
+    """Indices of a seeded, stratified train/val/test split (either fraction may be 0)."""
     check_split_fractions(val_fraction, test_fraction, "images")
     indices = np.arange(len(labels))
     if test_fraction > 0:
         rest, test = _stratified(indices, labels, test_fraction, seed, "data.test_fraction")
     else:
         rest, test = indices, indices[:0]
+    if val_fraction == 0:
+        return {"train": rest, "val": rest[:0], "test": test}
     train, val = _stratified(
         rest, labels, val_fraction / (1.0 - test_fraction), seed, "data.val_fraction"
     )
