@@ -7,7 +7,7 @@ smaller version of that set; every run goes through the CLI exactly as a user's 
 
     python benchmarks/cats_dogs.py [--images ../shared/data/images] [--seeds 1 2] [--epochs 60]
 
-Prints one line per run and the mean per setting; the README's table is copied from it.
+Prints one line per run and the mean per setting; docs/benchmarks.md's table is copied from it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The generative acceptance numbers: char-LSTM vs the unigram baseline, VAE and DCGAN on MNIST.
 
-Every run goes through the CLI as a user's would; what the README claims is then read back
+Every run goes through the CLI as a user's would; what docs/benchmarks.md claims is then read back
 from the MLflow store and checked (the script exits non-zero when a claim does not hold):
 
 * char_lstm on the embedded corpus (Python's pydoc topics) and on the first 200,000

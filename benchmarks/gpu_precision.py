@@ -8,7 +8,7 @@ convnet (filters 32-256, valid padding, dropout 0.5) and ``model=mini_xception``
 of 32, the book's augmentation (flip, rotation 0.1, zoom 0.2) on the GPU, the splits
 resident on the GPU and sliced by index, and the ``speed`` node's defaults as
 ``apply_speed_settings`` applies them (TF32, channels_last, which ``--channels-last``
-overrides). The README's Speed table holds the results.
+overrides). docs/benchmarks.md (GPU) holds the results.
 
 The images are random (2,000 to train, the book's count): timing does not depend on the
 pixels, and no photo set has to travel to the GPU machine. Each setting trains

@@ -6,7 +6,7 @@ files in the standard format, and every run goes through the CLI exactly as a us
 
     python benchmarks/real_mnist.py [--shared ../shared/data/mnist] [--only accuracy|transfer]
 
-Prints one line per measurement; the README's table is copied from this output.
+Prints one line per measurement; docs/benchmarks.md's table is copied from this output.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ the checkpoint kept, ``best/val_acc``) is scored on test; the test split picks n
 
     python benchmarks/text_sentiment.py [--sentiment ../shared/data/sentiment] [--seeds 1 2 3]
 
-Prints one line per run and the mean per model; the README's table is copied from it.
+Prints one line per run and the mean per model; docs/benchmarks.md's table is copied from it.
 """
 
 from __future__ import annotations

@@ -208,6 +208,15 @@ def test_a_hyperparameter_search_without_multirun_says_to_add_m(workdir: Path) -
     assert not (workdir / "mlruns").exists(), "nothing trained"
 
 
+def test_a_sweep_with_cfg_names_one_jobs_command(workdir: Path) -> None:
+    """Hydra refuses -m with --cfg in a ValueError traceback; the fix prints one job."""
+    argv = ["-m", "model=mlp,convnet", "model.hidden_units=[64,64]", "--cfg", "job"]
+    result = run_cli(argv, cwd=workdir)
+    fix = "python -m pipelines.run model=mlp model.hidden_units=[64,64] --cfg job"
+    _assert_clean_error(result, "`-m` and `--cfg` cannot be combined", fix)
+    assert run_cli(fix.split()[3:], cwd=workdir).returncode == 0
+
+
 @pytest.mark.parametrize("argument", ["+model=convnet", "+augment=book"])
 def test_a_plus_on_a_group_the_config_lists_says_to_drop_it(workdir: Path, argument: str) -> None:
     # Hydra's answer was "Multiple values for model. To override a value use 'override

@@ -1,7 +1,7 @@
 """The GPU benchmarks run on CPU too, so they do not rot between the sessions lent a GPU.
 
-Their figures come from a GPU (README "Speed"); here each script runs its CPU mode on tiny
-data through every variant it has, and must print its per-variant lines.
+Their figures come from a GPU (docs/benchmarks.md, "GPU"); here each script runs its CPU
+mode on tiny data through every variant it has, and must print its per-variant lines.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def test_a_key_named_like_a_range_is_not_checked_without_an_annotation_saying_so
     check_arguments(
         PlainEpochsStage,
         {"max_epochs": 0, "seed": -1},
-        path="pipeline.stages[0]",
+        path="pipeline.stages.0",
         what="The stage plugin 'y'",
     )
 

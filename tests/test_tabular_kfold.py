@@ -275,7 +275,7 @@ def test_the_kfold_mode_is_min_or_max() -> None:
     _, kwargs = registry.check("stage", {"name": "kfold", "metric": "val/acc", "mode": "max"})
     assert kwargs["mode"] == "max"
     with pytest.raises(ConfigValueError, match=r"mode"):
-        registry.check("stage", {"name": "kfold", "mode": "maximum"}, path="pipeline.stages[1]")
+        registry.check("stage", {"name": "kfold", "mode": "maximum"}, path="pipeline.stages.1")
 
 
 def test_kfold_pipeline_end_to_end(workdir: Path, tmp_path: Path) -> None:

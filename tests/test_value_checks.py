@@ -74,9 +74,18 @@ def test_the_gans_discriminator_lr_and_fine_tunings_lr_factor_are_checked_too() 
         "model", {"name": "dcgan", "discriminator_lr": -1e-4}
     )
     registry.check("model", {"name": "dcgan", "discriminator_lr": None}, path="model")
-    path = "pipeline.stages[3]"
+    path = "pipeline.stages.3"
     message = _refusal("stage", {"name": "fine_tuning", "lr_factor": 0}, path=path)
     assert f"'{path}.lr_factor' must be a finite number above 0" in message
+
+
+def test_a_stage_keys_refusal_names_it_as_an_override_spells_it(workdir: Path) -> None:
+    """The fix a refusal names is one Hydra accepts: ``pipeline.stages.1.k``, not ``[1]``."""
+    args = ["pipeline=kfold", "data=housing", "model=regressor"]
+    refused = run_cli([*args, "pipeline.stages.1.k=abc"], cwd=workdir)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "'pipeline.stages.1.k'" in refused.stderr and "stages[" not in refused.stderr
+    assert run_cli([*args, "pipeline.stages.1.k=2", "--cfg", "job"], cwd=workdir).returncode == 0
 
 
 @pytest.mark.parametrize("key", ["l1", "l2", "weight_decay"])
@@ -142,7 +151,7 @@ def test_width_must_be_above_0(value: float) -> None:
 
 def test_size_names_mean_sizes_only_in_the_model_node() -> None:
     # the visualize stage's `filters` is how many filters to show, not a layer
-    check_ranges({"filters": 0, "width": 0}, path="pipeline.stages[4]")
+    check_ranges({"filters": 0, "width": 0}, path="pipeline.stages.4")
 
 
 # -- epochs ----------------------------------------------------------------------------------------
@@ -161,7 +170,7 @@ def test_max_epochs_0_is_refused_and_minus_1_allowed() -> None:
 
 
 def test_a_stages_own_max_epochs_of_0_is_refused() -> None:
-    path = "pipeline.stages[1]"
+    path = "pipeline.stages.1"
     message = _refusal("stage", {"name": "fit", "max_epochs": 0}, path=path)
     assert f"'{path}.max_epochs' must be at least 1, or -1 for no limit" in message
     registry.check("stage", {"name": "fit", "max_epochs": None}, path=path)

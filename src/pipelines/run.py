@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from pipelines.checks.command_line import (
     check_appended_groups,
     check_group_overrides,
+    check_one_mode,
     check_search_is_a_sweep,
     renamed_keys,
 )
@@ -57,6 +58,7 @@ def main() -> None:
     arguments = renamed_keys(arguments)
     sys.argv[1:] = arguments  # what Hydra reads
     try:
+        check_one_mode(arguments)
         check_group_overrides(arguments)
         check_appended_groups(arguments)
         check_search_is_a_sweep(arguments)

@@ -103,7 +103,7 @@ def run_pipeline(
         tags=tags,
     ) as run:
         stages = [
-            registry.build("stage", node, path=f"pipeline.stages[{index}]")
+            registry.build("stage", node, path=f"pipeline.stages.{index}")
             for index, node in enumerate(run.stages)
         ]
         for index, node in enumerate(run.stages):

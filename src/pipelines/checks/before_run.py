@@ -60,7 +60,7 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     registry.check("data", config["data"], path="data")
     registry.check("model", config["model"], path="model")
     for index, node in enumerate(stages):
-        registry.check("stage", node, path=f"pipeline.stages[{index}]")
+        registry.check("stage", node, path=f"pipeline.stages.{index}")
     check_hardware(trainer_arguments(config.get("trainer") or {}))
 
 

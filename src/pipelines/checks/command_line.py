@@ -111,6 +111,56 @@ def check_search_is_a_sweep(argv: Sequence[str]) -> None:
             )
 
 
+_MODES = {
+    "-m": "-m",
+    "--multirun": "-m",
+    "-c": "--cfg",
+    "--cfg": "--cfg",
+    "-i": "--info",
+    "--info": "--info",
+    "-r": "--run",
+    "--run": "--run",
+}
+
+
+def check_one_mode(argv: Sequence[str]) -> None:
+    """Hydra takes one of ``-m``, ``--cfg``, ``--info``, ``--run``; two of them ended in its
+    ``ValueError`` traceback. ``--cfg job`` prints one run's config, so a sweep's is shown
+    job by job: the fix names the command without ``-m``."""
+    modes = list(dict.fromkeys(_MODES[arg] for arg in argv if arg in _MODES))
+    if len(modes) < 2:
+        return
+    if "-m" in modes and "--cfg" in modes:
+        rest = " ".join(_first_value(a) for a in argv if _MODES.get(a) != "-m")
+        raise ConfigValueError(
+            "`-m` and `--cfg` cannot be combined: `--cfg` prints the config of one run. Drop "
+            f"-m and give one job's values (a single value per key), as in "
+            f"`python -m pipelines.run {rest}`."
+        )
+    raise ConfigValueError(
+        f"{' and '.join(f'`{mode}`' for mode in modes)} cannot be combined: Hydra takes one of "
+        "-m, --cfg, --info and --run. Keep the one you need."
+    )
+
+
+def _first_value(arg: str) -> str:
+    """``key=a,b,c`` as one job of its sweep: ``key=a`` (brackets and quotes kept whole)."""
+    key, sep, value = arg.partition("=")
+    depth, quote = 0, ""
+    for index, char in enumerate(value if sep and not arg.startswith("-") else ""):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            return f"{key}={value[:index]}"
+    return arg
+
+
 def _optional_groups() -> set[str]:
     """Groups the primary config leaves out by default (``group: null`` in its defaults)."""
     return {name for name, value in _primary_defaults().items() if value is None}
