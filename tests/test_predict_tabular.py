@@ -270,7 +270,7 @@ def test_a_long_table_is_predicted_in_batches_and_printed_at_float32_precision(
     same rows alike in any batch (to float32's rounding: kernels differ by batch size), and
     printed as float32's shortest text (25.434982, not the float64 expansion
     25.434982299804688 of the same number)."""
-    from pipelines.commands.evaluate import PREDICT_BATCH_SIZE
+    from pipelines.inference.predictor import PREDICT_BATCH_SIZE
 
     workdir, run_id, _ = housing_run
     count = 2 * PREDICT_BATCH_SIZE + 7  # three copies of 3 rows end the table
@@ -290,7 +290,7 @@ def test_a_long_table_is_predicted_in_batches_and_printed_at_float32_precision(
 
 
 def test_predict_runs_the_model_on_batches_of_at_most_the_batch_size() -> None:
-    from pipelines.commands.evaluate import PREDICT_BATCH_SIZE, _predict_in_batches
+    from pipelines.inference.predictor import PREDICT_BATCH_SIZE, predict_in_batches
 
     class Recorder(torch.nn.Module):
         def __init__(self) -> None:
@@ -304,11 +304,11 @@ def test_predict_runs_the_model_on_batches_of_at_most_the_batch_size() -> None:
 
     model = Recorder()
     inputs = torch.arange(2 * PREDICT_BATCH_SIZE + 5, dtype=torch.float32)[:, None]
-    outputs = _predict_in_batches(model, inputs)
+    outputs = predict_in_batches(model, inputs)
     assert model.sizes == [PREDICT_BATCH_SIZE, PREDICT_BATCH_SIZE, 5]
     assert torch.equal(outputs, inputs * 2)
     # a plugin's own input structure goes to the model whole, as it comes
     model.sizes.clear()
     pairs = (inputs, inputs)
-    assert isinstance(_predict_in_batches(model, pairs), tuple)
+    assert isinstance(predict_in_batches(model, pairs), tuple)
     assert model.sizes == [2], "one call with the pair, not slices of it"

@@ -406,3 +406,36 @@ def test_forecast_pipeline_end_to_end_on_co2(workdir: Path) -> None:
     evaluated = run_cli(module="pipelines.evaluate", args=[run.info.run_id], cwd=workdir)
     assert evaluated.returncode == 0, evaluated.output
     assert f"(recorded {metrics['test/mae']:.4f})" in evaluated.stdout, evaluated.stdout
+    # a forecast from the series' last year of weeks, as a person holds them: the run's
+    # record alone encodes them (no series read), the answer in ppm near the last week's
+    from pipelines.inference.predictor import Predictor
+    from plugins.data.timeseries import load_embedded
+
+    weeks = load_embedded("co2").interpolate().iloc[-60:]
+    forecast = Predictor.from_run(run.info.run_id, store_uri(workdir)).predict(weeks)
+    assert list(forecast.columns) == ["prediction"] and len(forecast) == 1
+    assert abs(forecast["prediction"][0] - weeks["co2"].iloc[-1]) < 10
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "window-relative"])
+def test_a_window_of_raw_rows_is_encoded_as_the_windows_of_the_series(
+    tmp_path: Path, relative: bool
+) -> None:
+    """``encode_values`` on the last rows of a DataFrame gives the test split's last window,
+    and ``decode_outputs`` turns its target back into the series' units."""
+    import pandas as pd
+
+    module = ramp_module(tmp_path, slope=3.0, window_relative=relative)
+    inputs, targets = module.val_dataloader().gather(
+        torch.from_numpy(module.window_starts("val")[-1:])
+    )
+    start = int(module.window_starts("val")[-1])
+    frame = pd.DataFrame({"value": 3.0 * np.arange(start, start + module.span + 1)})
+    encoded = module.encode_values(frame)
+    assert torch.allclose(encoded, inputs, atol=1e-6)
+    future = module.decode_outputs(targets.reshape(1, 1))
+    assert float(future) == pytest.approx(3.0 * (start + module.delay), abs=1e-3)
+    with pytest.raises(ConfigValueError, match="spans 5 rows"):
+        module.encode_values(frame.iloc[:3])
+    with pytest.raises(ConfigValueError, match="lack the run's column"):
+        module.encode_values(pd.DataFrame({"other": np.arange(9.0)}))

@@ -273,6 +273,16 @@ class DataPlugin(Protocol):
         training data was: what ``predict`` feeds the model."""
         ...
 
+    def encode_values(self, values: Any) -> torch.Tensor:
+        """Raw inputs as a person holds them, encoded as :meth:`encode_inputs` encodes files:
+        texts (a list of strings, or a DataFrame's ``text`` column), images (paths or the
+        files' bytes, or a DataFrame's ``path`` column), table rows (a DataFrame with the
+        training columns), the latest rows of a series (a DataFrame in time order). What
+        ``pipelines.load(run_id).predict`` and the run's served MLflow model feed the
+        model; anything else is a :class:`ConfigValueError` saying what the plugin takes.
+        Without it, only file paths can be predicted on."""
+        ...
+
     def decode_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """A regressor's outputs in the target's own units (a normalisation undone), for
         ``predict``."""

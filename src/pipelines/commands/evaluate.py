@@ -35,67 +35,12 @@ import argparse
 import csv
 import logging
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import PipelineError
-from pipelines.runtime.collector import defer_during_startup, resume_after_startup
-
-
-def rebuild(
-    run_id: str,
-    overrides: list[str],
-    tracking_uri: str | None,
-    check_model: Callable[[Any, Any], None] | None = None,
-    to_encode: bool = False,
-) -> tuple[Any, Any, Any]:
-    """(record, model, datamodule) of a run, set up as the run had them.
-
-    ``check_model(record, model)`` may refuse the model before its data is prepared (which
-    can take long), e.g. a generative model asked to ``predict``. ``to_encode`` (``predict``):
-    only ``encode_inputs`` and ``classes`` are needed, which a plugin with
-    ``prepare_to_encode(model)`` readies from the run's record without reading its data;
-    where it cannot (it returns False), the data is set up as for ``evaluate``."""
-    from omegaconf import OmegaConf
-
-    from pipelines import registry
-    from pipelines.context import set_up_datamodule
-    from pipelines.training.run_loader import fetch_run, model_of
-
-    record = fetch_run(run_id, tracking_uri)
-    config = record.config_with(overrides)
-    if any(not item.startswith("data.") for item in overrides):
-        raise PipelineError(
-            f"Only the data can be changed here ({overrides}); the model is the run's own. "
-            "Write data.KEY=VALUE, or re-run with other settings: python -m pipelines.rerun."
-        )
-    model = model_of(record)
-    if check_model is not None:
-        check_model(record, model)
-    data_node = OmegaConf.to_container(config.data, resolve=True)
-    datamodule = registry.build("data", data_node, path="data")
-    if hasattr(datamodule, "use_artifacts"):
-        # what the plugin fitted on the run's data (text: vocabulary, classes), not refitted
-        # on whatever data.KEY=VALUE points at: the model only knows the run's encoding
-        with tempfile.TemporaryDirectory() as tmp:
-            datamodule.use_artifacts(record.artifact_files("data", tmp))
-    prepare_to_encode = getattr(datamodule, "prepare_to_encode", None) if to_encode else None
-    if prepare_to_encode is None or not prepare_to_encode(model):
-        try:
-            datamodule = set_up_datamodule(datamodule, type(model))
-        except PipelineError as exc:
-            if not to_encode:
-                raise
-            raise PipelineError(
-                f"{exc} (predict must read the data of run '{record.run_id}': its data "
-                f"plugin ({type(datamodule).__name__}) cannot encode files from the run's "
-                "record alone, e.g. for a run logged by an older version. Give the data's "
-                "new place as data.KEY=VALUE after the files.)"
-            ) from exc
-    resume_after_startup()  # what follows (a pass over a split) makes garbage to collect
-    return record, model, datamodule
+from pipelines.runtime.collector import defer_during_startup
 
 
 def recorded_metric(metrics: dict[str, float], key: str) -> float | None:
@@ -120,6 +65,7 @@ def evaluate(
     """The run's model on one split of its data: ``<split>/loss``, ``<split>/acc``, ..."""
     import lightning as L
 
+    from pipelines.inference.rebuild import rebuild
     from pipelines.training.trainer import plain_cuda_check_without_gpu, quiet_lightning
 
     record, model, datamodule = rebuild(run_id, overrides, tracking_uri)
@@ -215,11 +161,13 @@ def predict(
     tracking_uri: str | None,
     overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Predictions of the run's model for ``files``; written as CSV to ``output`` if given.
+    """Predictions of the run's model for ``files``, printed as CSV (and written to
+    ``output`` if given); the rows :class:`~pipelines.inference.predictor.Predictor` makes.
 
     ``overrides`` (``data.KEY=VALUE``) matter only where the data must be set up (see
-    :func:`rebuild`), e.g. to point an older run at its moved data."""
-    import torch
+    :func:`~pipelines.inference.rebuild.rebuild`), e.g. to point an older run at its moved
+    data."""
+    from pipelines.inference.predictor import Predictor
 
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
@@ -229,125 +177,19 @@ def predict(
             f"Cannot write {output}: the folder {output.parent} does not exist. Create it, or "
             "give --output a path in an existing folder."
         )
-    record, model, datamodule = rebuild(
-        run_id, list(overrides or []), tracking_uri, check_model=_predicts, to_encode=True
-    )
-    if not hasattr(datamodule, "encode_inputs"):
-        raise PipelineError(
-            f"The data plugin of run '{record.run_id}' ({type(datamodule).__name__}) cannot "
-            "turn files into model inputs (it has no encode_inputs method)."
-        )
-    try:
-        inputs = datamodule.encode_inputs(files)
-    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise PipelineError(
-            f"predict cannot read these files as inputs of run '{record.run_id}' "
-            f"({record.run_name}): {exc}. What its data plugin ({type(datamodule).__name__}) "
-            f"reads: {_accepted_inputs(datamodule)}. Give predict files of that kind."
-        ) from None
-    outputs = _predict_in_batches(model, inputs)
-    sources = _input_sources(datamodule, files)
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or len(outputs) != len(sources):
-        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
-        raise PipelineError(
-            f"predict is for classifiers and regressors (one row of class probabilities or "
-            f"values per input), but the model of run '{record.run_id}' "
-            f"({type(model).__name__}) returned {shape} for {len(sources)} input(s). "
-            "Use its own pipeline to apply it: python -m pipelines.run --help lists them."
-        )
-    if getattr(model, "task", "classification") == "regression":
-        if hasattr(datamodule, "decode_outputs"):  # e.g. a normalised target, scaled back
-            outputs = datamodule.decode_outputs(outputs)
-        predicted = [{"prediction": _shortest(row.flatten()[0])} for row in outputs]
-    else:
-        predicted = _labelled(outputs, list(getattr(datamodule, "classes", []) or []))
-    rows = [{**source, **value} for source, value in zip(sources, predicted, strict=True)]
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+    predictor = Predictor.from_run(run_id, tracking_uri, overrides)
+    rows = predictor.predict_files(files).to_dict("records")
+    _write_csv(sys.stdout, rows)
     if output:
         with open(output, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+            _write_csv(handle, rows)
     return rows
 
 
-#: inputs per forward pass of ``predict``: a table of many rows is not one huge batch
-PREDICT_BATCH_SIZE = 1024
-
-
-def _predict_in_batches(model: Any, inputs: Any) -> Any:
-    """The model's ``predict_step`` over ``inputs`` (in eval mode, without gradients): a
-    tensor of more than ``PREDICT_BATCH_SIZE`` rows that many at a time, concatenated;
-    anything else (a plugin's own input structure) in one call, as it comes."""
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        if not isinstance(inputs, torch.Tensor) or len(inputs) <= PREDICT_BATCH_SIZE:
-            return model.predict_step(inputs, 0)
-        parts = [
-            model.predict_step(inputs[start : start + PREDICT_BATCH_SIZE], 0)
-            for start in range(0, len(inputs), PREDICT_BATCH_SIZE)
-        ]
-    if all(isinstance(part, torch.Tensor) and part.ndim > 0 for part in parts):
-        return torch.cat(parts)
-    return parts  # not rows: the shape check after this names what the model returned
-
-
-def _shortest(value: Any) -> float:
-    """A model output as the float its own precision holds: float32's 25.434982, not the
-    float64 expansion 25.434982299804688 of the same number."""
-    import numpy as np
-    import torch
-
-    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-        return float(str(np.float32(value.item())))
-    return float(value)
-
-
-def _input_sources(datamodule: Any, files: list[Path]) -> list[dict[str, Any]]:
-    """Where each model input came from: its ``file``, one input per file, or, where the
-    plugin's ``encoded_rows`` lists them (a table: one input per row), file and ``row``."""
-    encoded_rows = getattr(datamodule, "encoded_rows", None)
-    if encoded_rows is None:
-        return [{"file": str(path)} for path in files]
-    return [{"file": str(path), "row": row} for path, row in encoded_rows]
-
-
-def _labelled(outputs: Any, classes: list[str]) -> list[dict[str, Any]]:
-    """A classifier's likeliest class per row of probabilities, by name where ``classes``
-    has it, with its probability."""
-    labelled = []
-    for output_row in outputs:
-        index = int(output_row.argmax())
-        label = classes[index] if index < len(classes) else str(index)
-        labelled.append({"prediction": label, "probability": _shortest(output_row[index])})
-    return labelled
-
-
-def _predicts(record: Any, model: Any) -> None:
-    """Refuse generative models (VAE, GAN, character LSTM) before their data is prepared:
-    they draw samples, they do not label files, and have a pipeline for that."""
-    if callable(getattr(model, "generate", None)):
-        raise PipelineError(
-            f"Run '{record.run_id}' ({record.run_name}) trained a generative model "
-            f"({type(model).__name__}); predict is for classifiers and regressors, which "
-            "label or score input files. Draw samples from it instead: python -m "
-            f"pipelines.run pipeline=generate pipeline.stages.0.source=runs:/{record.run_id}"
-        )
-
-
-def _accepted_inputs(datamodule: Any) -> str:
-    """What the plugin's ``encode_inputs`` reads: its ``predict_inputs``, else the first
-    sentence of that method's docstring (which says what it does with which files)."""
-    described = getattr(datamodule, "predict_inputs", None)
-    if described:
-        return str(described)
-    doc = " ".join((datamodule.encode_inputs.__doc__ or "").split()).replace("``", "")
-    sentence = doc.split(". ")[0].rstrip(".")
-    return sentence or "files like the ones it was trained on"
+def _write_csv(target: Any, rows: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def main(command: str, argv: list[str] | None = None) -> None:

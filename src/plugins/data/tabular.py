@@ -355,19 +355,42 @@ class TabularRegressionDataModule(L.LightningDataModule):
             features = self._feature_rows(path, self.encoding)
             blocks.append(features)
             self.encoded_rows += [(path, row) for row in range(1, len(features) + 1)]
-        mean, std = np.asarray(self.encoding.mean), np.asarray(self.encoding.std)
-        return torch.from_numpy(((np.concatenate(blocks) - mean) / std).astype(np.float32))
+        return self._normalised(np.concatenate(blocks))
 
     def decode_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """The model's outputs in the target's own units (``normalize_target`` undone)."""
         assert self.encoding is not None, "setup() or prepare_to_encode() first"
         return outputs * self.encoding.target_std + self.encoding.target_mean
 
+    def encode_values(self, values: Any) -> torch.Tensor:
+        """Table rows as a person holds them -- a pandas DataFrame (or a list of dicts) with
+        the run's feature columns by name, other columns ignored -- normalised with the
+        training statistics, one model input per row."""
+        import pandas as pd
+
+        assert self.encoding is not None, "setup() or prepare_to_encode() first"
+        if isinstance(values, pd.DataFrame):
+            frame = values
+        elif isinstance(values, (list, tuple)) and all(isinstance(v, Mapping) for v in values):
+            frame = pd.DataFrame(list(values))
+        else:
+            raise ConfigValueError(
+                f"This run predicts from table rows, not {type(values).__name__}: give a "
+                "pandas DataFrame (or a list of dicts) with its feature columns "
+                f"{', '.join(map(repr, self.encoding.features))}."
+            )
+        frame = frame.rename(columns=str)
+        missing = [name for name in self.encoding.features if name not in frame.columns]
+        if missing:
+            raise ConfigValueError(
+                _missing_columns_message("The table given", missing, self.encoding, False)
+            )
+        self.encoded_rows = []
+        return self._normalised(self._feature_values(frame, "the table given"))
+
     def _feature_rows(self, path: Path, encoding: FeatureEncoding) -> np.ndarray:
         """The feature values of one table to predict on, (rows, features) float64; refused
         (one paragraph naming the fix) where a column is missing or a cell is not a number."""
-        import pandas as pd
-
         frame = read_table(path, self.header, setting=None)
         headerless = _headerless(frame)
         frame.columns = [str(c) for c in frame.columns]
@@ -376,28 +399,42 @@ class TabularRegressionDataModule(L.LightningDataModule):
         missing = [name for name in encoding.features if name not in frame.columns]
         if missing:
             raise DataNotFoundError(_missing_columns_message(path, missing, encoding, headerless))
-        frame = frame[encoding.features]
+        return self._feature_values(frame, str(path))
+
+    def _feature_values(self, frame: Any, where: str) -> np.ndarray:
+        """The run's feature columns of ``frame``, (rows, features) float64, every cell a
+        finite number (else one paragraph naming the cells)."""
+        import pandas as pd
+
+        assert self.encoding is not None
+        features = self.encoding.features
+        frame = frame[features]
         if frame.empty:
             raise DataNotFoundError(
-                f"{path} holds no rows to predict on (only a header row?): give a table "
+                f"{where} holds no rows to predict on (only a header row?): give a table "
                 "with one row of feature values per prediction."
             )
-        bad = [c for c in encoding.features if not pd.api.types.is_numeric_dtype(frame[c])]
+        bad = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise ConfigValueError(
-                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {path}: every feature "
+                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {where}: every feature "
                 "must be a number, as in the training table (encode categories as numbers "
                 "the way the training table did)."
             )
         for test, what in ((np.isnan, "Missing"), (np.isinf, "Infinite")):
-            cells = _rows_where(frame, encoding.features, test)
+            cells = _rows_where(frame, features, test)
             if cells:
                 raise ConfigValueError(
-                    f"{what} values in {path}: {cells}. The model has no prediction for a "
+                    f"{what} values in {where}: {cells}. The model has no prediction for a "
                     "row without a number in every feature; fix those cells or drop those "
                     "rows."
                 )
         return frame.to_numpy(dtype=np.float64)
+
+    def _normalised(self, features: np.ndarray) -> torch.Tensor:
+        assert self.encoding is not None
+        mean, std = np.asarray(self.encoding.mean), np.asarray(self.encoding.std)
+        return torch.from_numpy(((features - mean) / std).astype(np.float32))
 
     def folds(self, k: int, seed: int) -> Iterator[tuple[TensorBatches, TensorBatches]]:
         """``k`` (train, validation) loader pairs over the training rows (see module doc).
@@ -474,7 +511,7 @@ def _headerless(frame: Any) -> bool:
 
 
 def _missing_columns_message(
-    path: Path, missing: list[str], encoding: FeatureEncoding, headerless: bool
+    path: Path | str, missing: list[str], encoding: FeatureEncoding, headerless: bool
 ) -> str:
     """A table to predict on lacks feature columns of the run: which, the run's columns in
     order, and the layout to give (by name, or by position for a headerless run)."""

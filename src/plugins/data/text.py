@@ -70,6 +70,32 @@ def read_document(path: Path) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def text_values(values: Any) -> list[str]:
+    """The texts of ``values`` (strings, or a DataFrame's ``text`` column), or one paragraph
+    saying what a text run takes."""
+    import pandas as pd
+
+    if isinstance(values, pd.DataFrame):
+        if "text" not in values.columns:
+            raise ConfigValueError(
+                f"A text run predicts from a DataFrame's 'text' column; this one has "
+                f"{', '.join(map(repr, values.columns)) or 'no columns'}. Name the column "
+                "of texts 'text', or give a list of strings."
+            )
+        values = values["text"].tolist()
+    elif isinstance(values, (str, bytes)):
+        values = [values]
+    texts = list(values)
+    wrong = next((value for value in texts if not isinstance(value, str)), None)
+    if wrong is not None or not texts:
+        what = type(wrong).__name__ if wrong is not None else "nothing"
+        raise ConfigValueError(
+            f"A text run predicts from texts (strings), got {what}: give a list of strings "
+            "or a DataFrame with a 'text' column (text files: python -m pipelines.predict)."
+        )
+    return texts
+
+
 class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     """Texts with integer labels, vectorized once into in-memory tensors.
 
@@ -216,6 +242,13 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         """Text files (one document each) vectorized as the training texts were."""
         assert self.vectorizer is not None, "setup() first"
         return self.vectorizer.transform([read_document(Path(path)) for path in paths])
+
+    def encode_values(self, values: Any) -> torch.Tensor:
+        """Texts as a person holds them -- a list of strings, or a pandas DataFrame with a
+        ``text`` column -- vectorized as the training texts were."""
+        assert self.vectorizer is not None, "setup() first"
+        texts = text_values(values)
+        return self.vectorizer.transform(texts)
 
     def model_kwargs(self) -> dict[str, Any]:
         """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char);

@@ -221,6 +221,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.bounds: dict[str, tuple[int, int]] = {}
         self.series: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
+        #: after :meth:`encode_values`: each window's last target value, in its units
+        self.encoded_last = torch.zeros(0)
 
     # -- geometry -----------------------------------------------------------------------
     @property
@@ -443,6 +445,79 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.std = np.asarray(scaling["std"], dtype=np.float64)
         self.target_mean = float(scaling["target_mean"])
         self.target_std = float(scaling["target_std"])
+
+    # -- forecasting from rows a person holds ---------------------------------------------
+
+    def prepare_to_encode(self, model: Any) -> bool:
+        """Ready :meth:`encode_values` from the run's ``scaling.json`` alone (its columns and
+        training statistics), without the series. False where the run logged none, or its
+        model takes windows of another shape."""
+        if self.run_scaling is None:
+            return False
+        self.feature_names = list(self.run_scaling["features"])
+        self.target_name = str(self.run_scaling["target"])
+        self._scale_as_the_run(self.run_scaling)
+        shape = dict(getattr(model, "hparams", None) or {}).get("input_shape")
+        return shape is None or tuple(shape) == (self.sequence_length, len(self.feature_names))
+
+    def encode_values(self, values: Any) -> torch.Tensor:
+        """The latest window of a DataFrame of rows in time order (oldest first) with the
+        run's feature columns, at least ``sampling_rate * (sequence_length - 1) + 1`` rows:
+        one forecast of the target ``horizon`` samples after its last row. A list of such
+        DataFrames gives one forecast each."""
+        import pandas as pd
+
+        frames = [values] if isinstance(values, pd.DataFrame) else list(values)
+        if not frames or not all(isinstance(frame, pd.DataFrame) for frame in frames):
+            raise ConfigValueError(
+                "A forecasting run predicts from rows of the series: give a pandas DataFrame "
+                f"(or a list of them) in time order with the columns {self._columns()}."
+            )
+        windows, last_targets = [], []
+        for frame in frames:
+            rows = self._window_rows(frame)
+            windows.append((rows - self.mean) / self.std)
+            last_targets.append(float(frame[self.target_name].iloc[-1]))
+        inputs = torch.from_numpy(np.stack(windows).astype(np.float32))
+        self.encoded_last = torch.tensor(last_targets, dtype=torch.float32)
+        if self.window_relative:
+            inputs = inputs - inputs[:, -1:, :]
+        return inputs
+
+    def decode_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Forecasts in the target's own units (its normalisation undone; a forecast of the
+        change from the window's last row added to that row's value)."""
+        values = outputs * self.target_std
+        if self.window_relative:
+            return values + self.encoded_last.reshape(-1, *([1] * (outputs.ndim - 1)))
+        return values + self.target_mean
+
+    def _window_rows(self, frame: Any) -> np.ndarray:
+        """The feature values of ``frame``'s latest window, (sequence_length, features)."""
+        names = list(self.feature_names or [])
+        missing = [name for name in [*names, self.target_name] if name not in frame.columns]
+        if missing:
+            raise ConfigValueError(
+                f"The rows given lack the run's column(s) {', '.join(map(repr, missing))}; "
+                f"it forecasts from {self._columns()}."
+            )
+        needed = self.span + 1
+        if len(frame) < needed:
+            raise ConfigValueError(
+                f"A window of this run spans {needed} rows ({self.sequence_length} samples "
+                f"every {self.sampling_rate} rows); {len(frame)} were given. Give at least "
+                f"the last {needed} rows of the series."
+            )
+        values = frame[names].to_numpy(dtype=np.float64)[len(frame) - needed :: self.sampling_rate]
+        if not np.isfinite(values).all():
+            raise ConfigValueError(
+                "The window given has missing or infinite values; fill them (the training "
+                "series was interpolated) before forecasting."
+            )
+        return values
+
+    def _columns(self) -> str:
+        return ", ".join(map(repr, dict.fromkeys([*(self.feature_names or []), self.target_name])))
 
     # -- what the model and the stages use ------------------------------------------------
     def model_kwargs(self) -> dict[str, Any]:

@@ -81,17 +81,68 @@ class InMemoryImageData(TensorSplitLoaders, L.LightningDataModule):
     def encode_inputs(self, paths: list[Path]) -> torch.Tensor:
         """Image files as the model's inputs (``python -m pipelines.predict``): grey or RGB
         as the training images, resized to their size, scaled to [0, 1] like them."""
+        return torch.stack([self._decode(path) for path in paths])
+
+    def encode_values(self, values: Any) -> torch.Tensor:
+        """Images as a person holds them -- file paths or the files' bytes, as a list or a
+        pandas DataFrame's ``path`` column -- encoded as :meth:`encode_inputs` does."""
+        import pandas as pd
+
+        if isinstance(values, pd.DataFrame):
+            if "path" not in values.columns:
+                raise ConfigValueError(
+                    "An image run predicts from a DataFrame's 'path' column (image files); "
+                    f"this one has {', '.join(map(repr, values.columns)) or 'no columns'}."
+                )
+            values = values["path"].tolist()
+        elif isinstance(values, (str, bytes, Path)):
+            values = [values]
+        images = list(values)
+        if not images:
+            raise ConfigValueError("No images to predict on: give image paths or bytes.")
+        return torch.stack([self._pixels(image) for image in images])
+
+    def _pixels(self, image_source: Any) -> torch.Tensor:
+        """One image (a path or the file's bytes) as a (C, H, W) tensor like the training
+        images; anything else, or a file that is not an image, in one paragraph."""
+        import io
+
+        from PIL import UnidentifiedImageError
+
+        if isinstance(image_source, (bytes, bytearray)):
+            source: Any = io.BytesIO(image_source)
+            name = f"the {len(image_source)} bytes given"
+        elif isinstance(image_source, (str, Path)):
+            source = name = str(image_source)
+            if not Path(source).is_file():
+                raise ConfigValueError(
+                    f"{source[:80]!r} is not an image file: an image run predicts from image "
+                    "files (their paths) or their bytes, not text."
+                )
+        else:
+            raise ConfigValueError(
+                f"An image run predicts from image file paths or bytes, got "
+                f"{type(image_source).__name__}."
+            )
+        try:
+            return self._decode(source)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ConfigValueError(
+                f"{name} cannot be decoded as an image ({exc}): give PNG, JPEG or another "
+                "format Pillow reads."
+            ) from None
+
+    def _decode(self, source: Any) -> torch.Tensor:
+        """An image file (or file object) as a (C, H, W) tensor in [0, 1]: grey or RGB as
+        the training images, resized to their size."""
         from PIL import Image
 
         channels, height, width = self.encode_shape or self.splits["train"][0].shape[1:]
-        mode = "L" if channels == 1 else "RGB"
-        batch = []
-        for path in paths:
-            with Image.open(path) as image:
-                resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(resized, dtype=np.float32) / 255.0
-            batch.append(torch.from_numpy(pixels.reshape(height, width, channels)).permute(2, 0, 1))
-        return torch.stack(batch)
+        with Image.open(source) as image:
+            mode = "L" if channels == 1 else "RGB"
+            resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32) / 255.0
+        return torch.from_numpy(pixels.reshape(height, width, channels)).permute(2, 0, 1)
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float, items: str) -> None:
