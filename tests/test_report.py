@@ -40,22 +40,43 @@ def test_figures_are_artifacts_of_the_run(reported_run) -> None:
 
 
 def test_model_is_logged_with_signature_and_registered(reported_run) -> None:
+    """``network``: the network alone (pytorch flavor, signature and input example);
+    ``model``: the pyfunc model that takes raw inputs, which ``register_as`` registers."""
     import mlflow
 
     workdir, run = reported_run
     mlflow.set_tracking_uri(store_uri(workdir))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/network")
     assert info.signature is not None and info.saved_input_example_info is not None
-    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/network")
     assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+    served = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert set(served.flavors) == {"python_function"}
+    assert "run_id" not in run.data.params, "the model's settings are no params of the run"
+    assert "pipelines.log_model_error" not in run.data.tags
+    assert "pipelines.log_network_error" not in run.data.tags
     (version,) = mlflow.MlflowClient().search_model_versions("name='digits-mlp'")
     assert version.run_id == run.info.run_id
+    assert served.model_id in version.source, "the registered model is the pyfunc model"
+    predicted = mlflow.pyfunc.load_model("models:/digits-mlp/1").predict([_digit_png(workdir)])
+    assert list(predicted.columns) == ["prediction", "probability"]
+    assert predicted["prediction"][0] in [str(digit) for digit in range(10)]
     # and our own loader takes the registry's name, to rebuild the Lightning module
     from pipelines.training.run_loader import load_run_model
 
     rebuilt = load_run_model("models:/digits-mlp/1", store_uri(workdir))
     assert type(rebuilt).__name__ == "MLP"
+
+
+def _digit_png(folder: Path) -> str:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    pixels = (load_digits().images[0] * 16).clip(0, 255).astype(np.uint8)
+    path = folder / "digit.png"
+    Image.fromarray(pixels).save(path)
+    return str(path)
 
 
 def test_confusion_counts_true_class_by_row() -> None:
@@ -91,7 +112,7 @@ def test_on_a_gpu_machine_the_saved_model_is_checked_where_it_was_saved(
     monkeypatch.delenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     capfd.readouterr()
-    log_mlflow_model(SimpleNamespace(tracker=tracker), model, torch.rand(2, 4, 4), None)
+    log_mlflow_model(SimpleNamespace(tracker=tracker), model, torch.rand(2, 4, 4))
     said = capfd.readouterr()
     assert "Failed to validate" not in said.err + said.out and tags == {}
     assert "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ, "the user's setting is kept"

@@ -319,8 +319,9 @@ def test_lstm_on_text_is_logged_as_an_mlflow_model(workdir: Path) -> None:
     uri = store_uri(workdir)
     (run,) = mlflow_runs(uri)
     assert "pipelines.log_model_error" not in run.data.tags
+    assert "pipelines.log_network_error" not in run.data.tags
     mlflow.set_tracking_uri(uri)
-    logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/network")
     trained = load_run_model(run.info.run_id, uri).eval()
     vocab = trained.hparams.vocab_size
     ids = torch.randint(1, vocab, (5, 8), generator=torch.Generator().manual_seed(0))
@@ -369,7 +370,7 @@ def test_saving_the_mlflow_model_is_quiet(
     capfd.readouterr()
     with caplog.at_level("WARNING"), warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
-        log_mlflow_model(SimpleNamespace(tracker=tracker), model, example, None)
+        log_mlflow_model(SimpleNamespace(tracker=tracker), model, example)
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
     assert [str(w.message) for w in shown if "export" in str(w.message)] == []
@@ -377,11 +378,11 @@ def test_saving_the_mlflow_model_is_quiet(
     if exportable:
         assert lines == [] and tags == {}
         mlflow.set_tracking_uri(uri)
-        logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+        logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/network")
         images = torch.rand(5, 1, 8, 8)
         with torch.no_grad():
             torch.testing.assert_close(logged(images), model.eval()(images))
     else:
         (line,) = lines
         assert "could not be logged" in line and "\n" not in line
-        assert "data-dependent" in tags["pipelines.log_model_error"]
+        assert "data-dependent" in tags["pipelines.log_network_error"]

@@ -369,6 +369,17 @@ def method_hooks_of(kind: str) -> tuple[str, ...]:
     return tuple(n for n in hooks_of(kind) if callable(vars(protocol).get(n)))
 
 
+def log_served_model(
+    ctx: RunContext, datamodule: Any, checkpoint: str | Path, register_as: str | None = None
+) -> None:
+    """Log the run's MLflow pyfunc ``model`` (registered as ``register_as``, if given): raw
+    inputs in, predictions out, anywhere, from the ``checkpoint``, the config's ``model`` and
+    ``data`` nodes and ``datamodule.artifacts()`` alone (:mod:`pipelines.inference.served`)."""
+    from pipelines.inference.served import log_served_model as log
+
+    log(ctx, datamodule, checkpoint, register_as)
+
+
 __all__ = [
     "GENERATION",
     "PROTOCOLS",
@@ -425,6 +436,7 @@ __all__ = [
     "is_run_reference",
     "load_checkpoint",
     "load_run_model",
+    "log_served_model",
     "method_hooks_of",
     "no_validation_data",
     "reading_data_file",

@@ -37,6 +37,8 @@ class RunContext:
     #: the data plugin built before the run opened, its files found or downloaded
     #: (:func:`find_data_before_run`); the ``prepare`` stage takes it instead of another
     found_datamodule: Any = None
+    #: a line per epoch where no progress bar is drawn (``pipelines.train`` in a notebook)
+    epoch_lines: bool = False
 
     @property
     def seed(self) -> int:

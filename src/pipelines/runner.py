@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,14 @@ def run_pipeline(
     job_num: int | None = None,
     resume_run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    on_start: Callable[[RunContext], None] | None = None,
 ) -> dict[str, float]:
     """Build the context, run every stage of ``pipeline.stages``, track it all; return metrics.
 
     ``resume_run_id`` continues that run (``python -m pipelines.resume``): its MLflow run is
     reopened and training stages restart from the last checkpoint in ``output_dir``.
+    ``on_start`` is handed the run's context once the run is open (``pipelines.train`` keeps
+    its model and data from it).
     """
     started = time.perf_counter()
     with tracked_run(
@@ -102,6 +106,8 @@ def run_pipeline(
         resume_run_id=resume_run_id,
         tags=tags,
     ) as run:
+        if on_start is not None:
+            on_start(run.context)
         stages = [
             registry.build("stage", node, path=f"pipeline.stages.{index}")
             for index, node in enumerate(run.stages)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 
 
 class BatchProgressBar(RichProgressBar):
@@ -91,3 +91,35 @@ def _unfused_total(loader: Any, calls: int | float) -> int | float:
 def _batches_done(loader: Any, batch_idx: int, total: int | float) -> int:
     """Batches done after call ``batch_idx`` (the last call may hand over fewer)."""
     return int(min((batch_idx + 1) * _per_call(loader), total))
+
+
+class EpochLines(Callback):
+    """A line per epoch of its ``train/*`` and ``val/*`` metrics, where no bar can be drawn:
+    Lightning's rich bar draws nothing in a notebook without ipywidgets. An epoch's training
+    means are reduced after its ``on_train_epoch_end``, so its line is printed when the next
+    epoch starts, or training ends."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.shown = -1  # the last epoch printed (counted from 1); -1: none yet
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.shown < 0:
+            self.shown = trainer.current_epoch  # a resumed fit: its earlier epochs not here
+        else:
+            self._print(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._print(trainer, trainer.current_epoch)
+
+    def _print(self, trainer: Any, epoch: int) -> None:
+        if epoch <= self.shown or not trainer.is_global_zero:
+            return
+        self.shown = epoch
+        shown = {
+            key: float(value)
+            for key, value in sorted(trainer.callback_metrics.items())
+            if key.startswith(("train/", "val/")) and getattr(value, "numel", lambda: 1)() == 1
+        }
+        values = "  ".join(f"{self.prefix}{key} {value:.4f}" for key, value in shown.items())
+        print(f"epoch {epoch}  {values}".rstrip(), flush=True)

@@ -245,11 +245,23 @@ def model_of(record: RecordedRun) -> Any:
                 "interrupted copy), so its model cannot be rebuilt. Train it again with "
                 f"`python -m pipelines.rerun {record.run_id}`."
             )
-        checkpoint = load_checkpoint(path)
-    factory = registry.load("model", record.config["model"]["name"])
+        return model_from_checkpoint(
+            record.config["model"]["name"], path, tracking_uri=record.client.tracking_uri
+        )
+
+
+def model_from_checkpoint(
+    model_name: str, checkpoint_path: str | Path, tracking_uri: str | None = None
+) -> Any:
+    """The model plugin ``model_name`` built with the hyper-parameters of the checkpoint at
+    ``checkpoint_path`` and loaded with its weights: the model of a run, from its config's
+    model name and its kept checkpoint alone. ``tracking_uri``: where a model that reuses an
+    earlier run's network (a ``runs:/`` backbone) finds that run."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    factory = registry.load("model", model_name)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if hasattr(factory, "rebuild_arguments"):  # e.g. a backbone from another run
-        hparams = factory.rebuild_arguments(hparams, tracking_uri=record.client.tracking_uri)
+        hparams = factory.rebuild_arguments(hparams, tracking_uri=tracking_uri)
     model = factory(**hparams)
     model.load_state_dict(checkpoint["state_dict"])
     return model

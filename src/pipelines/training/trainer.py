@@ -68,6 +68,10 @@ def build_trainer(
         from pipelines.training.progress import BatchProgressBar
 
         callbacks.append(BatchProgressBar())  # a person is watching: the rich bar
+    elif ctx.epoch_lines:
+        from pipelines.training.progress import EpochLines
+
+        callbacks.append(EpochLines(metric_prefix))  # a notebook: a line per epoch
     # the hardware keys passed check_hardware before the data was prepared: what Lightning
     # refuses here is another setting (max_epochs=-5), so no hardware advice
     with lightning_refusals_as_config_errors(kwargs, hardware=False):

@@ -13,10 +13,19 @@ Artifacts of the run (``report/``):
 
 ``samples`` is how many test examples either shows.
 
-The model is logged with ``mlflow.pytorch.log_model`` (signature and input example from the
-test split) as the run's ``model``, and registered in MLflow's model registry when
-``register_as`` (or ``tracking.register_as``) names it. Without tracking the stage does
-nothing: there is no run to hold the figures.
+Two MLflow models are logged (``log_model``):
+
+* ``model``, for classifiers and regressors whose data plugin encodes raw inputs: an MLflow
+  pyfunc model whose ``predict`` takes what a person has (texts, image files, table rows)
+  and returns labels with probabilities, or values in the target's units, with the
+  preprocessing the run learned packaged in (:func:`pipelines.api.log_served_model`). It is
+  what ``register_as`` (or ``tracking.register_as``) registers in MLflow's model registry.
+* ``network``, the network alone, tensors in and out (``mlflow.pytorch.log_model``,
+  signature and input example from the test split), for in-memory test data.
+
+A model that cannot be logged costs a warning and a tag (``pipelines.log_model_error``,
+``pipelines.log_network_error``), never the run. Without tracking the stage does nothing:
+there is no run to hold the figures.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pipelines.api import RunContext
+from pipelines.api import PipelineError, RunContext, log_served_model
 from plugins.stages import text_samples
 from plugins.stages.requirements import refuse_generative_model
 
@@ -99,10 +108,11 @@ class Report:
                 if self.figures:
                     for path in self._figures(ctx, model, datamodule, test, folder):
                         tracker.log_artifact(path, self.artifact_dir)
-            if self.log_model and test is not None:
+            if self.log_model:
                 tracking = ctx.config.get("tracking") or {}
-                register_as = self.register_as or tracking.get("register_as")
-                log_mlflow_model(ctx, model, test[0][:2], register_as)
+                log_served(ctx, datamodule, self.register_as or tracking.get("register_as"))
+                if test is not None:
+                    log_mlflow_model(ctx, model, test[0][:2])
 
     def _figures(
         self,
@@ -274,16 +284,35 @@ def _save(figure: Figure, path: Path) -> Path:
 _RNN_FLAT_WEIGHTS = r"The tensor attributes .*_flat_weights.* were assigned during export"
 
 
-def log_mlflow_model(
-    ctx: RunContext, model: Any, example: torch.Tensor, register_as: str | None
-) -> None:
-    """The model as the run's MLflow ``model`` (pytorch flavor), with signature and example.
+def log_served(ctx: RunContext, datamodule: Any, register_as: str | None) -> None:
+    """The run's model as its MLflow ``model``: raw inputs in, predictions out
+    (:func:`~pipelines.api.log_served_model`), from the kept checkpoint (the weights
+    ``predict`` uses), for data plugins that encode inputs (``encode_values``, or files
+    with ``encode_inputs``). Where it cannot be logged (no checkpoint kept; a data plugin
+    that cannot encode without its data), one warning line and a tag, never the run."""
+    if not (hasattr(datamodule, "encode_values") or hasattr(datamodule, "encode_inputs")):
+        return
+    checkpoint = ctx.artifacts.get("best_checkpoint")
+    try:
+        if not checkpoint:
+            raise PipelineError("the run kept no checkpoint (its pipeline has no fit stage)")
+        log_served_model(ctx, datamodule, checkpoint, register_as)
+    except Exception as exc:  # the run's results stand without it
+        message = str(exc).strip()
+        reason = message.splitlines()[0] if message else type(exc).__name__
+        log.warning("The run's model could not be logged as an MLflow model: %s", reason)
+        ctx.tracker.set_tags({"pipelines.log_model_error": message[:500]})
+
+
+def log_mlflow_model(ctx: RunContext, model: Any, example: torch.Tensor) -> None:
+    """The network alone as the run's MLflow ``network`` (pytorch flavor): tensors in and
+    out, with signature and example.
 
     Requirements are named, not inferred: MLflow's inference imports and scans every module
     loaded, which took longer than training a small model. MLflow saves the model with
     ``torch.export`` (its ``pt2`` format: a traced graph, loaded without unpickling code), so
     a model whose ``forward`` branches on its data cannot be saved; that costs the run one
-    warning line and a ``pipelines.log_model_error`` tag, never the run itself.
+    warning line and a ``pipelines.log_network_error`` tag, never the run itself.
     """
     from importlib import metadata
 
@@ -305,18 +334,17 @@ def log_mlflow_model(
         with _quiet_export(stderr), _serving_check_on_cpu():
             mlflow.pytorch.log_model(
                 model.cpu(),
-                name="model",
+                name="network",
                 signature=infer_signature(example_array, output),
                 input_example=example_array,
                 pip_requirements=requirements,
-                registered_model_name=register_as,
             )
     except Exception as exc:  # an unexportable third-party model must not fail the run
         message = str(exc).strip()
         reason = message.splitlines()[0] if message else type(exc).__name__
-        log.warning("The model could not be logged as an MLflow model: %s", reason)
+        log.warning("The network could not be logged as an MLflow model: %s", reason)
         log.debug("MLflow model logging failed; stderr meanwhile:\n%s", stderr.getvalue())
-        ctx.tracker.set_tags({"pipelines.log_model_error": message[:500]})
+        ctx.tracker.set_tags({"pipelines.log_network_error": message[:500]})
     else:
         sys.stderr.write(stderr.getvalue())  # saved: pass on whatever else was said
     finally:
