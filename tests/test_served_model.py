@@ -2,7 +2,8 @@
 in the target's units) out, in a fresh process and behind ``mlflow models serve``, from what
 the model packages alone, with the same answers as ``python -m pipelines.predict``.
 
-One text run, one image run and one table run are trained once for the module. The CLI's
+One text run, one image run and one table run are trained once for the module, through the
+Python API (``pipelines.train``). The CLI's
 predictions are taken first; then the training file and the runs' own artifacts (config,
 checkpoints, data files) are deleted, so what answers afterwards is the logged model alone.
 """
@@ -103,9 +104,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         ["model=mlp", *FAST],
         ["data=housing", "model=regressor", *FAST],
     ]
-    for args in trained:
-        result = run_cli(args, workdir)
-        assert result.returncode == 0, result.output
+    import pipelines
+
+    here = Path.cwd()
+    os.chdir(workdir)  # as a notebook started in that folder: its outputs/ and mlruns/
+    try:
+        for args in trained:  # through the Python API, as issue 22 asks
+            pipelines.train(*args, progress=False)
+    finally:
+        os.chdir(here)
     uri = store_uri(workdir)
     text, image, table = (run.info.run_id for run in mlflow_runs(uri))
     runs = Runs(workdir, uri, text, image, table)
