@@ -162,3 +162,47 @@ def test_an_empty_experiment_name_is_refused(workdir: Path, value: str) -> None:
         "`tracking=none`",
     )
     assert not (workdir / "mlruns").exists(), "checked before a run is opened"
+
+
+def test_a_store_whose_lock_cannot_be_created_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """filelock takes a lock file it may not create for one another process holds, and
+    polled for minutes without a word; root ignores permissions, hence the patched check."""
+    from pipelines.errors import TrackingStoreError
+    from pipelines.tracking import store
+    from pipelines.tracking.store import TrackingSettings
+    from pipelines.tracking.store_checks import explained_store_errors
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real_access = os.access
+
+    def access(path: str, mode: int) -> bool:
+        return False if Path(path) == folder else real_access(path, mode)
+
+    monkeypatch.setattr(store.os, "access", access)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    started = time.monotonic()
+    settings = TrackingSettings(uri=uri)
+    with pytest.raises(TrackingStoreError) as refused, explained_store_errors(settings, uri):
+        store.open_client(uri)
+    assert time.monotonic() - started < 5
+    message = str(refused.value)
+    assert "cannot be written" in message and f"make {folder} writable" in message
+
+
+def test_a_store_locked_by_another_process_is_named_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filelock import FileLock
+
+    from pipelines.errors import TrackingStoreError
+    from pipelines.tracking import store
+
+    monkeypatch.setattr(store, "LOCK_TIMEOUT_SECONDS", 0.3)
+    database = tmp_path / "mlflow.db"
+    with FileLock(str(database) + ".lock"), pytest.raises(TrackingStoreError) as refused:
+        store.open_client(f"sqlite:///{database}")
+    message = str(refused.value)
+    assert "stayed locked for 0.3 s" in message and f"delete {database}.lock" in message

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import ConfigValueError
+from pipelines.errors import ConfigValueError, TrackingStoreError
 from pipelines.tracking.store_checks import check_active
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -109,6 +110,10 @@ def get_or_create_experiment(client: Any, uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
+#: how long a run waits for another process creating the same SQLite store's tables
+LOCK_TIMEOUT_SECONDS = 60
+
+
 def open_client(uri: str) -> Any:
     """An ``MlflowClient`` on ``uri`` that survives parallel jobs sharing one SQLite store.
 
@@ -122,13 +127,25 @@ def open_client(uri: str) -> Any:
 
     if not uri.startswith("sqlite:///"):
         return _RetryingClient(MlflowClient(tracking_uri=uri))
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(database) + ".lock", timeout=300):
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # creates or upgrades the tables
+    lock = Path(str(database) + ".lock")
+    if not lock.exists() and not os.access(database.parent, os.W_OK):
+        # filelock takes a refused lock file for one held by another process, and waits
+        raise PermissionError(errno.EACCES, "cannot create the store's lock file", str(lock))
+    try:
+        with FileLock(str(lock), timeout=LOCK_TIMEOUT_SECONDS):
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # creates or upgrades the tables
+    except Timeout:
+        raise TrackingStoreError(
+            f"The tracking store {database} stayed locked for {LOCK_TIMEOUT_SECONDS} s: "
+            f"another process holds {lock} while it creates the store's tables, which takes "
+            f"seconds. If no other run is starting on this store, delete {lock} and run "
+            "again."
+        ) from None
     return _RetryingClient(client)
 
 
