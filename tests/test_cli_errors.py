@@ -269,3 +269,12 @@ def test_a_moved_key_keeps_working_with_a_notice() -> None:
         "data.windows_per_epoch=8",
         "seed=1",
     ]
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_paragraph(workdir: Path) -> None:
+    """Hydra makes the run's folder before the engine runs: a 38-line traceback before."""
+    (workdir / "a-file").write_text("not a folder\n")
+    result = run_cli(["hydra.run.dir=a-file/run", "trainer.max_epochs=1"], cwd=workdir)
+    _assert_clean_error(result, "Cannot create", "a-file/run", "hydra.run.dir=")
+    assert result.returncode == 2
+    assert not (workdir / "mlruns").exists(), "no run is opened"

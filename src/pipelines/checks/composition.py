@@ -9,6 +9,7 @@ meant; a parse error without the override it came from; a missing launcher plugi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,17 @@ def hydra_raises_composition_errors() -> Iterator[None]:
         os.environ.pop(_FULL_ERROR, None)
 
 
+#: what the file system answers for a folder the user cannot have
+_REFUSED_PATHS = {
+    errno.ENOENT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.ENOTDIR,
+}
+
+
 def describe(error: Exception, argv: Sequence[str]) -> str | None:
     """One paragraph for a Hydra composition error; None for anything else."""
     from hydra.errors import (
@@ -53,6 +65,14 @@ def describe(error: Exception, argv: Sequence[str]) -> str | None:
         return _missing_config(error)
     if isinstance(error, ConfigCompositionException):
         return _override_error(error, argv)
+    if isinstance(error, OSError) and error.filename and error.errno in _REFUSED_PATHS:
+        # Hydra creates the run's folder before the engine runs: a folder the user named
+        # that cannot be made (read-only, a pseudo file system, a full disk)
+        return (
+            f"Cannot create {error.filename}: {error.strerror}. A run writes its outputs "
+            "there (hydra.run.dir, or hydra.sweep.dir with -m): point it at a folder you "
+            "can write in, e.g. `hydra.run.dir=outputs/my-run`, or run from such a folder."
+        )
     if isinstance(error, RuntimeError) and "slurm" in str(error).lower():
         return (
             f"The SLURM launcher cannot submit jobs from this machine ({_flat(str(error))}). "
