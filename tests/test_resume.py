@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,9 @@ def test_killed_run_resumes_in_the_same_run_as_if_never_stopped(tmp_path: Path) 
 
     resumed = run_cli(module="pipelines.resume", args=[stopped.info.run_id], cwd=killed)
     assert resumed.returncode == 0, resumed.stderr
+    said = re.search(r"resuming from (\S+\.ckpt) \(after epoch (\d+) of training\)", resumed.stderr)
+    assert said, "resume says the checkpoint and epoch it continues from"
+    assert 1 <= int(said[2]) <= len(before) and Path(said[1]).is_file()
     (run,) = mlflow_runs(store_uri(killed))  # no second run
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["pipelines.resumed"] == "1"

@@ -110,7 +110,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     os.chdir(workdir)  # as a notebook started in that folder: its outputs/ and mlruns/
     try:
         for args in trained:  # through the Python API, as issue 22 asks
-            pipelines.train(*args, progress=False)
+            pipelines.train(*args, tracking_uri=store_uri(workdir), progress=False)
     finally:
         os.chdir(here)
     uri = store_uri(workdir)

@@ -10,6 +10,7 @@ test stage, ``evaluate`` and ``predict`` all use the same weights.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ def fit_model(
         resumable_checkpoint(Path(ctx.output_dir) / checkpoint_dir) if ctx.resuming else None
     )
     resume_from = str(resumable) if resumable else None
+    if resumable:
+        print(f"resuming from {resumable} ({_epochs_in(resumable)})", file=sys.stderr, flush=True)
     try:
         # weights only: a checkpoint file cannot run code when it is loaded
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -209,6 +212,18 @@ def _final_saved_checkpoint(trainer: Any, checkpoint: ModelCheckpoint | None) ->
                 log.info("no epoch was validated: the final weights (%s) are the model", last)
                 return str(last)
     return ""
+
+
+def _epochs_in(path: Path) -> str:
+    """How far a checkpoint got, in words: "after epoch 3 of training" (its ``epoch`` is
+    counted from 0), or "" where it does not say. Memory-mapped: only that number is read."""
+    import torch
+
+    try:
+        epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+    except Exception:  # the fit that follows reports a checkpoint it cannot read
+        return "epoch unknown"
+    return f"after epoch {int(epoch) + 1} of training" if epoch is not None else "epoch unknown"
 
 
 def _intact(path: str | Path) -> bool:
