@@ -235,6 +235,10 @@ class DataPlugin(Protocol):
     """The built-in text data's fitted vectorizer (``vocabulary``, ``settings.mode``):
     sample predictions decode inputs with it; a third party gives ``vocabulary`` instead."""
 
+    data_path: str
+    """After ``setup``: ``"in_memory"`` or ``"streamed"`` (read from disk per batch; no
+    ``splits``), the run's tag ``pipelines.data_path``; the engine moves no streamed splits."""
+
     encoded_rows: list[tuple[Path, int]]
     """After :meth:`encode_inputs` of tables: the (file, row) of each input, so
     ``predict`` prints one line per row instead of per file."""

@@ -106,7 +106,10 @@ def apply_speed_settings(
     on_gpu = device.type == "cuda"
     applied: dict[str, Any] = {}
 
-    movable = hasattr(datamodule, "move_splits_to")
+    # data streamed from disk (DataPlugin.data_path) has no splits to move
+    movable = hasattr(datamodule, "move_splits_to") and (
+        getattr(datamodule, "data_path", None) != "streamed"
+    )
     if _decide(settings.data_on_device, on_gpu and movable and trainer.world_size == 1):
         if not movable:
             from pipelines.errors import ConfigValueError

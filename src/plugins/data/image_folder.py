@@ -11,6 +11,10 @@ pool, resized bilinearly to ``image_size`` without keeping the aspect ratio (as 
 and cached as one uint8 tensor in ``cache_dir``, keyed by the files' names, sizes and mtimes
 and the decode settings: the next run loads the cache instead of decoding.
 
+Folders too big for memory are streamed from disk instead (``in_memory``, ``memory_budget``):
+each image is decoded when a batch needs it, in ``DataLoader`` worker processes
+(:mod:`plugins.data.streamed_images`), with the same splits, class order and batch order.
+
 ``python -m plugins.data.image_folder make-book-split SRC DEST`` builds the book's small
 layout from Kaggle's Dogs vs. Cats ``train/`` folder (see :func:`make_book_split`).
 """
@@ -42,9 +46,17 @@ from pipelines.api import (
     PipelineError,
     Seed,
     atomic_torch_save,
+    no_validation_data,
     unreadable_file_error,
 )
 from plugins.data.augment import AugmentSettings
+from plugins.data.streamed_images import (
+    ImageFiles,
+    StreamedBatches,
+    default_workers,
+    format_bytes,
+    memory_budget_bytes,
+)
 from plugins.data.vision import InMemoryImageData, stratified_split
 
 log = logging.getLogger(__name__)
@@ -144,9 +156,16 @@ def decode_images(
     workers = min(8, os.cpu_count() or 1, max(1, len(paths)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(decode, range(len(paths))))
+    if failures or unreadable:
+        raise DataNotFoundError(decode_problems(failures, unreadable))
+    return pixels
+
+
+def decode_problems(failures: list[tuple[Path, str]], unreadable: list[Path]) -> str:
+    """The paragraph for image files that failed to decode (path, why) or to be read."""
     problems = [_unreadable_images(sorted(unreadable))] if unreadable else []
     if failures:
-        failures.sort()
+        failures = sorted(failures)
         shown = "; ".join(f"{path} ({why})" for path, why in failures[:5])
         more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
         them = "it" if len(failures) == 1 else "them"
@@ -155,9 +174,15 @@ def decode_images(
             f"truncated or not an image; delete {them} (or replace {them} with a valid image) "
             "and run again."
         )
-    if problems:
-        raise DataNotFoundError(" ".join(problems))
-    return pixels
+    return " ".join(problems)
+
+
+def _streamed_problems(failed: list[Any]) -> str:
+    """:func:`decode_problems` for the failed samples of a streamed batch."""
+    return decode_problems(
+        [(f.path, f.why) for f in failed if f.why is not None],
+        [f.path for f in failed if f.why is None],
+    )
 
 
 def _unreadable_images(paths: list[Path]) -> str:
@@ -189,6 +214,12 @@ class ImageFolderDataModule(InMemoryImageData):
     folder in the flat layout, ``train/`` when a validation or test folder is missing.
     ``limit_per_class`` takes the first N files (sorted names) of each class in each folder.
     ``cache_dir`` defaults to ``data_cache/image_folder_cache`` in the working directory.
+
+    ``in_memory``: ``auto`` decodes the images into memory when their float32 pixels fit
+    ``memory_budget`` (bytes, ``"2GB"``, a fraction of the available memory in (0, 1], or
+    null for a quarter of it) and streams them from disk otherwise; ``true``/``false`` force
+    a path. Streamed, ``num_workers`` processes (null: up to 4) decode the batches.
+    ``data_path`` says which path :meth:`setup` took.
     """
 
     def __init__(
@@ -204,8 +235,28 @@ class ImageFolderDataModule(InMemoryImageData):
         cache_dir: str | None = None,
         augment: AugmentSettings | None = None,
         seed: Seed = 0,
+        in_memory: Literal["auto"] | bool = "auto",
+        memory_budget: int | float | str | None = None,
+        num_workers: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, augment=augment)
+        if in_memory not in ("auto", True, False):
+            raise ConfigValueError(
+                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto decodes "
+                "the images into memory when they fit data.memory_budget, else streams them."
+            )
+        self.in_memory = in_memory
+        self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
+        if num_workers is not None and num_workers < 0:
+            raise ConfigValueError(
+                f"data.num_workers must be 0 (decode in the training process), a positive "
+                f"int or null (up to 4, one per core), got {num_workers}."
+            )
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        #: "in_memory" or "streamed", after :meth:`setup` (the run's tag pipelines.data_path)
+        self.data_path: str | None = None
+        #: streamed: split -> (image files, labels)
+        self.streams: dict[str, tuple[list[Path], np.ndarray]] = {}
         if str(root).strip() in ("", "???"):
             raise ConfigValueError(
                 "The image_folder data needs `data.root`: the folder that holds one "
@@ -369,9 +420,11 @@ class ImageFolderDataModule(InMemoryImageData):
         key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]
         return self.cache_dir / f"image_folder-{key}-{files.hexdigest()[:16]}.pt"
 
-    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], bool]:
+    def load(
+        self, scanned: tuple[list[str], list[tuple[Path, int, int]]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], bool]:
         """uint8 images ``(N, C, H, W)``, labels, sources, class names, and whether cached."""
-        classes, entries = self.scan()
+        classes, entries = scanned or self.scan()
         with _readable(self.root):  # stat() is denied in a folder that may not be searched
             path = self.cache_path(entries) if self.cache else None
         cached = _read_cache(path, len(entries)) if path else None
@@ -389,10 +442,14 @@ class ImageFolderDataModule(InMemoryImageData):
     # -- splits --------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.splits or self.streams:
             return
         started = time.perf_counter()
-        images, labels, sources, classes, cached = self.load()
+        scanned = self.scan()
+        if not self._fits_in_memory(len(scanned[1])):
+            self._set_up_streams(*scanned)
+            return
+        images, labels, sources, classes, cached = self.load(scanned)
         indices = self.split_indices(labels.numpy(), sources.numpy())
         self.splits = {
             name: (images[idx].float().div_(255.0), labels[idx]) for name, idx in indices.items()
@@ -407,6 +464,93 @@ class ImageFolderDataModule(InMemoryImageData):
             sizes,
             time.perf_counter() - started,
             " (cached)" if cached else "",
+        )
+
+    def _fits_in_memory(self, count: int) -> bool:
+        """Which path to take (``data_path``), said in one log line with the reason."""
+        channels = 1 if self.color_mode == "grayscale" else 3
+        needed = count * channels * self.image_size[0] * self.image_size[1] * 4  # float32
+        budget, how = self.memory_budget
+        fits = needed <= budget
+        if self.in_memory != "auto":
+            why = f"data.in_memory={str(self.in_memory).lower()}"
+            fits = bool(self.in_memory)
+        else:
+            why = (
+                f"{count} images decoded would take {format_bytes(needed)}, "
+                f"{'within' if fits else 'above'} data.memory_budget {how}"
+            )
+        self.data_path = "in_memory" if fits else "streamed"
+        if fits:
+            log.info("image_folder: %s: decoding into memory", why)
+        else:
+            log.info(
+                "image_folder: %s: streaming from disk with %d worker(s)", why, self.num_workers
+            )
+        return fits
+
+    def _set_up_streams(self, classes: list[str], entries: list[tuple[Path, int, int]]) -> None:
+        """The streamed path: the in-memory path's splits, as (files, labels) per split."""
+        labels = np.array([label for _, label, _ in entries], dtype=np.int64)
+        sources = np.array([source for _, _, source in entries], dtype=np.int64)
+        indices = self.split_indices(labels, sources)
+        self.streams = {
+            name: ([entries[i][0] for i in idx], labels[idx]) for name, idx in indices.items()
+        }
+        self.classes = classes
+        channels = 1 if self.color_mode == "grayscale" else 3
+        self.encode_shape = (channels, *self.image_size)
+        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in indices.items())
+        log.info(
+            "image_folder: %d images of %d classes from %s (%s), streamed",
+            len(labels),
+            len(classes),
+            self.root,
+            sizes,
+        )
+
+    # -- the streamed path's batches -----------------------------------------------------
+
+    @property
+    def fused_batches_are_exact(self) -> bool:
+        # streamed: a fused batch would be steps_per_call batches decoded at once
+        return self.augmentation is None and self.data_path != "streamed"
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if self.data_path != "streamed":
+            return super().model_kwargs()
+        return {"input_shape": self.encode_shape, "num_classes": len(self.classes)}
+
+    def move_splits_to(self, device: torch.device) -> None:
+        if self.data_path != "streamed":  # streamed batches are pinned and copied instead
+            super().move_splits_to(device)
+
+    def val_dataloader(self) -> Any:
+        if self.data_path != "streamed":
+            return super().val_dataloader()
+        if not len(self.streams["val"][0]):
+            return no_validation_data("images")
+        return self._batches("val", shuffle=False)
+
+    def _batches(self, split: str, shuffle: bool) -> Any:
+        if self.data_path != "streamed":
+            return super()._batches(split, shuffle)
+        paths, labels = self.streams[split]
+        trainer = getattr(self, "trainer", None)
+        on_gpu = (
+            trainer.strategy.root_device.type == "cuda"
+            if trainer is not None
+            else torch.cuda.is_available()
+        )
+        files = ImageFiles(paths, labels, self.image_size, self.color_mode, decode_image)
+        return StreamedBatches(
+            files,
+            batch_size=self.batch_size * self._batches_per_call(split),
+            shuffle=shuffle,
+            seed=self.seed,
+            num_workers=min(self.num_workers, len(paths)),
+            pin_memory=on_gpu,
+            describe=_streamed_problems,
         )
 
     def split_indices(self, labels: np.ndarray, sources: np.ndarray) -> dict[str, np.ndarray]:

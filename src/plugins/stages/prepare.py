@@ -21,6 +21,9 @@ class Prepare:
         found = ctx.found_datamodule is not None  # its files were found before the run
         datamodule = set_up_datamodule(ctx.build_datamodule(), model_class, found=found)
         ctx.datamodule = datamodule
+        data_path = getattr(datamodule, "data_path", None)  # in_memory or streamed
+        if data_path:
+            ctx.tracker.set_tags({"pipelines.data_path": str(data_path)})
         data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
         _refuse_a_single_class(ctx, model_class, datamodule, data_kwargs)
         # Models that load an earlier run's network (runs:/...) read it from this store.

@@ -164,13 +164,34 @@ def class_names(datamodule: Any, targets: torch.Tensor, outputs: int) -> list[st
     return [str(c) for c in range(max(int(targets.max()) + 1, outputs))]
 
 
+#: data streamed from disk (``data_path: streamed``): the test images the figures cover
+STREAMED_TEST_LIMIT = 512
+
+
 def _test_split(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The test inputs and targets of an in-memory data module (None for streamed data)."""
+    """The test inputs and targets of an in-memory data module; of streamed data, the first
+    :data:`STREAMED_TEST_LIMIT` of its test loader (the log says so); else None."""
     splits = getattr(datamodule, "splits", None)
-    if not isinstance(splits, dict) or "test" not in splits or not len(splits["test"][0]):
+    if isinstance(splits, dict) and "test" in splits and len(splits["test"][0]):
+        inputs, targets = splits["test"]
+        return inputs.cpu(), targets.cpu()
+    if getattr(datamodule, "data_path", None) != "streamed":
         return None
-    inputs, targets = splits["test"]
-    return inputs.cpu(), targets.cpu()
+    inputs, targets = [], []
+    for batch_inputs, batch_targets in datamodule.test_dataloader():
+        inputs.append(batch_inputs.cpu())
+        targets.append(batch_targets.cpu())
+        if sum(map(len, targets)) >= STREAMED_TEST_LIMIT:
+            break
+    if not inputs:
+        return None
+    shown = torch.cat(inputs)[:STREAMED_TEST_LIMIT], torch.cat(targets)[:STREAMED_TEST_LIMIT]
+    log.info(
+        "report: the data is streamed from disk: the confusion matrix and sample "
+        "predictions cover its first %d test images (report.STREAMED_TEST_LIMIT)",
+        len(shown[1]),
+    )
+    return shown
 
 
 def learning_curves(client: Any, run_id: str) -> dict[str, dict[str, list[float]]]:
