@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from conftest import FAST, mlflow_runs, run_cli, store_uri
@@ -102,6 +103,7 @@ def test_crashed_run_is_failed_in_mlflow(workdir: Path) -> None:
 
 def test_terminated_run_is_marked_killed(workdir: Path) -> None:
     import os
+    import re
     import signal
     import subprocess
     import sys
@@ -128,7 +130,9 @@ def test_terminated_run_is_marked_killed(workdir: Path) -> None:
     (run,) = mlflow_runs(f"sqlite:///{db}")
     assert run.info.status == "KILLED", output
     assert f"Interrupted: run {run.info.run_id} is marked KILLED" in output, output
-    assert f"python -m pipelines.resume {run.info.run_id}" in output.split("Interrupted:")[1]
+    said = output.split("Interrupted:")[1]
+    assert f"python -m pipelines.resume {run.info.run_id}" in said
+    assert re.search(r"it kept \S+\.ckpt \(after epoch \d+ of training\)", said), said
     checkpoints = [
         a.path
         for a in MlflowClient(f"sqlite:///{db}").list_artifacts(run.info.run_id, "checkpoints")
@@ -189,3 +193,24 @@ def test_sigterm_while_a_checkpoint_is_saved_still_ends_killed_with_it_saved(
     import torch
 
     assert "state_dict" in torch.load(saved, weights_only=True)
+
+
+def test_the_interrupted_message_names_the_checkpoint_kept_or_says_there_is_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Saying "continue it with resume" before the first checkpoint sent users to a resume that
+    then found nothing; a transfer stage keeps its checkpoints in a sub-folder."""
+    import torch
+
+    from pipelines.lifecycle import _say_how_to_resume
+
+    _say_how_to_resume("abc", tmp_path)
+    said = capsys.readouterr().err
+    assert "before its first checkpoint" in said and "python -m pipelines.rerun abc" in said
+    folder = tmp_path / "checkpoints" / "fine_tuning"
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 2, "state_dict": {}}, folder / "last.ckpt")
+    _say_how_to_resume("abc", tmp_path)
+    said = capsys.readouterr().err
+    assert f"it kept {folder / 'last.ckpt'} (after epoch 3 of training)" in said
+    assert "python -m pipelines.resume abc" in said

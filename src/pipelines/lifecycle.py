@@ -213,11 +213,26 @@ def _unopened_run_outcome(job_num: int | None, resume_run_id: str | None) -> str
 
 
 def _say_how_to_resume(run_id: str, output_dir: Path) -> None:
-    """One line after Ctrl-C or SIGTERM: the run is recorded, and this continues it."""
+    """One line after Ctrl-C or SIGTERM: the run is recorded, and what continues it: the
+    checkpoint it kept, or, before its first one, a new run of the same settings."""
+    from pipelines.training.checkpoint import epochs_done, resumable_checkpoint
+
+    root = output_dir.resolve() / "checkpoints"  # a stage of its own keeps a sub-folder
+    folders = {path.parent for path in root.rglob("*.ckpt")}
+    found = [path for path in map(resumable_checkpoint, folders) if path is not None]
+    kept = max(found, key=lambda path: path.stat().st_mtime, default=None)
+    if kept is None:
+        print(
+            f"Interrupted: run {run_id} is marked KILLED before its first checkpoint, so "
+            f"there is nothing to resume: start it again with `python -m pipelines.rerun "
+            f"{run_id}`.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     print(
-        f"Interrupted: run {run_id} is marked KILLED; its checkpoints stay in "
-        f"{output_dir.resolve() / 'checkpoints'}. Continue it where it stopped with "
-        f"`python -m pipelines.resume {run_id}`.",
+        f"Interrupted: run {run_id} is marked KILLED; it kept {kept} ({epochs_done(kept)}). "
+        f"Continue it from there with `python -m pipelines.resume {run_id}`.",
         file=sys.stderr,
         flush=True,
     )

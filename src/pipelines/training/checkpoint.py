@@ -161,6 +161,18 @@ def resumable_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def epochs_done(path: Path) -> str:
+    """How far a checkpoint got, in words: "after epoch 3 of training" (its ``epoch`` is
+    counted from 0), or "epoch unknown". Memory-mapped: only that number is read."""
+    import torch
+
+    try:
+        epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+    except Exception:  # what reads it next reports a checkpoint it cannot read
+        return "epoch unknown"
+    return f"after epoch {int(epoch) + 1} of training" if epoch is not None else "epoch unknown"
+
+
 def checkpoint_damage(path: str | Path) -> str | None:
     """Why the checkpoint at ``path`` cannot be read back (None if it is intact).
 

@@ -19,7 +19,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from pipelines.context import RunContext
 from pipelines.speed.settings import SpeedSettings, apply_speed_settings
 from pipelines.tracking.tracker import Tracker
-from pipelines.training.checkpoint import LastCheckpoint, checkpoint_damage, resumable_checkpoint
+from pipelines.training.checkpoint import (
+    LastCheckpoint,
+    checkpoint_damage,
+    epochs_done,
+    resumable_checkpoint,
+)
 from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
 from pipelines.training.trainer import build_trainer
 
@@ -103,7 +108,7 @@ def fit_model(
     )
     resume_from = str(resumable) if resumable else None
     if resumable:
-        print(f"resuming from {resumable} ({_epochs_in(resumable)})", file=sys.stderr, flush=True)
+        print(f"resuming from {resumable} ({epochs_done(resumable)})", file=sys.stderr, flush=True)
     try:
         # weights only: a checkpoint file cannot run code when it is loaded
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -212,18 +217,6 @@ def _final_saved_checkpoint(trainer: Any, checkpoint: ModelCheckpoint | None) ->
                 log.info("no epoch was validated: the final weights (%s) are the model", last)
                 return str(last)
     return ""
-
-
-def _epochs_in(path: Path) -> str:
-    """How far a checkpoint got, in words: "after epoch 3 of training" (its ``epoch`` is
-    counted from 0), or "" where it does not say. Memory-mapped: only that number is read."""
-    import torch
-
-    try:
-        epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
-    except Exception:  # the fit that follows reports a checkpoint it cannot read
-        return "epoch unknown"
-    return f"after epoch {int(epoch) + 1} of training" if epoch is not None else "epoch unknown"
 
 
 def _intact(path: str | Path) -> bool:
