@@ -91,8 +91,6 @@ def train(
     from pipelines.runner import run_pipeline
     from pipelines.runtime.console import interactive
 
-    if os.environ.get("PIPELINES_DATA_DIR") == "":  # as the CLI: set but empty is unset
-        del os.environ["PIPELINES_DATA_DIR"]
     cfg = compose_config(list(overrides))
     output_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute()
     with open_dict(cfg):
@@ -153,7 +151,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    from pipelines.checks import command_line as checks
+    from pipelines.checks.command_line import checked_overrides
     from pipelines.checks.composition import describe
     from pipelines.config import config_dir
 
@@ -164,10 +162,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
                 "as in pipelines.train('model=convnet', 'trainer.max_epochs=3'). Command-line "
                 "flags (-m for a sweep, --cfg) are for `python -m pipelines.run`."
             )
-    overrides = checks.renamed_keys(overrides)
-    checks.check_group_overrides(overrides)
-    checks.check_appended_groups(overrides)
-    checks.check_search_is_a_sweep(overrides)
+    overrides = checked_overrides(overrides)  # the CLI's checks
     backup = get_gh_backup()  # whatever Hydra state the caller has, put back after
     GlobalHydra.instance().clear()
     try:

@@ -10,19 +10,12 @@ Examples::
 
 from __future__ import annotations
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from pipelines.checks.command_line import (
-    check_appended_groups,
-    check_group_overrides,
-    check_one_mode,
-    check_search_is_a_sweep,
-    renamed_keys,
-)
+from pipelines.checks.command_line import check_one_mode, checked_overrides
 from pipelines.checks.composition import describe, hydra_raises_composition_errors
 from pipelines.config import config_dir
 from pipelines.errors import PipelineError
@@ -38,10 +31,6 @@ def _hydra_main(cfg: DictConfig) -> object:
     return execute(cfg)
 
 
-#: where datasets are cached (conf/config.yaml's paths.data_dir; default ./data_cache)
-DATA_DIR_VARIABLE = "PIPELINES_DATA_DIR"
-
-
 def main() -> None:
     """Check the command line for unknown names, then hand it to Hydra."""
     arguments = sys.argv[1:]
@@ -51,20 +40,13 @@ def main() -> None:
         print(help_text())
         return
     defer_during_startup()
-    if os.environ.get(DATA_DIR_VARIABLE) == "":
-        # set but empty (`export PIPELINES_DATA_DIR=` in a script) made every data path
-        # start at the file system's root, /mnist: taken as unset, i.e. ./data_cache
-        del os.environ[DATA_DIR_VARIABLE]
-    arguments = renamed_keys(arguments)
-    sys.argv[1:] = arguments  # what Hydra reads
     try:
         check_one_mode(arguments)
-        check_group_overrides(arguments)
-        check_appended_groups(arguments)
-        check_search_is_a_sweep(arguments)
+        arguments = checked_overrides(arguments)
     except PipelineError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    sys.argv[1:] = arguments  # what Hydra reads
     with hydra_raises_composition_errors():
         try:
             _hydra_main()

@@ -7,6 +7,7 @@ one; users mistype names, so we answer with a suggestion, fast, and before any h
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,25 @@ _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$|^\[.*\]$|^\$\{")
 
 #: config keys that moved: old dotted key -> new one, for overrides written the old way
 RENAMED_KEYS = {"data.train_windows": "data.windows_per_epoch"}
+
+
+#: where datasets are cached (conf/config.yaml's paths.data_dir; default ./data_cache)
+DATA_DIR_VARIABLE = "PIPELINES_DATA_DIR"
+
+
+def checked_overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides ``python -m pipelines.run`` and ``pipelines.train`` compose: moved keys
+    renamed, then refused in one paragraph where a group option, an appended group or a
+    search without a sweep is wrong. ``PIPELINES_DATA_DIR`` set but empty (`export
+    PIPELINES_DATA_DIR=` in a script) made every data path start at the file system's
+    root, /mnist: it is taken as unset, i.e. ./data_cache."""
+    if os.environ.get(DATA_DIR_VARIABLE) == "":
+        del os.environ[DATA_DIR_VARIABLE]
+    overrides = renamed_keys(argv)
+    check_group_overrides(overrides)
+    check_appended_groups(overrides)
+    check_search_is_a_sweep(overrides)
+    return overrides
 
 
 def renamed_keys(argv: Sequence[str]) -> list[str]:

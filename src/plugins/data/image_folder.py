@@ -466,10 +466,13 @@ class ImageFolderDataModule(InMemoryImageData):
             " (cached)" if cached else "",
         )
 
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_mode == "grayscale" else 3
+
     def _fits_in_memory(self, count: int) -> bool:
         """Which path to take (``data_path``), said in one log line with the reason."""
-        channels = 1 if self.color_mode == "grayscale" else 3
-        needed = count * channels * self.image_size[0] * self.image_size[1] * 4  # float32
+        needed = count * self.channels * self.image_size[0] * self.image_size[1] * 4  # float32
         budget, how = self.memory_budget
         fits = needed <= budget
         if self.in_memory != "auto":
@@ -498,8 +501,7 @@ class ImageFolderDataModule(InMemoryImageData):
             name: ([entries[i][0] for i in idx], labels[idx]) for name, idx in indices.items()
         }
         self.classes = classes
-        channels = 1 if self.color_mode == "grayscale" else 3
-        self.encode_shape = (channels, *self.image_size)
+        self.encode_shape = (self.channels, *self.image_size)
         sizes = ", ".join(f"{name} {len(idx)}" for name, idx in indices.items())
         log.info(
             "image_folder: %d images of %d classes from %s (%s), streamed",

@@ -452,10 +452,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         """Ready :meth:`encode_values` from the run's ``scaling.json`` alone (its columns and
         training statistics), without the series. False where the run logged none, or its
         model takes windows of another shape."""
-        if self.run_scaling is None:
+        if self.run_scaling is None:  # use_artifacts also took the run's columns from it
             return False
-        self.feature_names = list(self.run_scaling["features"])
-        self.target_name = str(self.run_scaling["target"])
         self._scale_as_the_run(self.run_scaling)
         shape = dict(getattr(model, "hparams", None) or {}).get("input_shape")
         return shape is None or tuple(shape) == (self.sequence_length, len(self.feature_names))
