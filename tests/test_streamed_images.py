@@ -21,7 +21,7 @@ from PIL import Image
 from conftest import FAST, mlflow_runs, run_cli, store_uri
 from pipelines.errors import ConfigValueError
 from plugins.data.image_folder import ImageFolderDataModule
-from plugins.data.streamed_images import memory_budget_bytes
+from plugins.data.memory_budget import memory_budget_bytes
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 COLORS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (220, 30, 20)}

@@ -50,13 +50,8 @@ from pipelines.api import (
     unreadable_file_error,
 )
 from plugins.data.augment import AugmentSettings
-from plugins.data.streamed_images import (
-    ImageFiles,
-    StreamedBatches,
-    default_workers,
-    format_bytes,
-    memory_budget_bytes,
-)
+from plugins.data.memory_budget import default_workers, format_bytes, memory_budget_bytes
+from plugins.data.streamed_images import ImageFiles, StreamedBatches
 from plugins.data.vision import InMemoryImageData, stratified_split
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,6 @@ and :class:`StreamedBatches` raises it in the main process as one paragraph nami
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,92 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from pipelines.api import ConfigValueError, DataNotFoundError
-
-#: ``data.memory_budget: null``: this fraction of the memory available when the run starts
-DEFAULT_BUDGET_FRACTION = 0.25
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
-
-
-def available_memory() -> int:
-    """Bytes of memory this process may still take: the kernel's MemAvailable (free plus
-    reclaimable cache), lowered to what a cgroup (container) limit leaves."""
-    available = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit.isdigit():
-            available = min(available, max(0, int(limit) - used))
-    except (OSError, ValueError):
-        pass
-    return int(available)
-
-
-def memory_budget_bytes(value: Any, available: int | None = None) -> tuple[int, str]:
-    """``data.memory_budget`` in bytes, and how it was set, in words.
-
-    None: a quarter of the available memory; a float in (0, 1]: that fraction of it; a
-    whole number of bytes (an int, or a string such as ``"500MB"``, ``"2GiB"``)."""
-    budget = None
-    if value is None:
-        fraction = DEFAULT_BUDGET_FRACTION
-    elif isinstance(value, bool):
-        fraction = None
-    elif isinstance(value, float) and 0 < value <= 1:
-        fraction = value
-    else:
-        fraction = None
-        budget = _bytes(value)
-    if fraction is not None:
-        available = available_memory() if available is None else available
-        return int(available * fraction), (
-            f"{fraction:g} of the {format_bytes(available)} available"
-        )
-    if budget is None or budget < 1:
-        raise ConfigValueError(
-            f"data.memory_budget must be a number of bytes (e.g. `data.memory_budget=2GB`, "
-            f"`500MB` or `1000000`), a fraction of the available memory in (0, 1] (e.g. "
-            f"`data.memory_budget=0.5`), or null for {DEFAULT_BUDGET_FRACTION:g} of it; got "
-            f"{value!r}. Decoded images above the budget are streamed from disk "
-            "(`data.in_memory=auto`)."
-        )
-    return budget, format_bytes(budget)
-
-
-def _bytes(value: Any) -> int | None:
-    """A whole number of bytes from an int, a whole float (``1e9``) or ``"<n><unit>"``."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value == int(value) else None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", value, re.IGNORECASE)
-        if match:
-            return int(float(match[1]) * _UNITS[(match[2] or "").lower()])
-    return None
-
-
-def format_bytes(count: float) -> str:
-    """``59 MB``, ``1.2 GB``: decimal units, as a person reads them."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000:
-            return f"{count:.3g} {unit}"
-        count /= 1000
-    return f"{count:.3g} TB"
-
-
-def default_workers() -> int:
-    """``data.num_workers: null``: up to 4 decoding processes, one per core."""
-    return min(4, os.cpu_count() or 1)
+from pipelines.api import DataNotFoundError
 
 
 class Failed:
