@@ -187,7 +187,11 @@ def test_an_added_key_nothing_reads_is_an_error_not_ignored(
         ("~model", "Every run needs a 'model' config group, and it was removed"),
         ("pipeline.stages=fit", "'pipeline.stages' must be a list of stage names"),
         ("tracking=null", "To turn tracking off, write `tracking=none`"),
-        ("trainer.max_epochs=-5", "`max_epochs` must be a non-negative integer or -1"),
+        ("trainer.max_epochs=-5", "must be at least 1, or -1 for no limit, got -5"),
+        (
+            "+trainer.gradient_clip_algorithm=bogus",
+            "Lightning's Trainer refused the trainer settings: `gradient_clip_algorithm` bogus",
+        ),
     ],
 )
 def test_config_shapes_the_engine_cannot_use_are_named(

@@ -87,10 +87,9 @@ def test_tracking_none_writes_no_store(workdir: Path) -> None:
     assert not (workdir / "mlruns").exists()
 
 
-#: a run that fails once it is open: a 9x9 kernel without padding does not fit the digits'
-#: 8x8 images, found only when the model is built for the data (``model.lr=-1`` was used,
-#: and is now refused before any run opens)
-FAILS_IN_RUN = ["model=convnet", "model.padding=valid", "model.kernel_size=9"]
+#: a run that fails once it is open: its loss diverges in the first epoch, which only
+#: training finds (a model that does not fit the data is refused before the run opens)
+FAILS_IN_RUN = ["model.optimizer=sgd", "model.lr=1e30"]
 
 
 def test_crashed_run_is_failed_in_mlflow(workdir: Path) -> None:
@@ -98,7 +97,18 @@ def test_crashed_run_is_failed_in_mlflow(workdir: Path) -> None:
     assert result.returncode != 0
     (run,) = mlflow_runs(store_uri(workdir))
     assert run.info.status == "FAILED"
-    assert run.data.params["model.kernel_size"] == "9"
+    assert run.data.params["model.lr"] == "1e+30"
+
+
+def test_a_model_that_does_not_fit_the_data_leaves_no_run(workdir: Path) -> None:
+    # a 9x9 kernel without padding does not fit the digits' 8x8 images: the dry forward
+    # pass finds it as the model is built, before the run and its folder are made
+    args = ["model=convnet", "model.padding=valid", "model.kernel_size=9"]
+    result = run_cli([*FAST, *args], cwd=workdir)
+    assert result.returncode == 2 and "Traceback" not in result.output, result.output
+    assert "model.kernel_size" in result.stderr
+    assert not (workdir / "mlruns").exists(), "no store: no run was opened"
+    assert not (workdir / "outputs").exists(), "the refused run's folder is removed"
 
 
 def test_terminated_run_is_marked_killed(workdir: Path) -> None:

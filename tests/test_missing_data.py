@@ -1,8 +1,8 @@
 """Data that is missing is refused before a run opens: no FAILED run per attempt.
 
-The engine builds the configured data plugin and calls its ``prepare_data`` (find the
-files, download the missing ones) before it opens the MLflow run; the ``prepare`` stage then
-takes that datamodule, so the files are looked for once.
+The ``prepare`` stage builds the configured data plugin and calls its ``prepare_data`` (find
+the files, download the missing ones) in its ``before_run`` hook, which the engine calls
+before it opens the MLflow run, so the files are looked for once, before the run.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import mlflow_runs, run_cli, store_uri
-from pipelines import lifecycle, runner
+from pipelines import lifecycle, registry, runner
 from pipelines.config import config_dir
-from pipelines.context import FoundData, RunContext, find_data_before_run, set_up_datamodule
+from pipelines.context import RunContext, set_up_datamodule
 from pipelines.tracking.tracker import Tracker
 from plugins.data.vision import DigitsDataModule
 from plugins.models.dense import MLP
@@ -56,7 +56,7 @@ def test_the_data_is_found_once_before_the_run_and_then_used(
 ) -> None:
     events: list[str] = []
     monkeypatch.setattr(CountingDigits, "events", events)
-    build = runner.registry.build
+    build = registry.build
 
     def digits_that_count(kind: str, node: Any, **kwargs: Any) -> Any:
         if kind == "data":
@@ -73,21 +73,34 @@ def test_the_data_is_found_once_before_the_run_and_then_used(
         events.append("run opened")
         return Recording()
 
-    monkeypatch.setattr(runner.registry, "build", digits_that_count)
+    monkeypatch.setattr(registry, "build", digits_that_count)
     monkeypatch.setattr(lifecycle, "_open_tracker", tracker_after_the_data)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["pipeline.stages=[prepare]"])
     runner.run_pipeline(cfg, output_dir=tmp_path / "run")
     assert events == ["prepare_data", "run opened"]
-    assert logged["time/find_data_seconds"] >= 0, "the time it took is still in the run"
+    assert logged["time/before_run_seconds"] >= 0, "the time it took is still in the run"
 
 
-def test_pipelines_that_build_no_data_find_none() -> None:
+def test_pipelines_that_build_no_data_find_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    build = registry.build
+
+    def recording(kind: str, node: Any, **kwargs: Any) -> Any:
+        built.append(kind)
+        return build(kind, node, **kwargs)
+
+    stages = [registry.build("stage", {"name": name}) for name in ("fit", "deepdream")]
+    monkeypatch.setattr(registry, "build", recording)
     config = {"model": {"name": "mlp"}, "data": {"name": "digits"}}
-    assert find_data_before_run(config, [{"name": "fit"}, {"name": "deepdream"}]) is None
+    ctx = RunContext(config=config, tracker=Tracker(), output_dir=tmp_path)
+    lifecycle._before_run(ctx, stages)
+    assert built == [] and ctx.datamodule is None
 
 
-def test_a_third_party_datamodule_without_prepare_data_is_still_set_up(tmp_path: Path) -> None:
+def test_a_third_party_datamodule_without_prepare_data_is_still_set_up() -> None:
     class Bare:
         """No ``prepare_data``, and unhashable: nothing to find, nothing to remember."""
 
@@ -96,8 +109,6 @@ def test_a_third_party_datamodule_without_prepare_data_is_still_set_up(tmp_path:
         def setup(self, stage: str) -> None:
             self.stage = stage
 
-    found = FoundData(Bare(), 0.0)
-    ctx = RunContext(config={}, tracker=Tracker(), output_dir=tmp_path)
-    ctx.found_datamodule = found.datamodule
-    datamodule = set_up_datamodule(ctx.build_datamodule(), MLP)
-    assert datamodule is found.datamodule and datamodule.stage == "fit"
+    bare = Bare()
+    datamodule = set_up_datamodule(bare, MLP)
+    assert datamodule is bare and datamodule.stage == "fit"

@@ -185,7 +185,7 @@ def test_dream_and_style_on_the_pipeline_model_need_its_conv_layers(tmp_path: Pa
     StyleTransfer().check(convnet)
 
 
-# -- the user's commands: refused after prepare, before any training ----------------------
+# -- the user's commands: refused before the run opens, so before any training -----------
 
 
 @pytest.mark.parametrize(
@@ -207,7 +207,8 @@ def test_cli_refuses_the_combination_before_training(
     assert result.stderr.count("Error: ") == 1, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
-    assert "stage 0: prepare" in result.output
+    assert "stage 0: prepare" not in result.output, "no stage ran"
+    assert not (workdir / "mlruns").exists() and not (workdir / "outputs").exists()
     assert "stage 1:" not in result.output, "refused before the fit stage"
     assert not list(workdir.glob("outputs/**/*.ckpt")), "nothing was trained"
 

@@ -21,8 +21,7 @@ engine may call on a plugin of that kind, with when it is called and what it ret
 Every hook is optional unless its docstring says otherwise: the engine asks for it by name
 and does without where a plugin has none. They are protocols, for reading and for type
 checkers; a plugin does not subclass them. The registry checks a plugin against its kind
-when it loads it, and a hook name it almost matches (``model_kwarg``) is refused, naming
-the hook.
+when it loads it: a hook name it almost matches (``model_kwarg``) is refused, naming it.
 
 The rest of this module is the toolkit plugins may use: the run's context, the errors
 that reach the user as one paragraph, downloads with checksums, in-memory batch loaders,
@@ -334,10 +333,11 @@ class StagePlugin(Protocol):
     earlier run): a pipeline of only such stages is named after the pipeline, not after
     the configured model and data. Default True."""
 
-    builds_configured_data: ClassVar[bool]
-    """True for a stage that builds the configured data (``prepare``): the engine then
-    finds the data's files before the run opens, and the stage takes that datamodule from
-    :meth:`RunContext.build_datamodule`. Default False."""
+    def before_run(self, ctx: RunContext) -> None:
+        """The work that can refuse the run, done before it opens, stage by stage
+        (``prepare``: load and split the data, build the model), so a refusal leaves no run
+        and no folder. ``ctx.tracker`` records nothing yet: log in ``run``."""
+        ...
 
     def run(self, ctx: RunContext) -> None:
         """Do the stage's work on ``ctx``, in the order of ``pipeline.stages``. Required."""

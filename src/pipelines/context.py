@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,6 @@ class RunContext:
     stage_key: str = "pipeline.stages"
     #: continuing a killed run: training stages start from their last checkpoint
     resuming: bool = False
-    #: the data plugin built before the run opened, its files found or downloaded
-    #: (:func:`find_data_before_run`); the ``prepare`` stage takes it instead of another
-    found_datamodule: Any = None
     #: a line per epoch where no progress bar is drawn (``pipelines.train`` in a notebook)
     epoch_lines: bool = False
 
@@ -67,11 +63,7 @@ class RunContext:
         return registry.load("model", self.config["model"]["name"], path="model.name")
 
     def build_datamodule(self) -> Any:
-        """The data plugin named by ``data.name``, built from the ``data`` node: the one
-        built before the run opened, the first time (its files are not looked for twice)."""
-        if self.found_datamodule is not None:
-            datamodule, self.found_datamodule = self.found_datamodule, None
-            return datamodule
+        """The data plugin named by ``data.name``, built from the ``data`` node."""
         return registry.build("data", self.config["data"], path="data")
 
     def build_model(self, **data_kwargs: Any) -> Any:
@@ -104,57 +96,15 @@ class RunContext:
         return value
 
 
-def set_up_datamodule(datamodule: Any, model_class: type, *, found: bool = False) -> Any:
-    """Load and split ``datamodule``'s data for ``model_class`` (the ``prepare`` stage's and
-    ``evaluate``'s one way to do it): text data first learns how the model takes tokens.
-
-    ``found``: the datamodule went through :func:`find_data` before the run opened
-    (:attr:`RunContext.found_datamodule`), so its files are not looked for twice."""
-    if not found:
-        find_data(datamodule, model_class)
-    datamodule.setup("fit")
-    return datamodule
-
-
-def find_data(datamodule: Any, model_class: type) -> None:
-    """Make ``datamodule``'s files available: Lightning's ``prepare_data``, where a plugin
-    finds its files and downloads the missing ones (after ``adapt_to_model``, which may
-    choose what to read), raising a one-paragraph error for data that cannot be had."""
+def set_up_datamodule(datamodule: Any, model_class: type) -> Any:
+    """Find, load and split ``datamodule``'s data for ``model_class`` (the ``prepare``
+    stage's and ``evaluate``'s one way to do it): text data first learns how the model takes
+    tokens, then Lightning's ``prepare_data`` finds the files (downloading the missing ones)
+    and ``setup("fit")`` loads and splits them."""
     if hasattr(datamodule, "adapt_to_model"):  # e.g. text: token ids for an LSTM
         datamodule.adapt_to_model(model_class)
     prepare_data = getattr(datamodule, "prepare_data", None)
     if prepare_data is not None:
         prepare_data()
-
-
-@dataclass(frozen=True)
-class FoundData:
-    """The configured data plugin, its files found (or downloaded) before the run opened."""
-
-    datamodule: Any
-    #: the wall seconds that took (a first download: minutes), recorded in the run
-    seconds: float
-
-
-def find_data_before_run(config: dict[str, Any], stages: list[dict[str, Any]]) -> FoundData | None:
-    """Build the configured data plugin and find its files before a run is opened.
-
-    Data that is missing and cannot be downloaded was reported from inside the ``prepare``
-    stage, after the MLflow run had opened: every attempt left a FAILED run behind. Done
-    here, the one-paragraph error comes first and the store is not touched, as for a config
-    error. The work is not repeated: the ``prepare`` stage takes this datamodule
-    (:attr:`RunContext.found_datamodule`). None where no stage builds the configured data
-    (stages say so with ``builds_configured_data``; ``deepdream`` brings its own image).
-    A plugin that finds its files in ``setup`` rather than ``prepare_data`` still works:
-    its missing data is then reported inside the run, as before.
-    """
-    if not any(
-        getattr(registry.load("stage", node["name"]), "builds_configured_data", False)
-        for node in stages
-    ):
-        return None
-    started = time.perf_counter()
-    model_class = registry.load("model", config["model"]["name"], path="model.name")
-    datamodule = registry.build("data", config["data"], path="data")
-    find_data(datamodule, model_class)
-    return FoundData(datamodule, time.perf_counter() - started)
+    datamodule.setup("fit")
+    return datamodule

@@ -3,7 +3,9 @@
 :func:`tracked_run` is the one place that decides how a run ends:
 
 - before it opens: the config is checked, the run folder locked, SIGTERM handled, the seed
-  set and the data found. A refusal or Ctrl-C on the way records nothing (exit 2 or 130);
+  set, the stages built and their ``before_run`` hooks run (``prepare`` loads and splits the
+  data and builds the model with a dry forward pass). A refusal or Ctrl-C on the way
+  records nothing and removes the run's folder (exit 2 or 130);
 - while it runs: the MLflow run holds the params, the config and where it ran;
 - at its end it is FINISHED, FAILED (an error; a diverged objective) or KILLED (Ctrl-C:
   exit 130, SIGTERM: 143), the folder lock is released, and a KILLED run says how to resume
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -26,13 +29,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines import registry
 from pipelines.checks.before_run import before_run
+from pipelines.checks.later_stages import check_later_stages
 from pipelines.config import flatten
-from pipelines.context import FoundData, RunContext, find_data_before_run
+from pipelines.context import RunContext
 from pipelines.errors import TrainingDiverged, disk_full_error
 from pipelines.runtime import distributed, termination
 from pipelines.runtime.collector import resume_after_startup
 from pipelines.runtime.console import interactive, print_config_tree
-from pipelines.runtime.run_lock import run_lock
+from pipelines.runtime.run_lock import remove_unused_folder, run_lock
 from pipelines.tracking import sweep
 from pipelines.tracking.provenance import provenance_tags
 from pipelines.tracking.store import TrackingSettings
@@ -50,6 +54,8 @@ class Run:
 
     context: RunContext
     stages: list[dict[str, Any]]
+    #: the stage plugins built from ``stages``, their ``before_run`` hooks done
+    plugins: list[Any]
     #: ``{"model", "data", "pipeline"}`` or only ``{"pipeline"}`` (:func:`run_subject`)
     subject: dict[str, str]
     #: a secondary DDP rank: it runs the same stages but tracks nothing (rank 0 owns the run)
@@ -69,13 +75,17 @@ def tracked_run(
 ) -> Iterator[Run]:
     """Check, open and record a run for the ``with`` block; end it as the block ended."""
     try:
-        run, found, folder_lock = _open(cfg, output_dir, overrides, job_num, resume_run_id)
-    except KeyboardInterrupt:
-        termination.exit_interrupted(_unopened_run_outcome(job_num, resume_run_id))
+        run, seconds, folder_lock = _open(cfg, output_dir, overrides, job_num, resume_run_id)
+    except BaseException as exc:
+        if resume_run_id is None and not distributed.is_secondary_process():
+            remove_unused_folder(output_dir)
+        if isinstance(exc, KeyboardInterrupt):
+            termination.exit_interrupted(_unopened_run_outcome(job_num, resume_run_id))
+        raise
     tracker = run.context.tracker
     with distributed.single_process_afterwards():
         try:
-            _record_start(run, cfg, output_dir, found, tags or {})
+            _record_start(run, cfg, output_dir, seconds, tags or {})
             yield run
             run.status = "FINISHED"
             diverged = sweep.non_finite_objective(run.context.config, run.context.metrics)
@@ -104,10 +114,13 @@ def _open(
     overrides: list[str],
     job_num: int | None,
     resume_run_id: str | None,
-) -> tuple[Run, FoundData | None, ExitStack]:
-    """Check the config, find the data, then open the tracked run: in that order, so a
-    command refused (a config error, missing data) or interrupted on the way records
-    nothing. The folder lock is released again where no run comes of it."""
+) -> tuple[Run, float, ExitStack]:
+    """Check the config, build the stages and do their work before the run (the data loaded
+    and split, the model built), then open the tracked run: in that order, so a command
+    refused (a config error, data that is missing or cannot be used, a model that does not
+    fit it) or interrupted on the way records nothing. Returns the run, the seconds the
+    stages' work before it took, and the folder lock, released again where no run comes of
+    it."""
     config, stages = before_run(cfg)
     if interactive() and not distributed.is_secondary_process():
         print_config_tree(config)
@@ -124,9 +137,18 @@ def _open(
     if not secondary:
         folder_lock.enter_context(run_lock(output_dir, resume_run_id))
     try:
-        # missing data is refused before a run is opened, like a config error
-        found = find_data_before_run(config, stages)
-        tracker = (
+        # tracks nothing until the run opens: a stage's work before it is not recorded
+        context = RunContext(
+            config=config, tracker=Tracker(), output_dir=output_dir, resuming=bool(resume_run_id)
+        )
+        plugins = [
+            registry.build("stage", node, path=f"pipeline.stages.{index}")
+            for index, node in enumerate(stages)
+        ]
+        started = time.perf_counter()
+        _before_run(context, plugins)
+        seconds = time.perf_counter() - started
+        context.tracker = (
             Tracker()
             if secondary
             else _open_tracker(config, subject, overrides, job_num, resume_run_id)
@@ -134,6 +156,7 @@ def _open(
     except BaseException:
         folder_lock.close()
         raise
+    tracker = context.tracker
     if tracker.run_id and not resume_run_id:
         # said now, not only in the final summary: a killed run is resumed by this id
         log.info(
@@ -142,29 +165,36 @@ def _open(
             getattr(tracker, "run_name", ""),
             tracker.run_id,
         )
-    context = RunContext(
-        config=config,
-        tracker=tracker,
-        output_dir=output_dir,
-        resuming=bool(resume_run_id),
-        found_datamodule=found.datamodule if found else None,
-    )
-    return Run(context, stages, subject, secondary), found, folder_lock
+    return Run(context, stages, plugins, subject, secondary), seconds, folder_lock
+
+
+def _before_run(context: RunContext, plugins: list[Any]) -> None:
+    """Each stage's ``before_run`` hook, in order; a stage that built or replaced the model
+    or data has every later stage check them (``check``), all before the run opens."""
+    for index, plugin in enumerate(plugins):
+        hook = getattr(plugin, "before_run", None)
+        if hook is None:
+            continue
+        context.stage_key = f"pipeline.stages.{index}"
+        before = (context.model, context.datamodule)
+        hook(context)
+        if context.model is not before[0] or context.datamodule is not before[1]:
+            check_later_stages(context, plugins, index)
+    context.stage_key = "pipeline.stages"
 
 
 def _record_start(
-    run: Run, cfg: DictConfig, output_dir: Path, found: FoundData | None, tags: dict[str, str]
+    run: Run, cfg: DictConfig, output_dir: Path, seconds: float, tags: dict[str, str]
 ) -> None:
     """What the run is: its folder (for resume), what it ran on (for a re-run), its params
-    and config, and how long finding its data took before it opened."""
+    and config, and how long the stages' work before it opened took."""
     tracker = run.context.tracker
     tracker.set_tags({OUTPUT_DIR_TAG: str(output_dir.resolve()), **provenance_tags(), **tags})
     tracker.log_params(dict(flatten(run.context.config)))
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    if found is not None:
-        # beside the stages' times but outside them: a first download counted into the
-        # prepare stage would make one run of a series look minutes slower than the others
-        tracker.log_metrics({"time/find_data_seconds": found.seconds}, step=0)
+    # beside the stages' times but outside them: finding the data (a first download:
+    # minutes), loading it and building the model, before the run opened
+    tracker.log_metrics({"time/before_run_seconds": seconds}, step=0)
     resume_after_startup()  # the heavy imports are done; data and training follow
 
 

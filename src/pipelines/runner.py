@@ -2,8 +2,8 @@
 
 The whole flow of ``python -m pipelines.run``: Hydra composes the config and calls
 :func:`execute`; :func:`run_pipeline` opens the run (:mod:`pipelines.lifecycle`: checks,
-folder lock, data, MLflow), builds the stages of ``pipeline.stages`` from their entry
-points (:mod:`pipelines.registry`) and runs them one after another on a
+folder lock, the stages of ``pipeline.stages`` built from their entry points and their work
+before the run, MLflow) and runs the stages one after another on a
 :class:`~pipelines.context.RunContext`; the run ends FINISHED, FAILED or KILLED.
 """
 
@@ -19,7 +19,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines import registry
 from pipelines.checks.later_stages import check_later_stages
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError, TrainingDiverged, report_error
@@ -108,12 +107,8 @@ def run_pipeline(
     ) as run:
         if on_start is not None:
             on_start(run.context)
-        stages = [
-            registry.build("stage", node, path=f"pipeline.stages.{index}")
-            for index, node in enumerate(run.stages)
-        ]
         for index, node in enumerate(run.stages):
-            run_stage(run.context, stages, index, node["name"])
+            run_stage(run.context, run.plugins, index, node["name"])
     if not run.secondary:
         print_summary(run.context, run.subject, time.perf_counter() - started)
     return run.context.metrics

@@ -49,7 +49,11 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     a 2-core machine. A misspelt engine key is answered in about a second instead.
     """
     from pipelines.tracking import sweep
-    from pipelines.training.trainer import check_hardware, trainer_arguments
+    from pipelines.training.trainer import (
+        check_hardware,
+        check_trainer_settings,
+        trainer_arguments,
+    )
 
     check_seed(config.get("seed", 0))
     sweep.check_objective(config.get("objective"))
@@ -61,7 +65,9 @@ def check_config(config: dict[str, Any], stages: list[dict[str, Any]]) -> None:
     registry.check("model", config["model"], path="model")
     for index, node in enumerate(stages):
         registry.check("stage", node, path=f"pipeline.stages.{index}")
-    check_hardware(trainer_arguments(config.get("trainer") or {}))
+    trainer = trainer_arguments(config.get("trainer") or {})
+    check_hardware(trainer)  # first: its message says what this machine has
+    check_trainer_settings(trainer)
 
 
 def check_seed(seed: Any) -> None:

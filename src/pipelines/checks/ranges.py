@@ -76,8 +76,8 @@ class Range:
 SEED_MAX = 2**32 - 1
 
 
-def _not_zero(value: int) -> bool:
-    return value != 0
+def _epoch_count(value: int) -> bool:
+    return value >= 1 or value == -1
 
 
 #: a seed numpy takes: the run's ``seed``, and every plugin's (``pipelines.api.Seed``)
@@ -95,14 +95,14 @@ Seed = Annotated[
     ),
 ]
 #: a number of epochs (or steps): the ``trainer`` node's, and a stage's own
-#: (``pipelines.api.Epochs``); below -1 Lightning's Trainer refuses itself, in one paragraph
+#: (``pipelines.api.Epochs``)
 Epochs = Annotated[
     int,
-    Predicate(_not_zero),
+    Predicate(_epoch_count),
     Range(
         valid="at least 1, or -1 for no limit",
         why="at 0 nothing is trained, and the stages after the fit would report an "
-        "untrained model's metrics as the run's result",
+        "untrained model's metrics as the run's result; below -1 it means nothing",
         example=10,
     ),
 ]

@@ -53,3 +53,45 @@ def run_lock(output_dir: Path, run_id: str | None) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock
+
+
+#: what a run folder holds before its run opens: Hydra's copy of the config, the job's log
+#: and the lock; a folder of nothing else has no result in it
+_BEFORE_THE_RUN = {LOCK_FILE, "run.log", ".hydra/config.yaml", ".hydra/hydra.yaml"}
+_BEFORE_THE_RUN |= {".hydra/overrides.yaml", ".hydra"}
+
+
+def remove_unused_folder(output_dir: Path) -> bool:
+    """Remove the folder of a run that was refused before it opened, with the folders above
+    it that are left empty, up to the working directory: a refused command leaves nothing.
+
+    Kept where it holds anything else (an earlier run's results, the user's files) or where
+    another process holds its lock (a run using the folder). Returns whether it was removed.
+    """
+    import shutil
+
+    try:
+        import fcntl
+    except ImportError:  # no flock: a folder in use cannot be told apart; keep it
+        return False
+    folder = output_dir.absolute()
+    if not folder.is_dir():
+        return False
+    try:
+        contents = {str(path.relative_to(folder)) for path in folder.rglob("*")}
+        if not contents <= _BEFORE_THE_RUN:
+            return False
+        with open(folder / LOCK_FILE, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            shutil.rmtree(folder)
+        cwd = Path.cwd()
+        for parent in folder.parents:
+            if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    except OSError:  # a folder that cannot be read or removed stays; the refusal is the news
+        return False
+    return True

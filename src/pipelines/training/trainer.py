@@ -72,8 +72,8 @@ def build_trainer(
         from pipelines.training.progress import EpochLines
 
         callbacks.append(EpochLines(metric_prefix))  # a notebook: a line per epoch
-    # the hardware keys passed check_hardware before the data was prepared: what Lightning
-    # refuses here is another setting (max_epochs=-5), so no hardware advice
+    # the settings passed check_hardware and check_trainer_settings before the run: what
+    # Lightning refuses here comes of a stage's own overrides, so no hardware advice
     with lightning_refusals_as_config_errors(kwargs, hardware=False):
         trainer = Trainer(
             logger=logger,
@@ -155,6 +155,17 @@ def check_hardware(kwargs: Mapping[str, Any]) -> Trainer:
             enable_model_summary=False,
             **hardware,
         )
+
+
+def check_trainer_settings(kwargs: Mapping[str, Any]) -> None:
+    """Fail in one paragraph on a setting Lightning's ``Trainer`` refuses beyond the
+    hardware (``trainer.gradient_clip_algorithm=bogus``), before any data is read or a run
+    opens: a ``Trainer`` built from all of them, without logger, callbacks or checkpoints."""
+    from lightning.pytorch import Trainer
+
+    quiet_lightning()
+    with lightning_refusals_as_config_errors(kwargs, hardware=False):
+        Trainer(logger=False, enable_checkpointing=False, **kwargs)
 
 
 @contextmanager

@@ -562,15 +562,26 @@ def read_table(path: Path, header: bool | None, setting: str | None = "data.path
                 "or `data.path=null` for scikit-learn's bundled diabetes data."
             )
         first = _first_line(path)
+    if not first.strip():
+        raise DataNotFoundError(
+            f"{path} is empty: its first line holds no columns. Set 'data.path' to a CSV of "
+            "numeric features and a target, one row per sample, or write the rows into it."
+        )
     separator = "," if "," in first else r"\s+"
     if header is None:
         cells = [c.strip().strip("\"'") for c in first.replace(",", " ").split()]
         header = not all(_is_number(c) for c in cells)
     try:  # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
         with reading_data_file(path, _REPLACE_TABLE, setting):
-            return pd.read_csv(path, sep=separator, header=0 if header else None)
+            frame = pd.read_csv(path, sep=separator, header=0 if header else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataNotFoundError(f"Cannot read {path} as a table: {exc}") from exc
+    if frame.empty:
+        raise DataNotFoundError(
+            f"{path} has a header ({', '.join(map(str, frame.columns))}) but no rows. Set "
+            "'data.path' to a CSV with a row per sample, or write the rows into it."
+        )
+    return frame
 
 
 #: the compressions pandas infers from a table's name, opened the same way here so the

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines.api import PipelineError, is_run_reference, load_run_model
+from pipelines.api import ConfigValueError, PipelineError, is_run_reference, load_run_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,6 +23,32 @@ class Backbone:
     features: nn.Module
     #: qualified names (within ``features``) of the fine-tunable blocks, bottom to top
     blocks: list[str]
+    #: what it was trained on, where that is one run's data: the shape of a sample and the
+    #: reference (``runs:/<id>``), for a refusal naming both runs' inputs
+    trained_on: tuple[tuple[int, ...], str] | None = None
+
+    def feature_width(self, input_shape: tuple[int, ...]) -> int:
+        """The width of the feature vector of an input of ``input_shape``: a dry forward
+        pass, refused in one paragraph where the base cannot take that input (a
+        forecasting run's network given images)."""
+        was_training = self.features.training
+        self.features.eval()
+        try:
+            with torch.no_grad():
+                return int(self.features(torch.zeros(2, *input_shape)).flatten(1).shape[1])
+        except RuntimeError as exc:
+            if self.trained_on is None:
+                raise
+            shape, reference = self.trained_on
+            raise ConfigValueError(
+                f"The network of '{reference}' (model.backbone) was trained on samples of "
+                f"shape {tuple(shape)}, and this run's data gives {tuple(input_shape)}: its "
+                f"layers cannot take them (torch: {str(exc).strip().splitlines()[0]}). Use "
+                "the run of a model trained on data like this run's, or a torchvision "
+                "network (`model.backbone=resnet18`)."
+            ) from None
+        finally:
+            self.features.train(was_training)
 
 
 class ImageNetInput(nn.Module):
@@ -175,7 +201,9 @@ def run_backbone(reference: str, tracking_uri: str | None) -> Backbone:
         for name, module in features.named_modules()
         if name and any(True for _ in module.parameters(recurse=False))
     ]
-    return Backbone(features, blocks)
+    shape = getattr(model, "hparams", {}).get("input_shape")
+    trained_on = (tuple(int(n) for n in shape), reference) if shape else None
+    return Backbone(features, blocks, trained_on)
 
 
 def _has_parameters(module: nn.Module) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from pipelines.api import DropoutRate, HiddenLayer, OptimizerArguments, Unpack
@@ -36,11 +35,7 @@ class TransferClassifier(Classifier):
         base = build_backbone(backbone, weights, tracking_uri)
         self.base = base.features
         self.blocks = base.blocks
-        was_training = self.base.training
-        self.base.eval()
-        with torch.no_grad():
-            width = self.base(torch.zeros(2, *input_shape)).flatten(1).shape[1]
-        self.base.train(was_training)
+        width = base.feature_width(input_shape)
         head: list[nn.Module] = [nn.Flatten()]
         if hidden_units:
             head += [nn.Linear(width, hidden_units), nn.ReLU()]

@@ -9,25 +9,27 @@ from plugins.models.generative import GENERATION
 
 
 class Prepare:
-    """Builds ``ctx.datamodule`` (downloads/loads and splits) and ``ctx.model``."""
+    """Builds ``ctx.datamodule`` (downloads/loads and splits) and ``ctx.model``, before the
+    run opens: data that cannot be used and a model that does not fit it are refused
+    without leaving a run; :meth:`run` records what they are."""
 
-    #: the engine builds the configured data and finds its files before the run opens, so
-    #: missing data is refused without leaving a FAILED run; this stage then takes that
-    #: datamodule (``ctx.build_datamodule()``) and loads and splits it
-    builds_configured_data = True
+    def before_run(self, ctx: RunContext) -> None:
+        model_class = ctx.model_class()
+        datamodule = set_up_datamodule(ctx.build_datamodule(), model_class)
+        data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+        _refuse_a_single_class(ctx, model_class, datamodule, data_kwargs)
+        ctx.datamodule = datamodule
+        # Models that load an earlier run's network (runs:/...) read it from this store.
+        ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
+        self.data_kwargs = data_kwargs
 
     def run(self, ctx: RunContext) -> None:
-        model_class = ctx.model_class()
-        found = ctx.found_datamodule is not None  # its files were found before the run
-        datamodule = set_up_datamodule(ctx.build_datamodule(), model_class, found=found)
-        ctx.datamodule = datamodule
+        if not hasattr(self, "data_kwargs"):  # called without the engine's before_run
+            self.before_run(ctx)
+        datamodule, data_kwargs = ctx.datamodule, self.data_kwargs
         data_path = getattr(datamodule, "data_path", None)  # in_memory or streamed
         if data_path:
             ctx.tracker.set_tags({"pipelines.data_path": str(data_path)})
-        data_kwargs = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
-        _refuse_a_single_class(ctx, model_class, datamodule, data_kwargs)
-        # Models that load an earlier run's network (runs:/...) read it from this store.
-        ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
         params = {f"data.{key}": value for key, value in data_kwargs.items()}
         if "vocabulary" in data_kwargs:  # text: thousands of words, too long for a param
             params["data.vocabulary_size"] = len(params.pop("data.vocabulary") or ())
