@@ -167,6 +167,40 @@ def mlflow_runs(uri: str, experiment: str = "pipelines") -> list:
     return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+#: the repository's own run folders: tests write under their temporary folders only
+_REPOSITORY = Path(__file__).resolve().parent.parent
+_RUN_FOLDERS = ("mlruns", "outputs", "multirun", "lightning_logs")
+
+
+def _run_files() -> dict[str, int]:
+    """Every file under the repository's run folders, with its modification time."""
+    found: dict[str, int] = {}
+    for name in _RUN_FOLDERS:
+        for path in (_REPOSITORY / name).rglob("*"):
+            if path.is_file():
+                found[str(path.relative_to(_REPOSITORY))] = path.stat().st_mtime_ns
+    return found
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repository_run_folders_stay_as_they_were():
+    """Fails the session where a test wrote into the repository's ``mlruns/``,
+    ``outputs/``, ``multirun/`` or ``lightning_logs/`` (an MLflow model logged where a
+    store's experiment pointed at the working directory, a run started in it)."""
+    before = _run_files()
+    yield
+    after = _run_files()
+    touched = sorted(path for path in after if before.get(path) != after[path])
+    touched += sorted(set(before) - set(after))
+    if touched:
+        more = f" and {len(touched) - 10} more" if len(touched) > 10 else ""
+        pytest.fail(
+            "The tests changed the repository's run folders; a test must write under its "
+            f"tmp_path: {', '.join(touched[:10])}{more}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def one_thread():
     """Tiny networks run fastest on one torch thread, and do not fight a busy machine's cores."""

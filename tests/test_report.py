@@ -105,7 +105,9 @@ def test_on_a_gpu_machine_the_saved_model_is_checked_where_it_was_saved(
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("gpu-machine"))
+    run = client.create_run(
+        client.create_experiment("gpu-machine", artifact_location=(tmp_path / "artifacts").as_uri())
+    )
     tags: dict[str, str] = {}
     tracker = SimpleNamespace(uri=uri, run_id=run.info.run_id, set_tags=tags.update)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))

@@ -362,7 +362,9 @@ def test_saving_the_mlflow_model_is_quiet(
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("quiet"))
+    run = client.create_run(
+        client.create_experiment("quiet", artifact_location=(tmp_path / "artifacts").as_uri())
+    )
     tags: dict[str, str] = {}
     tracker = SimpleNamespace(uri=uri, run_id=run.info.run_id, set_tags=tags.update)
     model = build("lstm", (1, 8, 8), units=4) if exportable else _DataDependent()

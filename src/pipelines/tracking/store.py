@@ -137,6 +137,8 @@ def open_client(uri: str) -> Any:
         raise PermissionError(errno.EACCES, "cannot create the store's lock file", str(lock))
     try:
         with FileLock(str(lock), timeout=LOCK_TIMEOUT_SECONDS):
+            if not database.exists():
+                _create_store(uri)
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)  # creates or upgrades the tables
     except Timeout:
@@ -147,6 +149,16 @@ def open_client(uri: str) -> Any:
             "again."
         ) from None
     return _RetryingClient(client)
+
+
+def _create_store(uri: str) -> None:
+    """A new SQLite store whose ``Default`` experiment keeps its artifacts beside the store
+    (``mlruns/artifacts/0``), as ours do: MLflow's client would record ``./mlruns`` of the
+    working directory of whichever process created the store."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    SqlAlchemyStore(uri, artifacts.as_uri()).engine.dispose()
 
 
 class _RetryingClient:

@@ -65,7 +65,7 @@ def memory_budget_bytes(value: Any, available: int | None = None) -> tuple[int, 
             f"data.memory_budget must be a number of bytes (e.g. `data.memory_budget=2GB`, "
             f"`500MB` or `1000000`), a fraction of the available memory in (0, 1] (e.g. "
             f"`data.memory_budget=0.5`), or null for {DEFAULT_BUDGET_FRACTION:g} of it; got "
-            f"{value!r}. Decoded images above the budget are streamed from disk "
+            f"{value!r}. Data whose decoded size is above the budget is streamed from disk "
             "(`data.in_memory=auto`)."
         )
     return budget, format_bytes(budget)
