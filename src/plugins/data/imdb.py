@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pipelines.api import BatchSize, DataNotFoundError, RemoteFile, Seed, ensure_file, extract_tar
-from plugins.data.text import TextDataModule, Texts
+from plugins.data.streamed_text import FileTexts, read_review
+from plugins.data.text import InMemory, TextDataModule, Texts, TextStreamParts
 from plugins.data.vectorize import VectorizeSettings
 from plugins.data.vision import limit_stratified
 
@@ -160,7 +161,10 @@ def extract(archive: Path, dest: Path) -> Path:
 
 
 class IMDBDataModule(TextDataModule):
-    """25,000 training and 25,000 test reviews, positive or negative."""
+    """25,000 training and 25,000 test reviews, positive or negative.
+
+    ``in_memory``/``memory_budget``: see :class:`~plugins.data.text.TextDataModule`
+    (streamed, the reviews are read file by file)."""
 
     cache_name = "imdb"
     archive = ARCHIVE
@@ -176,6 +180,8 @@ class IMDBDataModule(TextDataModule):
         test_limit: int | None = None,
         seed: Seed = 0,
         cache_dir: str | None = None,
+        in_memory: InMemory = "auto",
+        memory_budget: int | float | str | None = None,
     ) -> None:
         """``train_limit``/``test_limit`` keep a seeded, stratified subset of that many
         reviews (the training limit applies before the validation split): quick runs."""
@@ -186,6 +192,8 @@ class IMDBDataModule(TextDataModule):
             test_fraction=0.0,
             seed=seed,
             cache_dir=cache_dir,
+            in_memory=in_memory,
+            memory_budget=memory_budget,
         )
         self.root = Path(root).expanduser().resolve()
         self.download = download
@@ -275,6 +283,22 @@ class IMDBDataModule(TextDataModule):
 
     def load_texts(self) -> Texts:
         data: Texts = {}
+        for part, (files, labels) in self._parts().items():
+            data[part] = ([read_review(path) for path in files], labels)
+        self.classes = list(CLASSES)
+        return data
+
+    def stream_texts(self) -> TextStreamParts:
+        parts = self._parts()
+        self.classes = list(CLASSES)
+        return {part: (FileTexts(files), labels) for part, (files, labels) in parts.items()}
+
+    def count_texts(self) -> int:
+        return sum(len(labels) for _, labels in self._parts().values())
+
+    def _parts(self) -> dict[str, tuple[list[Path], np.ndarray]]:
+        """Each part's review files and labels, the ``*_limit`` subsets taken."""
+        parts = {}
         for part, limit in (("train", self.train_limit), ("test", self.test_limit)):
             files, labels = self._files()[part]
             if not files:
@@ -285,7 +309,5 @@ class IMDBDataModule(TextDataModule):
             index = np.arange(len(files))
             if limit and limit < len(files):
                 index = limit_stratified(index, labels, limit, self.seed)
-            texts = [files[i].read_text(encoding="utf-8", errors="replace") for i in index]
-            data[part] = (texts, labels[index])
-        self.classes = list(CLASSES)
-        return data
+            parts[part] = ([files[i] for i in index], labels[index])
+        return parts

@@ -15,10 +15,15 @@ with the run's vocabulary and labels, never with ones fitted anew.
 CSV with a header (``text,label`` by default; RFC-4180 quoting, newlines inside quotes) or
 lines of ``text<TAB>label`` (the UCI sentiment files), told apart by the file's name and
 first line.
+
+Data whose vectorized tensors would not fit ``memory_budget`` is streamed from disk instead
+(``in_memory: auto|true|false``; :mod:`plugins.data.streamed_text`): the same splits,
+vocabulary and batches, the token ids memory-mapped from the cache folder.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import inspect
@@ -26,7 +31,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -46,6 +51,9 @@ from pipelines.api import (
     folder_given_error,
     reading_data_file,
 )
+from plugins.data import streamed_text
+from plugins.data.memory_budget import memory_budget_bytes
+from plugins.data.streamed_text import SPLITS, StreamedTextSplits, TextSource
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
 from plugins.data.vision import check_split_fractions, stratified_split
 
@@ -53,11 +61,13 @@ log = logging.getLogger(__name__)
 
 #: split name -> (texts, integer labels)
 Texts = dict[str, tuple[list[str], np.ndarray]]
-SPLITS = ("train", "val", "test")
+#: the same, the texts left on disk (the streamed path): split name -> (source, labels)
+TextStreamParts = dict[str, tuple[TextSource, np.ndarray]]
 #: 2: the entry's tokenizer.json records the classes (a run logs that file)
 _CACHE_VERSION = 2
 #: constructor arguments that do not change the prepared tensors
-_NOT_IN_CACHE_KEY = ("batch_size", "cache_dir")
+_NOT_IN_CACHE_KEY = ("batch_size", "cache_dir", "in_memory", "memory_budget")
+InMemory = Literal["auto"] | bool
 
 
 def read_document(path: Path) -> str:
@@ -96,7 +106,7 @@ def text_values(values: Any) -> list[str]:
     return texts
 
 
-class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
+class TextDataModule(StreamedTextSplits, TensorSplitLoaders, L.LightningDataModule):
     """Texts with integer labels, vectorized once into in-memory tensors.
 
     Subclasses implement :meth:`load_texts` (and set ``self.classes``) and
@@ -105,6 +115,13 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     group, ``vectorize=sequence`` etc.). ``val_fraction``/``test_fraction`` are of the
     training texts, used only for the splits the data does not provide. ``cache_dir``
     ``None`` turns the cache off.
+
+    ``in_memory``: ``auto`` vectorizes into memory when the tensors fit ``memory_budget``
+    (bytes, ``"2GB"``, a fraction of the available memory in (0, 1], or null for a quarter
+    of it) and streams from disk otherwise; ``true``/``false`` force a path. Streaming needs
+    a subclass that implements :meth:`stream_texts` and :meth:`count_texts` (the path's
+    methods: :class:`~plugins.data.streamed_text.StreamedTextSplits`); ``data_path`` says
+    which path :meth:`setup` took.
     """
 
     #: the cache entry's prefix (``<cache_name>-<key>/``)
@@ -120,6 +137,8 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         test_fraction: float = 0.2,
         seed: Seed = 0,
         cache_dir: str | None = None,
+        in_memory: InMemory = "auto",
+        memory_budget: int | float | str | None = None,
     ) -> None:
         super().__init__()
         self.init_args = _init_args(self, inspect.currentframe())  # the cache key's settings
@@ -134,6 +153,18 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         self.test_fraction = test_fraction
         self.seed = seed
         self.cache_dir = Path(cache_dir).expanduser().resolve() if cache_dir else None
+        if in_memory not in ("auto", True, False):
+            raise ConfigValueError(
+                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto "
+                "vectorizes the texts into memory when they fit data.memory_budget, else "
+                "streams them from disk."
+            )
+        self.in_memory = in_memory
+        self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
+        #: "in_memory" or "streamed", after :meth:`setup` (the run's tag pipelines.data_path)
+        self.data_path: str | None = None
+        #: streamed: split -> its token ids on disk and labels (``splits`` stays empty)
+        self.streams: dict[str, streamed_text.SplitStore] = {}
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
         self.vectorizer: TextVectorizer | None = None
@@ -155,6 +186,21 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     def input_files(self) -> list[Path]:
         """The files the texts are read from (their sizes and mtimes key the cache)."""
         raise NotImplementedError
+
+    def stream_texts(self) -> TextStreamParts:
+        """:meth:`load_texts` for the streamed path: the labels, and where each part's
+        texts are (:class:`~plugins.data.streamed_text.TextSource`), read as they are
+        needed; sets ``classes``. A subclass that implements it (and :meth:`count_texts`)
+        can stream."""
+        raise NotImplementedError
+
+    def count_texts(self) -> int:
+        """About how many texts there are (at most a few more), without reading them."""
+        raise NotImplementedError
+
+    @property
+    def can_stream(self) -> bool:
+        return type(self).stream_texts is not TextDataModule.stream_texts
 
     # -- Lightning ------------------------------------------------------------------------
 
@@ -199,7 +245,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         return True
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.splits or self.streams:
             return
         started = time.perf_counter()
         self.vectorize = self.vectorize.for_model(None)  # auto without a model: bags
@@ -212,6 +258,9 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
                     self.fixed_vectorizer.settings,
                 )
             self.vectorize = self.fixed_vectorizer.settings
+        if self._streamed():
+            self._set_up_streams(started)
+            return
         entry, loaded = self._cached()
         if loaded is None:
             vectorizer, encoded, labels = self._prepare()
@@ -253,9 +302,8 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
     def model_kwargs(self) -> dict[str, Any]:
         """``input_shape`` and ``num_classes``; ``vocab_size`` for id sequences (int, char);
         ``vocabulary`` (the tokens by id) for word ids (int), for pretrained word vectors."""
-        inputs, _ = self.splits["train"]
         kwargs: dict[str, Any] = {
-            "input_shape": tuple(inputs.shape[1:]),
+            "input_shape": self._input_shape(),
             "num_classes": len(self.classes),
         }
         if self.vectorize.sequences:
@@ -282,10 +330,7 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
         parts = self.split(self._in_run_classes(self.load_texts()))
         self.test_texts = list(parts["test"][0])
         if not parts["train"][0]:
-            raise DataNotFoundError(
-                f"No training texts for {self.cache_name}: the files hold none. "
-                "Check `data.path`/`data.root`."
-            )
+            raise self._no_training_texts()
         if self.fixed_vectorizer is not None:
             vectorizer = self.fixed_vectorizer
             encoded = {"train": vectorizer.encode(parts["train"][0])}
@@ -297,6 +342,12 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
             encoded[name] = vectorizer.encode(parts[name][0])
         labels = {name: np.asarray(parts[name][1], dtype=np.int64) for name in SPLITS}
         return vectorizer, encoded, labels
+
+    def _no_training_texts(self) -> DataNotFoundError:
+        return DataNotFoundError(
+            f"No training texts for {self.cache_name}: the files hold none. "
+            "Check `data.path`/`data.root`."
+        )
 
     def _in_run_classes(self, data: Texts) -> Texts:
         """``data`` with its labels as indices of the run's classes, when they are known.
@@ -324,18 +375,30 @@ class TextDataModule(TensorSplitLoaders, L.LightningDataModule):
 
     def split(self, data: Texts) -> Texts:
         """The given splits, plus val/test split off train (seeded, stratified if possible)."""
-        texts, labels = data["train"]
-        labels = np.asarray(labels, dtype=np.int64)
-        val_fraction = 0.0 if "val" in data else self.val_fraction
-        test_fraction = 0.0 if "test" in data else self.test_fraction
-        index = split_indices(labels, val_fraction, test_fraction, self.seed)
+        rows = self.split_rows({name: labels for name, (_, labels) in data.items()})
         parts: Texts = {}
-        for name in SPLITS:
-            if name in data and name != "train":
-                parts[name] = (list(data[name][0]), np.asarray(data[name][1], dtype=np.int64))
+        for name, (part, index) in rows.items():
+            texts, labels = data[part]
+            if part != "train":
+                parts[name] = (list(texts), np.asarray(labels, dtype=np.int64))
             else:
-                parts[name] = ([texts[i] for i in index[name]], labels[index[name]])
+                labels = np.asarray(labels, dtype=np.int64)
+                parts[name] = ([texts[i] for i in index], labels[index])
         return parts
+
+    def split_rows(self, labels: Mapping[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
+        """Each split's part of the data (``train`` unless the data gives the split) and
+        its rows there, in split order: what :meth:`split` takes, given the labels only."""
+        train = np.asarray(labels["train"], dtype=np.int64)
+        val_fraction = 0.0 if "val" in labels else self.val_fraction
+        test_fraction = 0.0 if "test" in labels else self.test_fraction
+        index = split_indices(train, val_fraction, test_fraction, self.seed)
+        return {
+            name: (name, np.arange(len(labels[name])))
+            if name in labels and name != "train"
+            else ("train", index[name])
+            for name in SPLITS
+        }
 
     # -- the cache ------------------------------------------------------------------------
 
@@ -610,8 +673,29 @@ def _read_csv(
 ) -> tuple[list[str], list[str]]:
     import io
 
+    return _collect(_csv_rows(path, io.StringIO(text, newline=""), text_column, label_column))
+
+
+def _read_lines(
+    path: Path, text: str, text_column: str, label_column: str
+) -> tuple[list[str], list[str]]:
+    return _collect(_tsv_rows(path, text.split("\n"), text_column, label_column))
+
+
+def _collect(rows: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for text, label in rows:
+        texts.append(text)
+        labels.append(label)
+    return texts, labels
+
+
+def _csv_rows(
+    path: Path, stream: Iterable[str], text_column: str, label_column: str
+) -> Iterator[tuple[str, str]]:
+    """``(text, label)`` of each CSV row of ``stream`` (opened with ``newline=""``)."""
     with _csv_field_limit():
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(stream)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
@@ -624,7 +708,6 @@ def _read_csv(
                 "`data.label_column=` to its column names (the first line must be a header)."
             )
         t, lab = header.index(text_column), header.index(label_column)
-        texts, labels = [], []
         start = reader.line_num + 1
         for row in reader:
             if not any(field.strip() for field in row):
@@ -636,17 +719,15 @@ def _read_csv(
                     f"{path}, line {start}: the row has no {label_column!r} value "
                     f"({len(row)} fields for a header of {len(header)}). Fix or remove it."
                 )
-            texts.append(row[t])
-            labels.append(label)
+            yield row[t], label
             start = reader.line_num + 1
-    return texts, labels
 
 
-def _read_lines(
-    path: Path, text: str, text_column: str, label_column: str
-) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    for number, raw in enumerate(text.split("\n"), start=1):
+def _tsv_rows(
+    path: Path, lines: Iterable[str], text_column: str, label_column: str
+) -> Iterator[tuple[str, str]]:
+    """``(text, label)`` of each ``text<TAB>label`` line (``lines`` split on ``\n``)."""
+    for number, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r")
         if not line.strip():
             continue
@@ -664,9 +745,95 @@ def _read_lines(
                 f"got {line[:60]!r}). Add the label or remove the line; a CSV file needs a "
                 "header that names `data.text_column` and `data.label_column`."
             )
-        texts.append(sentence)
-        labels.append(label)
-    return texts, labels
+        yield sentence, label
+
+
+class LabelledFile:
+    """A labelled text file read row by row, never whole: :func:`read_labelled_file` for
+    the streamed path, with its encoding, format and errors (a
+    :class:`~plugins.data.streamed_text.TextSource`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        text_column: str = "text",
+        label_column: str = "label",
+        file_format: FileFormat = "auto",
+        setting: str = "data.path",
+    ) -> None:
+        self.path, self.setting = path, setting
+        self.text_column, self.label_column = text_column, label_column
+        with self._reading():
+            if path.is_dir():
+                raise folder_given_error(path, setting, _LABELLED_FILE)
+            if not path.is_file():
+                raise DataNotFoundError(
+                    f"The labelled text file {path} does not exist. Point `{setting}=` at "
+                    f"{_LABELLED_FILE}."
+                )
+            self.encoding = _text_encoding(path)
+            with self._open("\n") as stream:
+                first_line = stream.readline().rstrip("\n").rstrip("\r")
+        if file_format == "auto":
+            header = next(csv.reader([first_line]), [])
+            named = {text_column, label_column} <= {h.strip() for h in header}
+            file_format = "csv" if path.suffix.lower() == ".csv" or named else "tsv"
+        self.file_format = file_format
+
+    def _reading(self) -> Any:
+        return reading_data_file(self.path, "put an intact copy in its place", self.setting)
+
+    def _open(self, newline: str) -> Any:
+        return self.path.open(encoding=self.encoding, newline=newline)
+
+    def rows(self) -> Iterator[tuple[str, str]]:
+        """``(text, label)`` of every row, in file order."""
+        columns = (self.text_column, self.label_column)
+        with self._reading():
+            if self.file_format == "csv":
+                with self._open("") as stream:
+                    yield from _csv_rows(self.path, stream, *columns)
+            else:
+                with self._open("\n") as stream:
+                    lines = (line[:-1] if line.endswith("\n") else line for line in stream)
+                    yield from _tsv_rows(self.path, lines, *columns)
+
+    def labels(self) -> list[str]:
+        """Every row's label (one pass over the file, its texts dropped as they are read)."""
+        labels = [label for _, label in self.rows()]
+        if not labels:
+            raise DataNotFoundError(
+                f"{self.path} holds no labelled texts (read as {self.file_format.upper()}). "
+                "Give a file with at least one `text<TAB>label` line or CSV row."
+            )
+        return labels
+
+    def texts(self, rows: np.ndarray) -> Iterator[str]:
+        wanted = iter(rows.tolist())
+        row = next(wanted, None)
+        if row is None:
+            return
+        for number, (text, _) in enumerate(self.rows()):
+            if number == row:
+                yield text
+                row = next(wanted, None)
+                if row is None:
+                    return
+
+
+def _text_encoding(path: Path) -> str:
+    """:func:`read_text`'s choice without holding the file: UTF-8 (a BOM dropped) if every
+    block decodes, else Latin-1."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 24):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        log.warning("%s is not UTF-8; reading it as Latin-1", path)
+        return "latin-1"
+    return "utf-8-sig"
 
 
 class TextClassificationDataModule(TextDataModule):
@@ -674,6 +841,8 @@ class TextClassificationDataModule(TextDataModule):
 
     Labels may be words or integers; the classes are the sorted distinct labels of ``path``.
     Without ``test_path``, ``test_fraction`` of ``path`` is held out as the test split.
+    ``in_memory``/``memory_budget``: see :class:`TextDataModule` (streamed, the file is
+    read row by row).
     """
 
     cache_name = "text_classification"
@@ -691,6 +860,8 @@ class TextClassificationDataModule(TextDataModule):
         test_fraction: float = 0.2,
         seed: Seed = 0,
         cache_dir: str | None = None,
+        in_memory: InMemory = "auto",
+        memory_budget: int | float | str | None = None,
     ) -> None:
         super().__init__(
             vectorize=vectorize,
@@ -699,6 +870,8 @@ class TextClassificationDataModule(TextDataModule):
             test_fraction=test_fraction,
             seed=seed,
             cache_dir=cache_dir,
+            in_memory=in_memory,
+            memory_budget=memory_budget,
         )
         self.path = Path(path).expanduser().resolve()
         self.test_path = Path(test_path).expanduser().resolve() if test_path else None
@@ -723,16 +896,41 @@ class TextClassificationDataModule(TextDataModule):
     def load_texts(self) -> Texts:
         columns = (self.text_column, self.label_column, self.file_format)
         texts, labels = read_labelled_file(self.path, *columns)
-        # a rebuilt run keeps its own classes: another file may lack one, or add one
-        from_run = self.run_classes is not None
-        self.classes = list(self.run_classes) if from_run else class_names(labels, str(self.path))
-        data: Texts = {
-            "train": (texts, encode_labels(labels, self.classes, str(self.path), from_run))
-        }
+        data: Texts = {"train": (texts, self._train_labels(labels))}
         if self.test_path:
             test_texts, test_labels = read_labelled_file(
                 self.test_path, *columns, setting="data.test_path"
             )
-            where = str(self.test_path)
-            data["test"] = (test_texts, encode_labels(test_labels, self.classes, where, from_run))
+            data["test"] = (test_texts, self._test_labels(test_labels))
+        return data
+
+    def _train_labels(self, labels: list[str]) -> np.ndarray:
+        """The labels as class indices; sets ``classes`` (a rebuilt run keeps its own:
+        another file may lack one, or add one)."""
+        from_run = self.run_classes is not None
+        self.classes = list(self.run_classes) if from_run else class_names(labels, str(self.path))
+        return encode_labels(labels, self.classes, str(self.path), from_run)
+
+    def _test_labels(self, labels: list[str]) -> np.ndarray:
+        from_run = self.run_classes is not None
+        return encode_labels(labels, self.classes, str(self.test_path), from_run)
+
+    # -- the streamed path: the file read row by row -----------------------------------
+
+    def count_texts(self) -> int:
+        """The files' lines: every row, and a header or blank line or two more."""
+        count = 0
+        settings = ("data.path", "data.test_path")
+        for path, setting in zip(self.input_files(), settings, strict=False):  # found, or said
+            with reading_data_file(path, setting=setting):
+                count += streamed_text.count_lines(path)
+        return count
+
+    def stream_texts(self) -> TextStreamParts:
+        columns = (self.text_column, self.label_column, self.file_format)
+        train = LabelledFile(self.path, *columns)
+        data: TextStreamParts = {"train": (train, self._train_labels(train.labels()))}
+        if self.test_path:
+            test = LabelledFile(self.test_path, *columns, "data.test_path")
+            data["test"] = (test, self._test_labels(test.labels()))
         return data

@@ -24,10 +24,16 @@ MAE is reported in the data's own units.
 Windows are never materialised: each batch gathers its windows from the normalised series
 with one advanced-indexing call (:class:`WindowBatches`), so the full Jena set (420,551
 rows, ~210,000 training windows of 120 x 14 values) costs the memory of the series itself.
+
+A series whose float32 columns would not fit ``data.memory_budget`` is streamed instead
+(``data.in_memory: auto|true|false``; :mod:`plugins.data.streamed_series`): the CSV is parsed
+in chunks into memory-mapped float32 arrays, normalised alike, and a ``DataLoader`` draws the
+same windows, in the same seeded order, from them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,7 +42,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -55,6 +61,8 @@ from pipelines.api import (
     folder_given_error,
     reading_data_file,
 )
+from plugins.data import streamed_series
+from plugins.data.memory_budget import format_bytes, memory_budget_bytes
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +147,13 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
     ``download: true`` fetches ``url`` when ``path`` is missing (a ``.zip`` is extracted:
     only the member named like ``path``), verified by ``sha256`` when given and by
     ``expected_rows`` (the data rows the file must hold) after extraction.
+
+    ``in_memory``: ``auto`` reads the series into memory when its used columns as float32
+    (rows x columns x 4 bytes) fit ``memory_budget`` (bytes, ``"2GB"``, a fraction of the
+    available memory in (0, 1], or null for a quarter of it) and streams it from a
+    memory-mapped copy in ``cache_dir`` otherwise (null: a temporary folder, removed when the
+    process ends); ``true``/``false`` force a path. ``data_path`` says which path
+    :meth:`setup` took.
     """
 
     def __init__(
@@ -161,6 +176,9 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         expected_rows: int | None = None,
         window_relative: bool = False,
         normalize_target: bool = True,
+        in_memory: Literal["auto"] | bool = "auto",
+        memory_budget: int | float | str | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         """``normalize_target``: the model learns the target scaled by the training rows'
         mean and standard deviation (metrics stay in the target's units either way); false
@@ -191,6 +209,22 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
                 f"'data.train_fraction' + 'data.val_fraction' = {train_fraction + val_fraction}"
                 " leaves no rows to test on; keep their sum below 1."
             )
+        if in_memory not in ("auto", True, False):
+            raise ConfigValueError(
+                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto reads "
+                "the series into memory when it fits data.memory_budget, else streams it."
+            )
+        self.in_memory = in_memory
+        self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        #: "in_memory" or "streamed", after :meth:`setup` (the run's tag pipelines.data_path)
+        self.data_path: str | None = None
+        #: streamed: the memory-mapped copy's files (:mod:`plugins.data.streamed_series`)
+        self.stream: streamed_series.SeriesFiles | None = None
+        #: the embedded series, read to choose the path and kept for setup to take
+        self.embedded: Any = None
+        #: the settings as given, before a run's artifacts name the columns (the cache key)
+        self.configured = {"target": target, "features": list(features) if features else None}
         self.path = path
         self.time_column = time_column
         self.time_format = time_format
@@ -251,6 +285,9 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.series is not None:
             return
+        if not self._fits_in_memory():
+            self._set_up_stream()
+            return
         frame, self.feature_names, self.target_name = self._read()
         rows = len(frame)
         n_train = int(rows * self.train_fraction)
@@ -278,61 +315,151 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         self.series = torch.from_numpy(normalised.astype(np.float32))
         target = (self.raw_target - self.target_mean) / self.target_std
         self.target = torch.from_numpy(target.astype(np.float32))
+        self._log_loaded(rows)
+
+    def _log_loaded(self, rows: int, where: str = "") -> None:
         counts = ", ".join(f"{s} {len(self.window_starts(s))}" for s in SPLITS)
         log.info(
             "timeseries %s: %d rows x %d features, target %r, windows %s (lookback %d samples "
-            "every %d rows, target %d rows after the window)",
+            "every %d rows, target %d rows after the window)%s",
             self.path or EMBEDDED_SERIES,
             rows,
-            len(self.feature_names),
+            len(self.feature_names or []),
             self.target_name,
             counts,
             self.sequence_length,
             self.sampling_rate,
             self.sampling_rate * self.horizon,
+            where,
         )
+
+    # -- which path: in memory or streamed ------------------------------------------------
+
+    def _fits_in_memory(self) -> bool:
+        """Which path to take (``data_path``), said in one log line with the reason: the used
+        columns as float32 (rows x columns x 4 bytes) against ``memory_budget``."""
+        budget, how = self.memory_budget
+        if self.in_memory != "auto":
+            why = f"data.in_memory={str(self.in_memory).lower()}"
+            fits = bool(self.in_memory)
+        else:
+            rows, columns = self._decoded_shape()
+            needed = rows * columns * 4
+            fits = needed <= budget
+            why = (
+                f"{rows} rows x {columns} columns as float32 would take "
+                f"{format_bytes(needed)}, {'within' if fits else 'above'} data.memory_budget "
+                f"{how}"
+            )
+        self.data_path = "in_memory" if fits else "streamed"
+        if fits:
+            log.info("timeseries: %s: reading the series into memory", why)
+        else:
+            log.info(
+                "timeseries: %s: streaming windows from a memory-mapped copy in %s",
+                why,
+                self.cache_dir or "a temporary folder",
+            )
+        return fits
+
+    def _decoded_shape(self) -> tuple[int, int]:
+        """The rows and the used columns, as far as a glance at the data tells: the rows of
+        the file counted, the columns from its first rows (every numeric one unless
+        ``features`` names them)."""
+        if self.path is None:
+            self.embedded = first = load_embedded(EMBEDDED_SERIES)  # read once: see _read
+            rows = len(first)
+        else:
+            path = Path(self.path)
+            with csv_errors(path, self.download):
+                rows = streamed_series.count_rows(path)
+                first = read_csv(path, self.download, nrows=streamed_series.GLANCE_ROWS)
+        target = [self.target_name] if self.target_name else []
+        if self.feature_names:
+            used = [*self.feature_names, *target]
+        else:
+            numeric = [c for c in first.columns if c != self.time_column and _is_numeric(first[c])]
+            used = [*numeric, *target]
+        return rows, max(1, len(dict.fromkeys(used)))
+
+    def _set_up_stream(self) -> None:
+        """The streamed path: the series in memory-mapped float32 files, built (or found in
+        ``cache_dir``) by :func:`plugins.data.streamed_series.open_series`."""
+        self.stream, cached = streamed_series.open_series(self)
+        self.series, self.target, self.raw_target = self.stream.arrays()
+        self._log_loaded(
+            self.stream.rows, f", streamed from {self.stream.folder}{' (cached)' if cached else ''}"
+        )
+
+    # -- reading ----------------------------------------------------------------------
+
+    def take_embedded(self) -> Any:
+        """The embedded series: as :meth:`_decoded_shape` read it, else read now."""
+        frame, self.embedded = self.embedded, None
+        return load_embedded(EMBEDDED_SERIES) if frame is None else frame
+
+    @property
+    def source(self) -> str:
+        """The series, as messages name it."""
+        return self.path or f"the embedded '{EMBEDDED_SERIES}' series"
 
     def _read(self) -> tuple[Any, list[str], str]:
         """The rows in time order, the feature names and the target name."""
         if self.path is None:
-            frame = load_embedded(EMBEDDED_SERIES)
+            frame = self.take_embedded()
             default_target = EMBEDDED_SERIES
         else:
             frame = as_read = read_csv(Path(self.path), self.download)
+            if len(frame) == 0:
+                raise no_rows_error(self.path, list(frame.columns))
             default_target = None
             if self.time_column is not None:
                 frame = sort_by_time(frame, self.time_column, self.time_format, self.path)
-        source = self.path or f"the embedded '{EMBEDDED_SERIES}' series"
-        target = self.target_name or default_target
         excluded = {self.time_column} if self.time_column else set()
+        self._check_target(list(frame.columns), default_target)
+        numeric = [c for c in frame.columns if c not in excluded and _is_numeric(frame[c])]
+        features, target = self._choose_columns(list(frame.columns), numeric, default_target)
+        if self.path is not None:  # in the file's order, so the rows named are its rows
+            self._refuse_infinite(as_read, list(dict.fromkeys([*features, target])))
+        return frame, features, target
+
+    def _check_target(self, columns: list[str], default_target: str | None) -> None:
+        """A target is set, and it and the named features are columns of the series."""
+        target = self.target_name or default_target
         if target is None:
             raise ConfigValueError(
-                f"Set 'data.target' to the column to forecast in {source}; its columns: "
-                f"{', '.join(map(str, frame.columns))}."
+                f"Set 'data.target' to the column to forecast in {self.source}; its columns: "
+                f"{', '.join(map(str, columns))}."
             )
-        _require_columns(frame, [target, *(self.feature_names or [])], source)
-        numeric = [c for c in frame.columns if c not in excluded and _is_numeric(frame[c])]
+        _require_columns(columns, [target, *(self.feature_names or [])], self.source)
+
+    def _choose_columns(
+        self, columns: list[str], numeric: list[str], default_target: str | None
+    ) -> tuple[list[str], str]:
+        """The features and the target among ``columns``, of which ``numeric`` (the time
+        column left out) hold numbers: the named features, else every numeric column."""
+        target = self.target_name or default_target
+        assert target is not None  # _check_target said so
+        excluded = {self.time_column} if self.time_column else set()
         if self.feature_names:
             features = list(self.feature_names)
             bad = [c for c in [*features, target] if c not in numeric]
         else:
-            features = numeric
-            skipped = [c for c in frame.columns if c not in excluded and c not in numeric]
+            features = list(numeric)
+            skipped = [c for c in columns if c not in excluded and c not in numeric]
             if skipped:
                 log.info("timeseries: non-numeric columns left out of the features: %s", skipped)
             bad = [target] if target not in numeric else []
         if bad:
             raise ConfigValueError(
-                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {source}: features and "
-                "the target must be numbers. Leave them out with `data.features=[...]` (numeric "
-                f"columns: {', '.join(map(str, numeric)) or 'none'}), or set "
+                f"Non-numeric column(s) {', '.join(map(repr, bad))} in {self.source}: features "
+                "and the target must be numbers. Leave them out with `data.features=[...]` "
+                f"(numeric columns: {', '.join(map(str, numeric)) or 'none'}), or set "
                 "'data.time_column' if one of them is the time."
             )
         if not features:
-            raise ConfigValueError(f"{source} has no numeric feature columns.")
-        if self.path is not None:  # in the file's order, so the rows named are its rows
-            self._refuse_infinite(as_read, list(dict.fromkeys([*features, target])))
-        return frame, features, target
+            raise ConfigValueError(f"{self.source} has no numeric feature columns.")
+        return features, target
 
     def _refuse_infinite(self, frame: Any, columns: list[str]) -> None:
         """Refuse ±inf in ``columns``, naming the rows (and their times): unlike a blank,
@@ -340,21 +467,28 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         division by zero or an overflow where the file was made -- so it is not filled
         silently; it would make the normalisation and every loss NaN, which reads as a
         learning rate too high. Blanking the cells has them interpolated."""
-        found = []
+        found = {}
         for column in columns:
             rows = np.flatnonzero(np.isinf(frame[column].to_numpy(dtype=np.float64)))
-            if not len(rows):
-                continue
-            named = [f"{row + 1}{self._time_of(frame, row)}" for row in rows[:5]]
-            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-            found.append(f"column {column!r}, row(s) {', '.join(named)}{more}")
+            if len(rows):
+                named = [f"{row + 1}{self._time_of(frame, row)}" for row in rows[:5]]
+                found[column] = (named, len(rows))
         if found:
-            raise ConfigValueError(
-                f"Infinite values in {self.path}: {'; '.join(found)} (data rows counted from "
-                "1, the header not counted). Fix those cells (often a division by zero where "
-                "the file was made), or empty them to have them interpolated like missing "
-                "values."
-            )
+            raise self.infinite_error(found)
+
+    def infinite_error(self, found: Mapping[str, tuple[list[str], int]]) -> ConfigValueError:
+        """The one paragraph for infinite values: ``found`` maps a column to its first rows
+        named (``"8 (day 2020-01-08)"``) and how many it has."""
+        parts = []
+        for column, (named, count) in found.items():
+            more = f" and {count - len(named)} more" if count > len(named) else ""
+            parts.append(f"column {column!r}, row(s) {', '.join(named)}{more}")
+        return ConfigValueError(
+            f"Infinite values in {self.path}: {'; '.join(parts)} (data rows counted from "
+            "1, the header not counted). Fix those cells (often a division by zero where "
+            "the file was made), or empty them to have them interpolated like missing "
+            "values."
+        )
 
     def _time_of(self, frame: Any, row: int) -> str:
         """`` (<time column> <value>)`` for a message naming ``row``, or "" without one."""
@@ -375,20 +509,18 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
 
         filled = pd.concat(parts)
         columns = [str(c) for c in values.columns[values.isna().any().to_numpy()]]
-        log.info(
-            "timeseries: interpolated %d missing value(s) linearly in %s (within each split)",
-            missing,
-            ", ".join(columns),
-        )
+        log_interpolated(missing, columns)
         left = filled.isna().any()
         if left.any():
-            empty = [str(c) for c in filled.columns[left.to_numpy()]]
-            raise ConfigValueError(
-                f"Column(s) {', '.join(empty)} of {self.path or EMBEDDED_SERIES} have no value "
-                "at all in one split, so they cannot be interpolated; leave them out with "
-                "`data.features=[...]`."
-            )
+            raise self.no_value_error([str(c) for c in filled.columns[left.to_numpy()]])
         return filled
+
+    def no_value_error(self, columns: list[str]) -> ConfigValueError:
+        return ConfigValueError(
+            f"Column(s) {', '.join(columns)} of {self.path or EMBEDDED_SERIES} have no value "
+            "at all in one split, so they cannot be interpolated; leave them out with "
+            "`data.features=[...]`."
+        )
 
     def _check_lengths(self) -> None:
         short = [s for s in SPLITS if len(self.window_starts(s)) == 0]
@@ -533,13 +665,17 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         Predicts that the target ``horizon`` samples after the window equals its value at the
         window's last row; returns the mean absolute error over the split's windows.
         """
+        if self.stream is not None:  # a pass in chunks over the memory-mapped target
+            return streamed_series.naive_forecast_mae(self, split)
         starts = self.window_starts(split)
         assert self.raw_target is not None
         last = self.raw_target[starts + self.span]
         future = self.raw_target[starts + self.delay]
         return float(np.abs(future - last).mean())
 
-    def _batches(self, split: str, shuffle: bool) -> WindowBatches:
+    def _batches(self, split: str, shuffle: bool) -> Any:
+        if self.stream is not None:  # windows drawn from the memory-mapped files
+            return streamed_series.window_loader(self, split, shuffle)
         assert self.series is not None and self.target is not None
         offsets = torch.arange(self.sequence_length, dtype=torch.int64) * self.sampling_rate
         return WindowBatches(
@@ -566,13 +702,32 @@ def _is_numeric(column: Any) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
-def _require_columns(frame: Any, names: list[str], source: str) -> None:
-    missing = [name for name in names if name not in frame.columns]
+def _require_columns(columns: Any, names: list[str], source: str) -> None:
+    missing = [name for name in names if name not in columns]
     if missing:
         raise ConfigValueError(
             f"No column {', '.join(map(repr, missing))} in {source}; its columns: "
-            f"{', '.join(map(str, frame.columns))}."
+            f"{', '.join(map(str, columns))}."
         )
+
+
+def log_interpolated(missing: int, columns: list[str]) -> None:
+    log.info(
+        "timeseries: interpolated %d missing value(s) linearly in %s (within each split)",
+        missing,
+        ", ".join(columns),
+    )
+
+
+def no_rows_error(path: str | Path, columns: list[str]) -> DataNotFoundError:
+    """A CSV with its header and no rows: every column reads as text, so it was called
+    "non-numeric" (issue 24), which sent people looking for letters in their numbers."""
+    header = f" (its header: {', '.join(map(str, columns))})" if columns else ""
+    return DataNotFoundError(
+        f"{path} has no data rows{header}: a series to cut windows from needs its rows, one "
+        "per time step, under the header. Write the rows into it (an export that stopped "
+        "early leaves just the header), or set 'data.path' to the file that holds them."
+    )
 
 
 def load_embedded(name: str) -> Any:
@@ -593,9 +748,10 @@ def load_embedded(name: str) -> Any:
 _EXPECTED = "a CSV of a time column and numeric columns"
 
 
-def read_csv(path: Path, download: bool) -> Any:
-    import pandas as pd
-
+@contextlib.contextmanager
+def csv_errors(path: Path, download: bool) -> Iterator[None]:
+    """Reading ``path`` (at once or in chunks) inside: a missing file, a folder, a damaged
+    or unreadable one and what pandas cannot parse, each as one paragraph naming it."""
     # pandas decompresses a .gz/.zip/... by its name: a damaged one fails deep in zlib
     refetch = (
         "put an intact copy there, or run again with `data.download=true` (presets with a "
@@ -612,25 +768,52 @@ def read_csv(path: Path, download: bool) -> Any:
                 raise DataNotFoundError(
                     f"No time-series file at {path}. Place the file there{fetch}."
                 )
-            return pd.read_csv(path)
+            yield
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataNotFoundError(f"Cannot read {path} as CSV: {exc}") from exc
+        raise DataNotFoundError(f"Cannot read {path} as CSV: {str(exc).strip()}") from exc
+
+
+def read_csv(path: Path, download: bool, **options: Any) -> Any:
+    """The whole CSV (``options`` go to ``pandas.read_csv``, e.g. ``nrows``)."""
+    import pandas as pd
+
+    with csv_errors(path, download):
+        return pd.read_csv(path, **options)
+
+
+def parse_times(
+    values: Any, column: str, fmt: str | None, source: str, offset: int = 0
+) -> np.ndarray:
+    """The time column ``values`` parsed (with ``fmt``, or inferred), as numpy values;
+    ``values`` are the file's data rows from ``offset`` on, for the row a message names."""
+    import pandas as pd
+
+    try:
+        return pd.to_datetime(values, format=fmt).to_numpy()
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).split(". You might want to try", 1)[0].strip().rstrip(".")
+        try:  # the first cell that fails, by its row in the file
+            parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+            bad = np.flatnonzero(parsed.isna().to_numpy() & values.notna().to_numpy())
+        except (ValueError, TypeError):
+            bad = np.zeros(0, dtype=np.int64)
+        if len(bad):
+            reason = (
+                f"data row {offset + int(bad[0]) + 1} (the header not counted) holds "
+                f"{values.iloc[int(bad[0])]!r}"
+                + (f", and {len(bad) - 1} more row(s) cannot be parsed" if len(bad) > 1 else "")
+            )
+        raise ConfigValueError(
+            f"Cannot parse the time column {column!r} of {source}"
+            f"{f' with the format {fmt!r}' if fmt else ''}: {reason}. Set 'data.time_format' "
+            "(strftime codes, e.g. '%d.%m.%Y %H:%M:%S'), or fix the cell."
+        ) from None
 
 
 def sort_by_time(frame: Any, column: str, fmt: str | None, source: str) -> Any:
     """Rows sorted (stably) by the parsed ``column``."""
-    import pandas as pd
-
-    _require_columns(frame, [column], source)
-    try:
-        times = pd.to_datetime(frame[column], format=fmt)
-    except (ValueError, TypeError) as exc:
-        raise ConfigValueError(
-            f"Cannot parse the time column {column!r} of {source}"
-            f"{f' with the format {fmt!r}' if fmt else ''}: {exc}. Set 'data.time_format' "
-            "(strftime codes, e.g. '%d.%m.%Y %H:%M:%S')."
-        ) from None
-    order = np.argsort(times.to_numpy(), kind="stable")
+    _require_columns(frame.columns, [column], source)
+    order = np.argsort(parse_times(frame[column], column, fmt, source), kind="stable")
     return frame.iloc[order].reset_index(drop=True)
 
 

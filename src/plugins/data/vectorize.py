@@ -33,7 +33,7 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +128,49 @@ class Encoded:
         )
 
 
+class TokenCounts:
+    """How often each token of a full tokenizer (:meth:`TextVectorizer.full_tokenizer`)
+    occurs, and each pair of adjacent tokens (``ngrams=2``), over texts added in chunks."""
+
+    #: unique pairs held before the chunks' counts are merged into one table
+    _MERGE_AT = 1 << 22
+
+    def __init__(self, full: Any, ngrams: int) -> None:
+        self.words = _by_id(full.get_vocab())
+        self.unk = full.token_to_id(UNK)
+        self.ngrams = ngrams
+        self.counts = np.zeros(len(self.words), dtype=np.int64)
+        self._pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._held = 0
+
+    def add(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        """Count the ids of some texts (``flat``, ``lengths`` as :func:`ragged_ids` gives)."""
+        self.counts += np.bincount(flat, minlength=len(self.words))
+        if self.ngrams != 2:
+            return
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        same = rows[:-1] == rows[1:]
+        codes = flat[:-1][same] * len(self.words) + flat[1:][same]
+        self._pairs.append(np.unique(codes, return_counts=True))
+        self._held += len(self._pairs[-1][0])
+        if len(self._pairs) > 1 and self._held > self._MERGE_AT:
+            self._pairs = [self.pairs()]
+            self._held = len(self._pairs[0][0])
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair seen (``first * len(words) + second``, sorted) and its count."""
+        if len(self._pairs) == 1:
+            return self._pairs[0]
+        if not self._pairs:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        codes = np.concatenate([codes for codes, _ in self._pairs])
+        counts = np.concatenate([counts for _, counts in self._pairs])
+        pairs, inverse = np.unique(codes, return_inverse=True)
+        summed = np.zeros(len(pairs), dtype=np.int64)
+        np.add.at(summed, inverse, counts)
+        return pairs, summed
+
+
 class TextVectorizer:
     """Learns a vocabulary from training texts, then turns any texts into tensors."""
 
@@ -205,34 +248,53 @@ class TextVectorizer:
 
     def fit_encode(self, texts: Sequence[str]) -> Encoded:
         """:meth:`fit`, returning ``encode(texts)`` without tokenizing the texts again."""
+        texts = _as_strings(texts)
+        # 1. every standardized token of the training texts, by an arbitrary id
+        full = self.full_tokenizer(texts, length=len(texts))
+        flat, lengths = ragged_ids(full, texts)
+        # 2. counts of words (and bigrams), then the vocabulary they rank
+        counts = TokenCounts(full, self.settings.ngrams)
+        counts.add(flat, lengths)
+        remap = self.learn_vocabulary(counts)
+        # the training texts in the new vocabulary, from the ids already at hand
+        encoded = self._encoded(remap[flat], lengths)
+        self.idf = self._idf(encoded) if self.settings.mode == "tf_idf" else None
+        return encoded
+
+    # the steps of fit_encode, which a fit on a stream of texts takes one chunk at a time
+    # (plugins.data.streamed_text): the same vocabulary, ids and idf weights
+
+    def full_tokenizer(self, texts: Iterable[str | list[str]], length: int | None = None) -> Any:
+        """A tokenizer that knows every standardized token of ``texts`` (strings, or lists
+        of them), by an arbitrary id: what :meth:`learn_vocabulary` counts in."""
         from tokenizers.trainers import WordLevelTrainer
 
-        texts = _as_strings(texts)
-        s = self.settings
-        # 1. every standardized token of the training texts, by an arbitrary id
         full = self._tokenizer(None)
         trainer = WordLevelTrainer(
             vocab_size=_ALL_WORDS, min_frequency=0, show_progress=False, special_tokens=[UNK]
         )
-        full.train_from_iterator(texts, trainer, length=len(texts))
-        words = _by_id(full.get_vocab())
-        unk_full = full.token_to_id(UNK)
-        flat, lengths = _ragged_ids(full, texts)
-        # 2. counts of words (and bigrams), ranked by (-count, words before bigrams, text)
-        counts = np.bincount(flat, minlength=len(words))
-        counts[unk_full] = 0
+        full.train_from_iterator(texts, trainer, length=length)
+        return full
+
+    def learn_vocabulary(self, counts: TokenCounts) -> np.ndarray:
+        """Keep the most frequent tokens of ``counts`` as the vocabulary (fitting this
+        vectorizer, but for ``idf``); return the remap from the full tokenizer's ids to it.
+
+        Ranked by (-count, words before bigrams, text), so the order the texts came in
+        plays no part."""
+        s = self.settings
+        words, unk_full = counts.words, counts.unk
+        word_counts = counts.counts.copy()
+        word_counts[unk_full] = 0
         order = sorted(range(len(words)), key=words.__getitem__)
         rank = np.empty(len(words), dtype=np.int64)
         rank[order] = np.arange(len(words))
-        candidates = [np.flatnonzero(counts >= s.min_frequency)]
-        cand_counts = [counts[candidates[0]]]
+        candidates = [np.flatnonzero(word_counts >= s.min_frequency)]
+        cand_counts = [word_counts[candidates[0]]]
         cand_n = [np.ones(len(candidates[0]), dtype=np.int64)]
         first, second = [rank[candidates[0]]], [np.full(len(candidates[0]), -1)]
         if s.ngrams == 2:
-            rows = np.repeat(np.arange(len(texts)), lengths)
-            same = rows[:-1] == rows[1:]
-            codes = flat[:-1][same] * len(words) + flat[1:][same]
-            pairs, pair_counts = np.unique(codes, return_counts=True)
+            pairs, pair_counts = counts.pairs()
             keep = pair_counts >= s.min_frequency
             keep &= (pairs // len(words) != unk_full) & (pairs % len(words) != unk_full)
             pairs, pair_counts = pairs[keep], pair_counts[keep]
@@ -259,10 +321,13 @@ class TextVectorizer:
             vocabulary[token] = len(vocabulary)
         self.tokenizer = self._tokenizer(vocabulary)
         self._index_bigrams()
-        # the training texts in the new vocabulary, from the ids already at hand
-        encoded = self._encoded(remap[flat], lengths)
-        self.idf = self._idf(encoded) if s.mode == "tf_idf" else None
-        return encoded
+        self.idf = None
+        return remap
+
+    def encode_remapped(self, remap: np.ndarray, flat: np.ndarray, lengths: np.ndarray) -> Encoded:
+        """Texts tokenized by the full tokenizer (ragged ``flat`` ids), in this vocabulary:
+        what :meth:`fit_encode` returns for them."""
+        return self._encoded(remap[flat], lengths)
 
     def _index_bigrams(self) -> None:
         """Bigram lookup: ``first_id * width + second_id`` (sorted) -> the bigram's id."""
@@ -280,12 +345,21 @@ class TextVectorizer:
 
     def _idf(self, encoded: Encoded) -> np.ndarray:
         """Keras' ``log(1 + N / (1 + df))``; ``[UNK]`` gets the mean of the learned weights."""
+        return self.idf_weights(self.document_frequency(encoded), encoded.count)
+
+    def document_frequency(self, encoded: Encoded) -> np.ndarray:
+        """In how many of the ``encoded`` texts each id occurs (summed over chunks of texts,
+        it is the whole split's)."""
         width = self.width
         documents = np.unique(encoded.rows * width + encoded.ids)
-        frequency = np.bincount(documents % width, minlength=width).astype(np.float64)
+        return np.bincount(documents % width, minlength=width)
+
+    def idf_weights(self, frequency: np.ndarray, count: int) -> np.ndarray:
+        """The idf weights of ``count`` texts with these document frequencies."""
+        frequency = frequency.astype(np.float64)
         size = self.tokenizer.get_vocab_size()
-        idf = np.zeros(width, dtype=np.float64)
-        idf[2:size] = np.log(1.0 + encoded.count / (1.0 + frequency[2:size]))
+        idf = np.zeros(self.width, dtype=np.float64)
+        idf[2:size] = np.log(1.0 + count / (1.0 + frequency[2:size]))
         idf[1] = idf[2:size].mean() if size > 2 else 0.0
         return idf.astype(np.float32)
 
@@ -298,7 +372,7 @@ class TextVectorizer:
         if self.settings.sequences:
             ids = np.array([e.ids for e in _encode_batch(self.tokenizer, texts)], dtype=np.int32)
             return Encoded(len(texts), ids.reshape(len(texts), self.settings.sequence_length))
-        return self._encoded(*_ragged_ids(self.tokenizer, texts))
+        return self._encoded(*ragged_ids(self.tokenizer, texts))
 
     def _encoded(self, flat: np.ndarray, lengths: np.ndarray) -> Encoded:
         """Ragged ids (this vocabulary) as sequences (truncated, padded) or bag entries."""
@@ -416,7 +490,7 @@ def _by_id(vocab: Mapping[str, int]) -> list[str]:
     return words
 
 
-def _ragged_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def ragged_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All texts' ids concatenated (int64) and each text's number of ids."""
     ids = [e.ids for e in _encode_batch(tokenizer, texts)]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
