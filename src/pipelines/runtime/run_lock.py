@@ -18,6 +18,28 @@ from pipelines.errors import PipelineError
 
 LOCK_FILE = ".pipelines.lock"
 
+#: the descriptors of the locks this process holds, let go of in every forked child
+_HELD: set[int] = set()
+
+
+def _let_go_in_child() -> None:
+    """In a forked child (a ``DataLoader`` worker): point its copies of the held locks'
+    descriptors at /dev/null. A child shares the lock's open file, so a worker still
+    decoding after its training process was killed (``kill -9``) kept the run "still
+    running" to ``resume`` for seconds. The numbers stay taken, so nothing closes them twice.
+    """
+    for descriptor in list(_HELD):
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_let_go_in_child)
+
 
 @contextmanager
 def run_lock(output_dir: Path, run_id: str | None) -> Iterator[None]:
@@ -50,8 +72,10 @@ def run_lock(output_dir: Path, run_id: str | None) -> Iterator[None]:
         handle.truncate()
         handle.write(f"process {os.getpid()}\n")
         handle.flush()
+        _HELD.add(handle.fileno())
         yield
     finally:
+        _HELD.discard(handle.fileno())
         handle.close()  # releases the lock
 
 

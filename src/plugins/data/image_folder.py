@@ -12,8 +12,10 @@ and cached as one uint8 tensor in ``cache_dir``, keyed by the files' names, size
 and the decode settings: the next run loads the cache instead of decoding.
 
 Folders too big for memory are streamed from disk instead (``in_memory``, ``memory_budget``):
-each image is decoded when a batch needs it, in ``DataLoader`` worker processes
-(:mod:`plugins.data.streamed_images`), with the same splits, class order and batch order.
+each image is decoded when a batch needs it, in ``DataLoader`` worker processes that persist
+from epoch to epoch and end with each stage (:meth:`ImageFolderDataModule.teardown`;
+:mod:`plugins.data.streamed_images`), with the same splits, class order and batch order, and
+under DDP the same shard of the training images on each rank.
 
 ``python -m plugins.data.image_folder make-book-split SRC DEST`` builds the book's small
 layout from Kaggle's Dogs vs. Cats ``train/`` folder (see :func:`make_book_split`).
@@ -30,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -133,16 +136,20 @@ def decode_images(
     PIL releases the GIL while it decodes and resizes, so threads scale with the cores.
     Every file that fails is named in one :class:`DataNotFoundError`; files this user may
     not read (permission denied) apart from the damaged ones, since the damaged-file advice,
-    delete it, would destroy a photo whose only fault is its permissions.
+    delete it, would destroy a photo whose only fault is its permissions; and files gone
+    since the folder was listed apart from both.
     """
     channels = 1 if color_mode == "grayscale" else 3
     pixels = np.empty((len(paths), *size, channels), dtype=np.uint8)
     failures: list[tuple[Path, str]] = []
     unreadable: list[Path] = []
+    missing: list[Path] = []
 
     def decode(index: int) -> None:
         try:
             pixels[index] = decode_image(paths[index], size, color_mode)
+        except FileNotFoundError:
+            missing.append(paths[index])
         except PermissionError:
             unreadable.append(paths[index])
         except Exception as exc:  # any decoder error means the file is not a usable image
@@ -151,14 +158,26 @@ def decode_images(
     workers = min(8, os.cpu_count() or 1, max(1, len(paths)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(decode, range(len(paths))))
-    if failures or unreadable:
-        raise DataNotFoundError(decode_problems(failures, unreadable))
+    if failures or unreadable or missing:
+        raise DataNotFoundError(decode_problems(failures, unreadable, missing))
     return pixels
 
 
-def decode_problems(failures: list[tuple[Path, str]], unreadable: list[Path]) -> str:
-    """The paragraph for image files that failed to decode (path, why) or to be read."""
+def decode_problems(
+    failures: list[tuple[Path, str]], unreadable: list[Path], missing: Sequence[Path] = ()
+) -> str:
+    """The paragraph for image files that failed to decode (path, why), to be read, or to
+    be found (deleted or moved since the folder was listed)."""
     problems = [_unreadable_images(sorted(unreadable))] if unreadable else []
+    if missing:
+        gone = sorted(missing)
+        shown = ", ".join(map(str, gone[:5]))
+        more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+        problems.append(
+            f"{len(gone)} image file(s) listed when the run read the folder are no longer "
+            f"there: {shown}{more}. They were moved or deleted while the run used them; put "
+            "them back, or run again to list the folder anew."
+        )
     if failures:
         failures = sorted(failures)
         shown = "; ".join(f"{path} ({why})" for path, why in failures[:5])
@@ -176,7 +195,8 @@ def _streamed_problems(failed: list[Any]) -> str:
     """:func:`decode_problems` for the failed samples of a streamed batch."""
     return decode_problems(
         [(f.path, f.why) for f in failed if f.why is not None],
-        [f.path for f in failed if f.why is None],
+        [f.path for f in failed if f.why is None and not f.missing],
+        [f.path for f in failed if f.missing],
     )
 
 
@@ -252,6 +272,8 @@ class ImageFolderDataModule(InMemoryImageData):
         self.data_path: str | None = None
         #: streamed: split -> (image files, labels)
         self.streams: dict[str, tuple[list[Path], np.ndarray]] = {}
+        #: streamed: the loaders handed out whose workers :meth:`teardown` ends
+        self._open_batches: weakref.WeakSet[StreamedBatches] = weakref.WeakSet()
         if str(root).strip() in ("", "???"):
             raise ConfigValueError(
                 "The image_folder data needs `data.root`: the folder that holds one "
@@ -539,8 +561,11 @@ class ImageFolderDataModule(InMemoryImageData):
             if trainer is not None
             else torch.cuda.is_available()
         )
+        # under DDP each rank trains on its shard, as the in-memory path's ranks do;
+        # validation and test are read whole by every rank (exact metrics, no reduction)
+        rank, world_size = _distributed_shard() if split == "train" else (0, 1)
         files = ImageFiles(paths, labels, self.image_size, self.color_mode, decode_image)
-        return StreamedBatches(
+        batches = StreamedBatches(
             files,
             batch_size=self.batch_size * self._batches_per_call(split),
             shuffle=shuffle,
@@ -548,7 +573,18 @@ class ImageFolderDataModule(InMemoryImageData):
             num_workers=min(self.num_workers, len(paths)),
             pin_memory=on_gpu,
             describe=_streamed_problems,
+            rank=rank,
+            world_size=world_size,
         )
+        self._open_batches.add(batches)
+        return batches
+
+    def teardown(self, stage: str) -> None:
+        """The end of ``fit``, ``test`` (...): the streamed loaders' workers end here rather
+        than whenever the trainer holding them is collected."""
+        for batches in list(self._open_batches):
+            batches.close()
+        super().teardown(stage)
 
     def split_indices(self, labels: np.ndarray, sources: np.ndarray) -> dict[str, np.ndarray]:
         """Indices of train/val/test: the split folders, the rest split off seeded."""
@@ -610,6 +646,15 @@ class ImageFolderDataModule(InMemoryImageData):
 
     def known_classes(self) -> list[str] | None:
         return self.run_classes
+
+
+def _distributed_shard() -> tuple[int, int]:
+    """(rank, world size) of the running process group; (0, 1) outside distributed training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _read_cache(path: Path, count: int) -> dict[str, Any] | None:

@@ -4,15 +4,26 @@ The other path of :class:`plugins.data.image_folder.ImageFolderDataModule` (issu
 folder whose decoded pixels would not fit ``data.memory_budget``. Each sample is decoded as
 the in-memory path decodes it (the same function: size, colour mode, resampling) and scaled
 to float32 in [0, 1] the same way, so a batch holds the very numbers the in-memory path
-slices; training batches come in the same seeded order (``randperm(seed + epoch)``).
+slices; training batches come in the same seeded order (``randperm(seed + epoch)``), and
+under DDP each rank reads the same shard of it as the in-memory path's rank would
+(:class:`SeededPermutation`). The loader draws nothing from torch's global random numbers,
+so augmentation and dropout draw what they draw on the in-memory path.
 
 A file that cannot be decoded is not raised in the worker (the ``DataLoader`` would wrap it
 in the worker's traceback): the worker hands back a :class:`DecodeFailures` batch instead,
 and :class:`StreamedBatches` raises it in the main process as one paragraph naming the files.
+
+The workers persist from one pass to the next (starting them costs each pass, training
+and validation, the time to fork and fill the queues again) and end when the data module's
+``teardown`` closes the loader, or when the loader is dropped: see :class:`StreamedBatches`
+for why they are kept in :data:`_OPEN` until then.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,15 +32,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from pipelines.api import DataNotFoundError
+from pipelines.api import DataNotFoundError, PipelineError
 
 
 class Failed:
-    """A sample whose file could not be read (``why`` None: permission denied)."""
+    """A sample whose file could not be decoded (``why``), read (``why`` None: permission
+    denied) or found (``missing``: deleted or moved since the folder was listed)."""
 
-    def __init__(self, path: Path, why: str | None) -> None:
+    def __init__(self, path: Path, why: str | None, missing: bool = False) -> None:
         self.path = path
         self.why = why
+        self.missing = missing
 
 
 class DecodeFailures:
@@ -64,6 +77,8 @@ class ImageFiles(Dataset):
         path = self.paths[index]
         try:
             pixels = self.decode(path, self.size, self.color_mode)
+        except FileNotFoundError:
+            return Failed(path, None, missing=True)
         except PermissionError:
             return Failed(path, None)
         except Exception as exc:  # any decoder error means the file is not a usable image
@@ -82,32 +97,67 @@ def collate(samples: list[Any]) -> Any:
 
 
 class SeededPermutation(Sampler):
-    """The training order of the in-memory path: ``randperm`` seeded ``seed + epoch``.
+    """The training order of the in-memory path (``TensorBatches``): ``randperm`` seeded
+    ``seed + epoch`` (``shuffle``; else the files in order), and under DDP this rank's shard
+    of it: the same permutation on every rank, padded by repeating its start to a multiple
+    of ``world_size`` (as torch's ``DistributedSampler`` pads), every ``world_size``-th
+    index from ``rank`` on. One epoch over all ranks reads every file, once each but for
+    the padding.
 
     Lightning calls :meth:`set_epoch` before every epoch (a resumed run sees the order an
     uninterrupted one would); without it the epoch counts up by itself."""
 
-    def __init__(self, count: int, seed: int) -> None:
+    def __init__(
+        self, count: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if not 0 <= rank < max(1, world_size):
+            raise ValueError(f"rank {rank} is not one of world size {world_size}'s")
         self.count = count
         self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = max(1, world_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.count
+        return math.ceil(self.count / self.world_size)
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.count, generator=generator)
+        else:
+            order = torch.arange(self.count)
         self.epoch += 1
-        return iter(torch.randperm(self.count, generator=generator).tolist())
+        if self.world_size > 1 and self.count:
+            size = len(self)
+            padded = order.repeat(math.ceil(size * self.world_size / self.count))
+            order = padded[: size * self.world_size][self.rank :: self.world_size]
+        return iter(order.tolist())
+
+
+#: the open loaders of live :class:`StreamedBatches`, by key (see there)
+_OPEN: dict[int, DataLoader] = {}
+_KEYS = itertools.count()
 
 
 class StreamedBatches:
     """Batches of ``dataset`` from worker processes, failures raised as one paragraph
     (``describe(failed)`` writes it). Lightning takes any iterable with ``__len__``; its
-    ``sampler`` is what Lightning sets the epoch on."""
+    ``sampler`` is what Lightning sets the epoch on.
+
+    With ``persistent_workers`` the workers outlive each pass and end with :meth:`close`
+    (the data module's ``teardown``) or when this object is collected. Their loader is held
+    in the module's :data:`_OPEN`, not here, and dropped by a ``weakref.finalize`` of this
+    object: a loader collected as part of a reference cycle (this object is one, through
+    Lightning's trainer) had its worker queues finalized before the loader's own shutdown
+    ran, so the shutdown's stop message was never sent and torch waited out its join
+    timeout, 5 s a worker, ~25 s a run. Held outside the cycle, the loader and its queues
+    are alive when the finalizer drops it, and the workers end at once.
+    """
 
     batch_sampler = None
 
@@ -120,27 +170,76 @@ class StreamedBatches:
         num_workers: int,
         pin_memory: bool,
         describe: Callable[[list[Failed]], str],
+        rank: int = 0,
+        world_size: int = 1,
+        persistent_workers: bool = True,
     ) -> None:
-        self.sampler = SeededPermutation(len(dataset), seed) if shuffle else None
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
         self.describe = describe
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            num_workers=num_workers,
-            # workers end with each pass: persistent ones, shut down when the loader is
-            # collected, waited out torch's join timeout (5 s a worker) in a tracked run,
-            # ~20 s a run; starting them again costs well under a second a pass
-            persistent_workers=False,
-            pin_memory=pin_memory,
-            collate_fn=collate,
+        sharded = world_size > 1
+        self.sampler = (
+            SeededPermutation(len(dataset), seed, shuffle, rank, world_size)
+            if shuffle or sharded
+            else None
         )
+        self._key = next(_KEYS)
+        weakref.finalize(self, _OPEN.pop, self._key, None)
+
+    @property
+    def loader(self) -> DataLoader:
+        """The ``DataLoader`` (made on first use, and again after :meth:`close`)."""
+        loader = _OPEN.get(self._key)
+        if loader is None:
+            loader = _OPEN[self._key] = DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=self.sampler,
+                num_workers=self.num_workers,
+                persistent_workers=self.persistent_workers,
+                pin_memory=self.pin_memory,
+                collate_fn=collate,
+                # the workers' base seed from a generator of its own, not torch's global
+                # one: a draw there moved the dropout and augmentation of the whole run
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+        return loader
+
+    def close(self) -> None:
+        """End the workers now (they start again if this is iterated again)."""
+        _OPEN.pop(self._key, None)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        samples = len(self.sampler) if self.sampler is not None else len(self.dataset)
+        return math.ceil(samples / self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as exc:
+                if not str(exc).startswith("DataLoader worker"):
+                    raise
+                self.close()
+                raise PipelineError(_worker_died(exc, self.num_workers)) from None
             if isinstance(batch, DecodeFailures):
                 raise DataNotFoundError(self.describe(batch.failed))
             yield batch
+
+
+def _worker_died(exc: RuntimeError, workers: int) -> str:
+    """A decoding process that died (killed by a signal, or out of memory): one paragraph."""
+    why = str(exc).strip().splitlines()[0].rstrip(".")
+    return (
+        f"A process decoding the streamed images ended unexpectedly ({why}). It was most "
+        "likely killed for lack of memory: lower `data.num_workers` (now "
+        f"{workers}) or `data.batch_size`, or set `data.num_workers=0` to decode in the "
+        "training process."
+    )

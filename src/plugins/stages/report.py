@@ -4,7 +4,8 @@ Artifacts of the run (``report/``):
 
 * ``learning_curves.png``: training and validation loss and metric per epoch, drawn as the
   book draws them (training as dots, validation as a line), one panel per metric;
-* ``confusion_matrix.png`` (classifiers): test-split counts, true class by row;
+* ``confusion_matrix.png`` (classifiers): test-split counts, true class by row (of data
+  streamed from disk too: its whole test split, read one batch at a time);
 * ``sample_predictions.png`` (image classifiers): test images titled with the prediction,
   red where it is wrong;
 * ``sample_predictions.csv`` (text classifiers): test texts with their true and predicted
@@ -21,7 +22,7 @@ Two MLflow models are logged (``log_model``):
   preprocessing the run learned packaged in (:func:`pipelines.api.log_served_model`). It is
   what ``register_as`` (or ``tracking.register_as``) registers in MLflow's model registry.
 * ``network``, the network alone, tensors in and out (``mlflow.pytorch.log_model``,
-  signature and input example from the test split), for in-memory test data.
+  signature and input example from the test split), for in-memory or streamed test data.
 
 A model that cannot be logged costs a warning and a tag (``pipelines.log_model_error``,
 ``pipelines.log_network_error``), never the run. Without tracking the stage does nothing:
@@ -102,17 +103,29 @@ class Report:
         datamodule = ctx.require("datamodule", "report", "prepare")
         tracker.flush()
         test = _test_split(datamodule)
+        streamed = test is None and getattr(datamodule, "data_path", None) == "streamed"
+        classifier = getattr(model, "task", "classification") == "classification"
         with _uncompiled():
+            probabilities = None
+            if streamed and self.figures and classifier:
+                # every test image, one batch in memory at a time; the first ones kept
+                inputs, targets, probabilities = predict_streamed(
+                    model, datamodule, keep=max(self.samples, 2)
+                )
+                test = (inputs, targets) if len(targets) else None
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 if self.figures:
-                    for path in self._figures(ctx, model, datamodule, test, folder):
+                    for path in self._figures(ctx, model, datamodule, test, folder, probabilities):
                         tracker.log_artifact(path, self.artifact_dir)
             if self.log_model:
                 tracking = ctx.config.get("tracking") or {}
                 log_served(ctx, datamodule, self.register_as or tracking.get("register_as"))
-                if test is not None:
-                    log_mlflow_model(ctx, model, test[0][:2])
+                example = test[0][:2] if test is not None else None
+                if example is None and streamed:
+                    example = _first_streamed_inputs(datamodule, 2)
+                if example is not None and len(example):
+                    log_mlflow_model(ctx, model, example)
 
     def _figures(
         self,
@@ -121,7 +134,11 @@ class Report:
         datamodule: Any,
         test: tuple[torch.Tensor, torch.Tensor] | None,
         folder: Path,
+        probabilities: torch.Tensor | None = None,
     ) -> list[Path]:
+        """The figures' files. ``probabilities``: the model's on the test split, where they
+        were taken as it was streamed (then ``test`` holds every target but only the first
+        inputs, those the sample figure shows); else they are predicted here."""
         paths = []
         curves = learning_curves(ctx.tracker.client, ctx.tracker.run_id)  # type: ignore[attr-defined]
         if curves:
@@ -129,7 +146,8 @@ class Report:
         if test is None or getattr(model, "task", "classification") != "classification":
             return paths
         inputs, targets = test
-        probabilities = predict_probabilities(model, inputs)
+        if probabilities is None:
+            probabilities = predict_probabilities(model, inputs)
         predicted = probabilities.argmax(dim=1)
         classes = class_names(datamodule, targets, probabilities.shape[1])
         matrix = confusion(targets.numpy(), predicted.numpy(), len(classes))
@@ -139,13 +157,14 @@ class Report:
             if shown > 0:  # `samples: 0` turns the figure off
                 figure = plot_samples(inputs[:shown], targets[:shown], predicted[:shown], classes)
                 paths.append(_save(figure, folder / "sample_predictions.png"))
-        else:
+        else:  # drawn from the test items whose inputs are held (streamed: the first ones)
+            held = len(inputs)
             table = text_samples.write_sample_table(
                 folder / "sample_predictions.csv",
                 datamodule,
                 model,
-                test,
-                probabilities,
+                (inputs, targets[:held]),
+                probabilities[:held],
                 classes,
                 self.samples,
             )
@@ -164,34 +183,76 @@ def class_names(datamodule: Any, targets: torch.Tensor, outputs: int) -> list[st
     return [str(c) for c in range(max(int(targets.max()) + 1, outputs))]
 
 
-#: data streamed from disk (``data_path: streamed``): the test images the figures cover
-STREAMED_TEST_LIMIT = 512
-
-
 def _test_split(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The test inputs and targets of an in-memory data module; of streamed data, the first
-    :data:`STREAMED_TEST_LIMIT` of its test loader (the log says so); else None."""
+    """The test inputs and targets of an in-memory data module; else None (streamed data
+    is read batch by batch: :func:`predict_streamed`)."""
     splits = getattr(datamodule, "splits", None)
     if isinstance(splits, dict) and "test" in splits and len(splits["test"][0]):
         inputs, targets = splits["test"]
         return inputs.cpu(), targets.cpu()
-    if getattr(datamodule, "data_path", None) != "streamed":
-        return None
-    inputs, targets = [], []
-    for batch_inputs, batch_targets in datamodule.test_dataloader():
-        inputs.append(batch_inputs.cpu())
-        targets.append(batch_targets.cpu())
-        if sum(map(len, targets)) >= STREAMED_TEST_LIMIT:
-            break
-    if not inputs:
-        return None
-    shown = torch.cat(inputs)[:STREAMED_TEST_LIMIT], torch.cat(targets)[:STREAMED_TEST_LIMIT]
+    return None
+
+
+#: streamed inputs other than images (token ids) kept for the sample table, which draws
+#: from them: as many as a streamed text setup keeps texts for (``STREAMED_TEST_TEXTS``)
+STREAMED_SAMPLE_INPUTS = 512
+
+
+@torch.no_grad()
+def predict_streamed(
+    model: Any, datamodule: Any, keep: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first test inputs, every test target and the class probabilities of every test
+    input, of data streamed from disk (``data_path: streamed``): its test loader read batch
+    by batch, so the whole split is covered with one batch in memory at a time. The first
+    ``keep`` images are kept (the sample figure's), or of other inputs the first
+    :data:`STREAMED_SAMPLE_INPUTS` (the sample table's)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    kept: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    probabilities: list[torch.Tensor] = []
+    loader = datamodule.test_dataloader()
+    try:
+        for batch_inputs, batch_targets in loader:
+            if not targets and batch_inputs.ndim != 4:
+                keep = max(keep, STREAMED_SAMPLE_INPUTS)
+            missing = keep - sum(map(len, kept))
+            if missing > 0:
+                kept.append(batch_inputs[:missing].cpu())
+            logits = model(batch_inputs.to(device, non_blocking=True)).float()
+            probabilities.append(logits.softmax(dim=1).cpu())
+            targets.append(batch_targets.cpu())
+    finally:
+        model.train(was_training)
+        _close(loader)
+    if not targets:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.empty(0, 0)
     log.info(
-        "report: the data is streamed from disk: the confusion matrix and sample "
-        "predictions cover its first %d test images (report.STREAMED_TEST_LIMIT)",
-        len(shown[1]),
+        "report: the data is streamed from disk: the confusion matrix covers its %d test "
+        "items, read batch by batch",
+        sum(map(len, targets)),
     )
-    return shown
+    return torch.cat(kept), torch.cat(targets), torch.cat(probabilities)
+
+
+def _first_streamed_inputs(datamodule: Any, count: int) -> torch.Tensor | None:
+    """The first ``count`` test inputs of streamed data (the network's input example)."""
+    loader = datamodule.test_dataloader()
+    try:
+        for inputs, _ in loader:
+            return inputs[:count].cpu()
+    finally:
+        _close(loader)
+    return None
+
+
+def _close(loader: Any) -> None:
+    """End a streamed loader's worker processes now, not when it is collected."""
+    close = getattr(loader, "close", None)
+    if callable(close):
+        close()
 
 
 def learning_curves(client: Any, run_id: str) -> dict[str, dict[str, list[float]]]:
