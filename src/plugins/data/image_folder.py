@@ -53,7 +53,13 @@ from pipelines.api import (
     unreadable_file_error,
 )
 from plugins.data.augment import AugmentSettings
-from plugins.data.memory_budget import default_workers, format_bytes, memory_budget_bytes
+from plugins.data.memory_budget import (
+    InMemory,
+    check_in_memory,
+    choose_data_path,
+    default_workers,
+    memory_budget_bytes,
+)
 from plugins.data.streamed_images import ImageFiles, StreamedBatches
 from plugins.data.vision import InMemoryImageData, stratified_split
 
@@ -250,17 +256,12 @@ class ImageFolderDataModule(InMemoryImageData):
         cache_dir: str | None = None,
         augment: AugmentSettings | None = None,
         seed: Seed = 0,
-        in_memory: Literal["auto"] | bool = "auto",
+        in_memory: InMemory = "auto",
         memory_budget: int | float | str | None = None,
         num_workers: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, augment=augment)
-        if in_memory not in ("auto", True, False):
-            raise ConfigValueError(
-                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto decodes "
-                "the images into memory when they fit data.memory_budget, else streams them."
-            )
-        self.in_memory = in_memory
+        self.in_memory = check_in_memory(in_memory, "decodes the images into memory")
         self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
         if num_workers is not None and num_workers < 0:
             raise ConfigValueError(
@@ -489,25 +490,21 @@ class ImageFolderDataModule(InMemoryImageData):
 
     def _fits_in_memory(self, count: int) -> bool:
         """Which path to take (``data_path``), said in one log line with the reason."""
-        needed = count * self.channels * self.image_size[0] * self.image_size[1] * 4  # float32
-        budget, how = self.memory_budget
-        fits = needed <= budget
-        if self.in_memory != "auto":
-            why = f"data.in_memory={str(self.in_memory).lower()}"
-            fits = bool(self.in_memory)
-        else:
-            why = (
-                f"{count} images decoded would take {format_bytes(needed)}, "
-                f"{'within' if fits else 'above'} data.memory_budget {how}"
-            )
-        self.data_path = "in_memory" if fits else "streamed"
-        if fits:
-            log.info("image_folder: %s: decoding into memory", why)
-        else:
-            log.info(
-                "image_folder: %s: streaming from disk with %d worker(s)", why, self.num_workers
-            )
-        return fits
+
+        def size() -> tuple[int, str]:
+            pixels = count * self.channels * self.image_size[0] * self.image_size[1]
+            return pixels * 4, f"{count} images decoded"  # float32
+
+        self.data_path = choose_data_path(
+            self.in_memory,
+            self.memory_budget,
+            size,
+            log=log,
+            plugin="image_folder",
+            kept="decoding into memory",
+            streamed=f"streaming from disk with {self.num_workers} worker(s)",
+        )
+        return self.data_path == "in_memory"
 
     def _set_up_streams(self, classes: list[str], entries: list[tuple[Path, int, int]]) -> None:
         """The streamed path: the in-memory path's splits, as (files, labels) per split."""

@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pipelines.api import BatchSize, DataNotFoundError, RemoteFile, Seed, ensure_file, extract_tar
+from plugins.data.memory_budget import InMemory
 from plugins.data.streamed_text import FileTexts, read_review
-from plugins.data.text import InMemory, TextDataModule, Texts, TextStreamParts
+from plugins.data.text import TextDataModule, Texts, TextStreamParts
 from plugins.data.vectorize import VectorizeSettings
 from plugins.data.vision import limit_stratified
 

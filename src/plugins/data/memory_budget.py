@@ -4,13 +4,18 @@ plugin that can stream."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipelines.api import ConfigValueError
+
+#: ``data.in_memory``: ``auto`` (the budget chooses), ``true`` or ``false``
+InMemory = Literal["auto"] | bool
 
 #: ``data.memory_budget: null``: this fraction of the memory available when the run starts
 DEFAULT_BUDGET_FRACTION = 0.25
@@ -96,3 +101,42 @@ def format_bytes(count: float) -> str:
 def default_workers() -> int:
     """``data.num_workers: null``: up to 4 decoding processes, one per core."""
     return min(4, os.cpu_count() or 1)
+
+
+def check_in_memory(value: Any, kept: str) -> InMemory:
+    """``data.in_memory`` checked; ``kept`` says what the in-memory path does with the data
+    ("decodes the images into memory")."""
+    if value not in ("auto", True, False):
+        raise ConfigValueError(
+            f"data.in_memory must be auto, true or false, got {value!r}: auto {kept} when it "
+            "fits data.memory_budget, else streams it from disk."
+        )
+    return value
+
+
+def choose_data_path(
+    in_memory: InMemory,
+    budget: tuple[int, str],
+    size: Callable[[], tuple[int, str]],
+    *,
+    log: logging.Logger,
+    plugin: str,
+    kept: str,
+    streamed: str,
+) -> str:
+    """``"in_memory"`` or ``"streamed"`` (a data plugin's ``data_path``), said in one log line
+    with the reason: ``data.in_memory`` where it is true or false, else the decoded size
+    against the budget (:func:`memory_budget_bytes`). ``size`` gives the bytes and what
+    they are in words ("60 images decoded"), asked only under ``auto``; ``kept`` and
+    ``streamed`` end the line for either path ("decoding into memory")."""
+    if in_memory != "auto":
+        why, fits = f"data.in_memory={str(in_memory).lower()}", bool(in_memory)
+    else:
+        needed, what = size()
+        fits = needed <= budget[0]
+        why = (
+            f"{what} would take {format_bytes(needed)}, {'within' if fits else 'above'} "
+            f"data.memory_budget {budget[1]}"
+        )
+    log.info("%s: %s: %s", plugin, why, kept if fits else streamed)
+    return "in_memory" if fits else "streamed"

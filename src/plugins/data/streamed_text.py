@@ -52,7 +52,7 @@ from pipelines.api import (
     no_validation_data,
     unreadable_file_error,
 )
-from plugins.data.memory_budget import format_bytes
+from plugins.data.memory_budget import choose_data_path
 from plugins.data.vectorize import Encoded, TextVectorizer, TokenCounts, ragged_ids
 
 log = logging.getLogger(__name__)
@@ -438,29 +438,26 @@ class StreamedTextSplits:
                 )
             self.data_path = "in_memory"
             return False
-        budget, how = self.memory_budget
-        if self.in_memory != "auto":
-            why = f"data.in_memory={str(self.in_memory).lower()}"
-            streamed = not self.in_memory
-        else:
+
+        def size() -> tuple[int, str]:
             count = self.count_texts()
             if self.fixed_vectorizer is not None:
                 width = self.fixed_vectorizer.width
             else:
                 width = bag_width(self.vectorize, self._text_bytes())
             needed, what = decoded_size(self.vectorize, count, width)
-            streamed = needed > budget
-            why = (
-                f"about {count} texts vectorized ({what}) would take "
-                f"{format_bytes(needed)}, {'above' if streamed else 'within'} "
-                f"data.memory_budget {how}"
-            )
-        self.data_path = "streamed" if streamed else "in_memory"
-        if streamed:
-            log.info("%s: %s: streaming token ids from disk", self.cache_name, why)
-        else:
-            log.info("%s: %s: vectorizing into memory", self.cache_name, why)
-        return streamed
+            return needed, f"about {count} texts vectorized ({what})"
+
+        self.data_path = choose_data_path(
+            self.in_memory,
+            self.memory_budget,
+            size,
+            log=log,
+            plugin=self.cache_name,
+            kept="vectorizing into memory",
+            streamed="streaming token ids from disk",
+        )
+        return self.data_path == "streamed"
 
     def _text_bytes(self) -> int:
         """The input files' bytes (an uncapped vocabulary's bound); only for bags."""

@@ -52,7 +52,7 @@ from pipelines.api import (
     reading_data_file,
 )
 from plugins.data import streamed_text
-from plugins.data.memory_budget import memory_budget_bytes
+from plugins.data.memory_budget import InMemory, check_in_memory, memory_budget_bytes
 from plugins.data.streamed_text import SPLITS, StreamedTextSplits, TextSource
 from plugins.data.vectorize import Encoded, TextVectorizer, VectorizeSettings
 from plugins.data.vision import check_split_fractions, stratified_split
@@ -67,7 +67,6 @@ TextStreamParts = dict[str, tuple[TextSource, np.ndarray]]
 _CACHE_VERSION = 2
 #: constructor arguments that do not change the prepared tensors
 _NOT_IN_CACHE_KEY = ("batch_size", "cache_dir", "in_memory", "memory_budget")
-InMemory = Literal["auto"] | bool
 
 
 def read_document(path: Path) -> str:
@@ -153,13 +152,7 @@ class TextDataModule(StreamedTextSplits, TensorSplitLoaders, L.LightningDataModu
         self.test_fraction = test_fraction
         self.seed = seed
         self.cache_dir = Path(cache_dir).expanduser().resolve() if cache_dir else None
-        if in_memory not in ("auto", True, False):
-            raise ConfigValueError(
-                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto "
-                "vectorizes the texts into memory when they fit data.memory_budget, else "
-                "streams them from disk."
-            )
-        self.in_memory = in_memory
+        self.in_memory = check_in_memory(in_memory, "vectorizes the texts into memory")
         self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
         #: "in_memory" or "streamed", after :meth:`setup` (the run's tag pipelines.data_path)
         self.data_path: str | None = None

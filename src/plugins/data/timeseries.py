@@ -42,7 +42,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -62,7 +62,12 @@ from pipelines.api import (
     reading_data_file,
 )
 from plugins.data import streamed_series
-from plugins.data.memory_budget import format_bytes, memory_budget_bytes
+from plugins.data.memory_budget import (
+    InMemory,
+    check_in_memory,
+    choose_data_path,
+    memory_budget_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +181,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
         expected_rows: int | None = None,
         window_relative: bool = False,
         normalize_target: bool = True,
-        in_memory: Literal["auto"] | bool = "auto",
+        in_memory: InMemory = "auto",
         memory_budget: int | float | str | None = None,
         cache_dir: str | None = None,
     ) -> None:
@@ -209,12 +214,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
                 f"'data.train_fraction' + 'data.val_fraction' = {train_fraction + val_fraction}"
                 " leaves no rows to test on; keep their sum below 1."
             )
-        if in_memory not in ("auto", True, False):
-            raise ConfigValueError(
-                f"data.in_memory must be auto, true or false, got {in_memory!r}: auto reads "
-                "the series into memory when it fits data.memory_budget, else streams it."
-            )
-        self.in_memory = in_memory
+        self.in_memory = check_in_memory(in_memory, "reads the series into memory")
         self.memory_budget = memory_budget_bytes(memory_budget)  # checked before the run
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         #: "in_memory" or "streamed", after :meth:`setup` (the run's tag pipelines.data_path)
@@ -338,29 +338,22 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
     def _fits_in_memory(self) -> bool:
         """Which path to take (``data_path``), said in one log line with the reason: the used
         columns as float32 (rows x columns x 4 bytes) against ``memory_budget``."""
-        budget, how = self.memory_budget
-        if self.in_memory != "auto":
-            why = f"data.in_memory={str(self.in_memory).lower()}"
-            fits = bool(self.in_memory)
-        else:
+
+        def size() -> tuple[int, str]:
             rows, columns = self._decoded_shape()
-            needed = rows * columns * 4
-            fits = needed <= budget
-            why = (
-                f"{rows} rows x {columns} columns as float32 would take "
-                f"{format_bytes(needed)}, {'within' if fits else 'above'} data.memory_budget "
-                f"{how}"
-            )
-        self.data_path = "in_memory" if fits else "streamed"
-        if fits:
-            log.info("timeseries: %s: reading the series into memory", why)
-        else:
-            log.info(
-                "timeseries: %s: streaming windows from a memory-mapped copy in %s",
-                why,
-                self.cache_dir or "a temporary folder",
-            )
-        return fits
+            return rows * columns * 4, f"{rows} rows x {columns} columns as float32"
+
+        self.data_path = choose_data_path(
+            self.in_memory,
+            self.memory_budget,
+            size,
+            log=log,
+            plugin="timeseries",
+            kept="reading the series into memory",
+            streamed="streaming windows from a memory-mapped copy in "
+            f"{self.cache_dir or 'a temporary folder'}",
+        )
+        return self.data_path == "in_memory"
 
     def _decoded_shape(self) -> tuple[int, int]:
         """The rows and the used columns, as far as a glance at the data tells: the rows of
