@@ -147,7 +147,10 @@ class Report:
             return paths
         inputs, targets = test
         if probabilities is None:
-            probabilities = predict_probabilities(model, inputs)
+            # batches of the data's size: what training held; 512 images of 180x180 took
+            # the run's peak memory
+            batch_size = int(getattr(datamodule, "batch_size", 0) or 512)
+            probabilities = predict_probabilities(model, inputs, batch_size)
         predicted = probabilities.argmax(dim=1)
         classes = class_names(datamodule, targets, probabilities.shape[1])
         matrix = confusion(targets.numpy(), predicted.numpy(), len(classes))
