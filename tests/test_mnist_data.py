@@ -102,7 +102,8 @@ def test_file_of_the_wrong_kind_is_named_at_setup(
 
 
 def test_labels_file_of_images_fails_the_cli_before_training(workdir: Path, tmp_path: Path):
-    """Exit 2 with one paragraph from the prepare stage, not a traceback after training."""
+    """Exit 2 with one paragraph from the prepare stage's work before the run, not a
+    traceback after training."""
     fake_mnist(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros((50, 28, 28), np.uint8))
     result = run_cli(
@@ -112,7 +113,8 @@ def test_labels_file_of_images_fails_the_cli_before_training(workdir: Path, tmp_
     assert result.returncode == 2, result.output
     assert "Traceback" not in result.output, result.output
     assert "t10k-labels-idx1-ubyte.gz should hold labels but holds images" in result.stderr
-    assert "stage 0: prepare" in result.output and "stage 1: fit" not in result.output
+    assert "stage 0: prepare" not in result.output and "stage 1: fit" not in result.output
+    assert not (workdir / "outputs").exists(), "refused before the run: its folder removed"
 
 
 def _garbled(gz: bytes) -> bytes:

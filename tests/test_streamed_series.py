@@ -410,3 +410,27 @@ def test_a_killed_streamed_run_resumes_as_if_never_stopped(tmp_path: Path) -> No
     assert run.info.status == "FINISHED" and run.data.tags["pipelines.data_path"] == "streamed"
     for key in ("test/mae", "best/val_loss"):
         assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], rel=1e-5)
+
+
+def test_under_ddp_each_rank_trains_on_its_shard_on_either_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugins.data import timeseries
+
+    in_memory, streamed = both_paths(series_csv(tmp_path / "s.csv"), tmp_path / "c")
+    whole = torch.cat([targets for _, targets in in_memory.train_dataloader()])
+    shards = {}
+    for module, name in ((in_memory, timeseries), (streamed, streamed_series)):
+        per_rank = []
+        for rank in (0, 1):
+            monkeypatch.setattr(name, "distributed_shard", lambda rank=rank: (rank, 2))
+            loader = module.train_dataloader()
+            per_rank.append(torch.cat([targets for _, targets in loader]))
+        shards[name.__name__] = per_rank
+    (memory_shards, streamed_shards) = shards.values()
+    for mine, theirs in zip(memory_shards, streamed_shards, strict=True):
+        assert torch.equal(mine, theirs), "the same shard on either path"
+    assert len(memory_shards[0]) == len(memory_shards[1]) == -(-len(whole) // 2)
+    together = torch.cat(memory_shards)
+    assert set(together.tolist()) == set(whole.tolist()), "every window on some rank"
+    assert len(together) - len(whole) <= 1, "once each, but for the padding"

@@ -11,10 +11,9 @@ A plugin is a class registered under an entry-point group of its package's
     my_package = "my_package.conf"
 
 The constructor's parameters are the plugin's config keys (``model.width=32``), checked
-against their type hints before a run opens; a range is part of the type
-(``dropout: Annotated[float, Field(ge=0, lt=1)]``). The engine fills a few arguments in
-itself where the constructor takes them: the data's :meth:`DataPlugin.model_kwargs`
-(``input_shape``, ``num_classes``, ...) and ``tracking_uri``.
+against their type hints, ranges included, before a run opens. The engine fills a few
+arguments in itself where the constructor takes them: the data's
+:meth:`DataPlugin.model_kwargs` (``input_shape``, ``num_classes``, ...) and ``tracking_uri``.
 
 :class:`ModelPlugin`, :class:`DataPlugin` and :class:`StagePlugin` declare every hook the
 engine may call on a plugin of that kind, with when it is called and what it returns.
@@ -23,9 +22,8 @@ and does without where a plugin has none. They are protocols, for reading and fo
 checkers; a plugin does not subclass them. The registry checks a plugin against its kind
 when it loads it: a hook name it almost matches (``model_kwarg``) is refused, naming it.
 
-The rest of this module is the toolkit plugins may use: the run's context, the errors
-that reach the user as one paragraph, downloads with checksums, in-memory batch loaders,
-and training the way the ``fit`` stage does.
+The rest is the toolkit plugins may use: the run's context, one-paragraph errors,
+downloads with checksums, batch loaders and their DDP shards, training as ``fit`` does.
 """
 
 from __future__ import annotations
@@ -87,7 +85,9 @@ from pipelines.training.tensor_loader import (
     SplitLoaders,
     TensorBatches,
     TensorSplitLoaders,
+    distributed_shard,
     no_validation_data,
+    shard_order,
 )
 from pipelines.training.trainer import build_trainer
 
@@ -101,11 +101,9 @@ GENERATION: Task = "generation"
 
 
 # -- Argument types: ranges, and the training arguments every built-in model shares -------
-# A plugin declares a key's range in its signature, as part of the type: an alias imported
-# above from pipelines.checks.ranges (``dropout: DropoutRate = 0.5``, ``filters: LayerSizes``,
-# ``seed: Seed``, ``max_epochs: Epochs | None``), or its own ``Annotated[float, Field(ge=0,
-# lt=1)]``, with a :class:`Range` after the constraint to word the refusal. The engine
-# checks every config value against it before a run opens. A key's name implies no range.
+# A key's range is part of its type in the signature: an alias imported above
+# (``dropout: DropoutRate = 0.5``, ``seed: Seed``) or an ``Annotated[float, Field(ge=0,
+# lt=1)]`` with a :class:`Range` after it to word the refusal, checked before a run opens.
 
 
 class OptimizerArguments(TypedDict, total=False):
@@ -430,6 +428,7 @@ __all__ = [
     "build_trainer",
     "check_arguments",
     "did_you_mean",
+    "distributed_shard",
     "download",
     "ensure_file",
     "extract_tar",
@@ -445,6 +444,7 @@ __all__ = [
     "no_validation_data",
     "reading_data_file",
     "set_up_datamodule",
+    "shard_order",
     "stop_if_requested",
     "unreadable_file_error",
 ]

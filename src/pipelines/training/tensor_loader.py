@@ -105,8 +105,7 @@ class TensorBatches(FollowsTrainerEpoch):
         if self.world_size > 1:
             if order is None:
                 order = torch.arange(total, device=self.tensors[0].device)
-            padded = order.repeat(math.ceil(size * self.world_size / total))
-            order = padded[: size * self.world_size][self.rank :: self.world_size]
+            order = shard_order(order, self.rank, self.world_size)
         self.epoch += 1
         for batch in range(len(self)):
             start = batch * self.batch_size
@@ -219,6 +218,18 @@ class TensorSplitLoaders(SplitLoaders):
     def _batches_per_call(self, split: str) -> int:
         fused = {"train": self.steps_per_call, "val": self.val_steps_per_call}
         return fused.get(split, 1)
+
+
+def shard_order(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's part of ``order`` (sample indices, the same on every rank): ``order``
+    padded by repeating its start to a multiple of ``world_size``, as torch's
+    ``DistributedSampler`` pads, then every ``world_size``-th index from ``rank`` on. All
+    ranks together read every index, once each but for the padding."""
+    if world_size <= 1 or len(order) == 0:
+        return order
+    size = math.ceil(len(order) / world_size)
+    padded = order.repeat(math.ceil(size * world_size / len(order)))
+    return padded[: size * world_size][rank::world_size]
 
 
 def distributed_shard() -> tuple[int, int]:

@@ -49,6 +49,7 @@ from pipelines.api import (
     PipelineError,
     Seed,
     atomic_torch_save,
+    distributed_shard,
     no_validation_data,
     unreadable_file_error,
 )
@@ -560,7 +561,7 @@ class ImageFolderDataModule(InMemoryImageData):
         )
         # under DDP each rank trains on its shard, as the in-memory path's ranks do;
         # validation and test are read whole by every rank (exact metrics, no reduction)
-        rank, world_size = _distributed_shard() if split == "train" else (0, 1)
+        rank, world_size = distributed_shard() if split == "train" else (0, 1)
         files = ImageFiles(paths, labels, self.image_size, self.color_mode, decode_image)
         batches = StreamedBatches(
             files,
@@ -643,15 +644,6 @@ class ImageFolderDataModule(InMemoryImageData):
 
     def known_classes(self) -> list[str] | None:
         return self.run_classes
-
-
-def _distributed_shard() -> tuple[int, int]:
-    """(rank, world size) of the running process group; (0, 1) outside distributed training."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _read_cache(path: Path, count: int) -> dict[str, Any] | None:

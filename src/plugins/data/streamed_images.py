@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from pipelines.api import DataNotFoundError, PipelineError
+from pipelines.api import DataNotFoundError, PipelineError, shard_order
 
 
 class Failed:
@@ -132,10 +132,7 @@ class SeededPermutation(Sampler):
         else:
             order = torch.arange(self.count)
         self.epoch += 1
-        if self.world_size > 1 and self.count:
-            size = len(self)
-            padded = order.repeat(math.ceil(size * self.world_size / self.count))
-            order = padded[: size * self.world_size][self.rank :: self.world_size]
+        order = shard_order(order, self.rank, self.world_size)
         return iter(order.tolist())
 
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipelines.api import ConfigValueError, DataNotFoundError
+from pipelines.api import ConfigValueError, DataNotFoundError, distributed_shard, shard_order
 from plugins.data.memory_budget import format_bytes
 
 if TYPE_CHECKING:
@@ -723,28 +723,38 @@ class WindowOrder(Sampler):
     Lightning calls :meth:`set_epoch` before every epoch (a resumed run sees the order an
     uninterrupted one would); without it the epoch counts up by itself."""
 
-    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.count = count
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.rank, self.world_size = rank, max(1, world_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.count / self.batch_size)
+        return math.ceil(math.ceil(self.count / self.world_size) / self.batch_size)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        order = None
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.count, generator=generator).numpy()
+            order = torch.randperm(self.count, generator=generator)
+        else:
+            order = torch.arange(self.count)
+        order = shard_order(order, self.rank, self.world_size).numpy()
         self.epoch += 1
-        for begin in range(0, self.count, self.batch_size):
-            end = min(begin + self.batch_size, self.count)
-            yield np.arange(begin, end) if order is None else order[begin:end]
+        for begin in range(0, len(order), self.batch_size):
+            yield order[begin : begin + self.batch_size]
 
 
 class WindowLoader:
@@ -780,4 +790,7 @@ def window_loader(module: TimeseriesDataModule, split: str, shuffle: bool) -> Wi
     windows = SeriesWindows(
         module.stream, first, count, offsets, module.delay, module.window_relative
     )
-    return WindowLoader(windows, WindowOrder(count, module.batch_size, shuffle, module.seed))
+    # under DDP each rank trains on its shard; validation and test are read whole
+    rank, world_size = distributed_shard() if split == "train" else (0, 1)
+    order = WindowOrder(count, module.batch_size, shuffle, module.seed, rank, world_size)
+    return WindowLoader(windows, order)

@@ -49,6 +49,7 @@ from pipelines.api import (
     ConfigValueError,
     DataNotFoundError,
     TensorBatches,
+    distributed_shard,
     no_validation_data,
     unreadable_file_error,
 )
@@ -575,12 +576,3 @@ class StreamedTextBatches(TensorBatches):
         for index, labels in super().__iter__():
             encoded = self.store.encoded(index.numpy())
             yield self.vectorizer.tensors(encoded), labels
-
-
-def distributed_shard() -> tuple[int, int]:
-    """(rank, world size) of the running process group; (0, 1) outside distributed training."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1

@@ -56,10 +56,12 @@ from pipelines.api import (
     RemoteFile,
     Seed,
     SplitLoaders,
+    distributed_shard,
     download,
     file_already_there,
     folder_given_error,
     reading_data_file,
+    shard_order,
 )
 from plugins.data import streamed_series
 from plugins.data.memory_budget import (
@@ -100,6 +102,8 @@ class WindowBatches(FollowsTrainerEpoch):
         shuffle: bool = False,
         seed: Seed = 0,
         relative: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -112,10 +116,12 @@ class WindowBatches(FollowsTrainerEpoch):
         self.shuffle = shuffle
         self.seed = seed
         self.relative = relative
+        #: under DDP this rank's shard of the windows, as :class:`TensorBatches` deals it
+        self.rank, self.world_size = rank, max(1, world_size)
         self.epoch = 0
 
     def __len__(self) -> int:
-        return math.ceil(len(self.starts) / self.batch_size)
+        return math.ceil(math.ceil(len(self.starts) / self.world_size) / self.batch_size)
 
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The windows ``(B, T, features)`` and targets ``(B,)`` starting at ``starts``.
@@ -135,6 +141,7 @@ class WindowBatches(FollowsTrainerEpoch):
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             starts = starts[torch.randperm(len(starts), generator=generator)]
+        starts = starts[shard_order(torch.arange(len(starts)), self.rank, self.world_size)]
         self.epoch += 1
         for begin in range(0, len(starts), self.batch_size):
             yield self.gather(starts[begin : begin + self.batch_size])
@@ -671,6 +678,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
             return streamed_series.window_loader(self, split, shuffle)
         assert self.series is not None and self.target is not None
         offsets = torch.arange(self.sequence_length, dtype=torch.int64) * self.sampling_rate
+        # under DDP each rank trains on its shard; validation and test are read whole
+        rank, world_size = distributed_shard() if split == "train" else (0, 1)
         return WindowBatches(
             self.series,
             self.target,
@@ -681,6 +690,8 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
             shuffle=shuffle,
             seed=self.seed,
             relative=self.window_relative,
+            rank=rank,
+            world_size=world_size,
         )
 
 

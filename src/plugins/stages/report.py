@@ -149,7 +149,7 @@ class Report:
         if probabilities is None:
             # batches of the data's size: what training held; 512 images of 180x180 took
             # the run's peak memory
-            batch_size = int(getattr(datamodule, "batch_size", 0) or 512)
+            batch_size = int((ctx.config.get("data") or {}).get("batch_size") or 512)
             probabilities = predict_probabilities(model, inputs, batch_size)
         predicted = probabilities.argmax(dim=1)
         classes = class_names(datamodule, targets, probabilities.shape[1])
