@@ -28,6 +28,7 @@ def _assert_refused(result: CliResult, *fragments: str) -> None:
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     assert "stage 0:" not in result.output, "refused before any data is prepared"
+    assert not (result.cwd / "outputs").exists(), "the refused run's folder is removed"
 
 
 def _free_port() -> int:

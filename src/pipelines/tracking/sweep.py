@@ -143,28 +143,30 @@ class SweepCallback(Callback):
         self._tracker: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        state = Path(str(config.hydra.sweep.dir)).resolve() / ".pipelines"
-        state.mkdir(parents=True, exist_ok=True)
-        os.environ[STATE_ENV] = str(state)
         from pipelines.tracking.store import TrackingSettings
         from pipelines.tracking.tracker import open_tracker
 
         settings = TrackingSettings.from_config(OmegaConf.select(config, "tracking", default={}))
-        if not settings.enabled:
-            return
         overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-        try:
-            self._tracker = open_tracker(
-                settings,
-                run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
-                tags={"sweep": "true", "overrides": " ".join(overrides)},
-            )
-        except PipelineError as exc:
-            # a store no job can use (unreachable, damaged, deleted experiment): Hydra turns a
-            # callback's exception into a warning and starts every job on it anyway; it lets
-            # SystemExit through, so the sweep stops here with the one message
-            print(f"Error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+        if settings.enabled:
+            try:
+                self._tracker = open_tracker(
+                    settings,
+                    run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
+                    tags={"sweep": "true", "overrides": " ".join(overrides)},
+                )
+            except PipelineError as exc:
+                # a store no job can use (unreachable, damaged, deleted experiment): Hydra
+                # turns a callback's exception into a warning and starts every job on it
+                # anyway; it lets SystemExit through, so the sweep stops here with the one
+                # message, before its folder is made
+                print(f"Error: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+        state = Path(str(config.hydra.sweep.dir)).resolve() / ".pipelines"
+        state.mkdir(parents=True, exist_ok=True)
+        os.environ[STATE_ENV] = str(state)
+        if self._tracker is None:
+            return
         self._tracker.log_params({"sweep.overrides": " ".join(overrides)})
         (state / _PARENT_FILE).write_text(self._tracker.run_id)
         global _open_parent
