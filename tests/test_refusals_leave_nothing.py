@@ -117,9 +117,59 @@ def test_a_backbone_trained_on_other_data_is_refused_naming_both_shapes(
 
 
 def test_a_folder_that_holds_anything_else_is_kept(workdir: Path) -> None:
-    folder = workdir / "mine"
-    folder.mkdir()
+    folder = workdir / "outputs" / "runs" / "mine"
+    folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("the user's own file")
     result = run_cli(["trainer.max_epochs=abc", f"hydra.run.dir={folder}"], cwd=workdir)
     assert result.returncode == 2, result.output
     assert (folder / "notes.txt").read_text() == "the user's own file"
+
+
+def test_a_folder_outside_outputs_is_the_users_and_kept(workdir: Path) -> None:
+    """``hydra.run.dir=.`` (no run folders) or a folder the user made: never removed."""
+    result = run_cli(["trainer.max_epochs=-3", "hydra.run.dir=."], cwd=workdir)
+    assert result.returncode == 2, result.output
+    assert workdir.is_dir(), "the working directory stays"
+    mine = workdir / "results"
+    mine.mkdir()
+    result = run_cli(["trainer.max_epochs=-3", f"hydra.run.dir={mine}"], cwd=workdir)
+    assert result.returncode == 2 and mine.is_dir(), result.output
+
+
+def test_a_folder_whose_lock_another_process_holds_is_kept(tmp_path: Path) -> None:
+    import fcntl
+
+    from pipelines.runtime.run_lock import LOCK_FILE, remove_unused_folder
+
+    folder = tmp_path / "outputs" / "runs" / "busy"
+    folder.mkdir(parents=True)
+    with open(folder / LOCK_FILE, "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert not remove_unused_folder(folder, tmp_path / "outputs")
+    assert folder.is_dir()
+    assert remove_unused_folder(folder, tmp_path / "outputs"), "once no one holds it"
+    assert not (tmp_path / "outputs").exists(), "with the folders above it left empty"
+
+
+def test_a_forked_child_lets_go_of_the_run_lock(tmp_path: Path) -> None:
+    """A DataLoader worker orphaned by ``kill -9`` must not keep a run "still running"."""
+    import fcntl
+    import os
+    import signal
+
+    from pipelines.runtime.run_lock import LOCK_FILE, run_lock
+
+    ready, started = os.pipe()
+    with run_lock(tmp_path, None):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child sleeps until it is killed
+            os.write(started, b"1")  # the fork's hooks have run by now
+            signal.pause()
+            os._exit(0)
+    os.read(ready, 1)
+    try:
+        with open(tmp_path / LOCK_FILE, "a+") as probe:
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no raise
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -334,7 +334,7 @@ class StagePlugin(Protocol):
     def before_run(self, ctx: RunContext) -> None:
         """The work that can refuse the run, done before it opens, stage by stage
         (``prepare``: load and split the data, build the model), so a refusal leaves no run
-        and no folder. ``ctx.tracker`` records nothing yet: log in ``run``."""
+        and no folder. It sees earlier hooks' results, not earlier ``run``s; log in ``run``."""
         ...
 
     def run(self, ctx: RunContext) -> None:

@@ -62,13 +62,9 @@ def exception_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def disk_full_error(
-    exc: BaseException, run_id: str | None, output_dir: Path
-) -> PipelineError | None:
-    """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
-    one paragraph that says the work done is kept and how to continue it; None for any
-    other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
-    full = next(
+def _full_disk(exc: BaseException) -> OSError | None:
+    """The "no space left" (or quota) error in ``exc``'s chain, if any."""
+    return next(
         (
             e
             for e in exception_chain(exc)
@@ -76,6 +72,29 @@ def disk_full_error(
         ),
         None,
     )
+
+
+def disk_full_before_run_error(exc: BaseException) -> PipelineError | None:
+    """A full disk while the data was read or cached before the run opened: one paragraph
+    (nothing was recorded); None for any other error."""
+    full = _full_disk(exc)
+    if full is None:
+        return None
+    where = f" while writing {full.filename}" if full.filename else ""
+    return PipelineError(
+        f"The disk is full ({full.strerror}){where}, before the run opened: nothing was "
+        "recorded. Free some space (or point `data.cache_dir` at a disk that has it), then "
+        "run the command again."
+    )
+
+
+def disk_full_error(
+    exc: BaseException, run_id: str | None, output_dir: Path
+) -> PipelineError | None:
+    """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
+    one paragraph that says the work done is kept and how to continue it; None for any
+    other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
+    full = _full_disk(exc)
     if full is None:
         return None
     where = f" while writing {full.filename}" if full.filename else ""

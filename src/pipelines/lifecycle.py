@@ -32,7 +32,7 @@ from pipelines.checks.before_run import before_run
 from pipelines.checks.later_stages import check_later_stages
 from pipelines.config import flatten
 from pipelines.context import RunContext
-from pipelines.errors import TrainingDiverged, disk_full_error
+from pipelines.errors import TrainingDiverged, disk_full_before_run_error, disk_full_error
 from pipelines.runtime import distributed, termination
 from pipelines.runtime.collector import resume_after_startup
 from pipelines.runtime.console import interactive, print_config_tree
@@ -78,9 +78,12 @@ def tracked_run(
         run, seconds, folder_lock = _open(cfg, output_dir, overrides, job_num, resume_run_id)
     except BaseException as exc:
         if resume_run_id is None and not distributed.is_secondary_process():
-            remove_unused_folder(output_dir)
+            remove_unused_folder(output_dir, Path("outputs"))
         if isinstance(exc, KeyboardInterrupt):
             termination.exit_interrupted(_unopened_run_outcome(job_num, resume_run_id))
+        full = disk_full_before_run_error(exc)
+        if full is not None:
+            raise full from None
         raise
     tracker = run.context.tracker
     with distributed.single_process_afterwards():
@@ -145,6 +148,7 @@ def _open(
             registry.build("stage", node, path=f"pipeline.stages.{index}")
             for index, node in enumerate(stages)
         ]
+        resume_after_startup()  # the heavy imports are done; data and training follow
         started = time.perf_counter()
         _before_run(context, plugins)
         seconds = time.perf_counter() - started
@@ -195,7 +199,6 @@ def _record_start(
     # beside the stages' times but outside them: finding the data (a first download:
     # minutes), loading it and building the model, before the run opened
     tracker.log_metrics({"time/before_run_seconds": seconds}, step=0)
-    resume_after_startup()  # the heavy imports are done; data and training follow
 
 
 def _stopped(exc: BaseException) -> bool:

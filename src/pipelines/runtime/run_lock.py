@@ -24,9 +24,9 @@ _HELD: set[int] = set()
 
 def _let_go_in_child() -> None:
     """In a forked child (a ``DataLoader`` worker): point its copies of the held locks'
-    descriptors at /dev/null. A child shares the lock's open file, so a worker still
-    decoding after its training process was killed (``kill -9``) kept the run "still
-    running" to ``resume`` for seconds. The numbers stay taken, so nothing closes them twice.
+    descriptors at /dev/null. A child shares the lock's open file: a worker still decoding
+    after its training process is killed (``kill -9``) would keep the run "still running"
+    to ``resume``. The numbers stay taken, so nothing closes them twice.
     """
     for descriptor in list(_HELD):
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -85,12 +85,14 @@ _BEFORE_THE_RUN = {LOCK_FILE, "run.log", ".hydra/config.yaml", ".hydra/hydra.yam
 _BEFORE_THE_RUN |= {".hydra/overrides.yaml", ".hydra"}
 
 
-def remove_unused_folder(output_dir: Path) -> bool:
+def remove_unused_folder(output_dir: Path, outputs: Path) -> bool:
     """Remove the folder of a run that was refused before it opened, with the folders above
-    it that are left empty, up to the working directory: a refused command leaves nothing.
+    it that are left empty, up to and including ``outputs`` (``./outputs``, where Hydra
+    makes run folders): a refused command leaves nothing.
 
-    Kept where it holds anything else (an earlier run's results, the user's files) or where
-    another process holds its lock (a run using the folder). Returns whether it was removed.
+    Only a folder inside ``outputs`` is removed (a folder the user named elsewhere, the
+    working directory included, is theirs), and only while it holds nothing but Hydra's
+    files and the lock and no other process holds its lock. Returns whether it was removed.
     """
     import shutil
 
@@ -98,24 +100,25 @@ def remove_unused_folder(output_dir: Path) -> bool:
         import fcntl
     except ImportError:  # no flock: a folder in use cannot be told apart; keep it
         return False
-    folder = output_dir.absolute()
-    if not folder.is_dir():
+    folder, outputs = output_dir.absolute(), outputs.absolute()
+    if outputs not in folder.parents or not folder.is_dir():
         return False
     try:
-        contents = {str(path.relative_to(folder)) for path in folder.rglob("*")}
-        if not contents <= _BEFORE_THE_RUN:
-            return False
         with open(folder / LOCK_FILE, "a+") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
+            contents = {str(path.relative_to(folder)) for path in folder.rglob("*")}
+            if not contents <= _BEFORE_THE_RUN:
+                return False
             shutil.rmtree(folder)
-        cwd = Path.cwd()
         for parent in folder.parents:
-            if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            if any(parent.iterdir()):
                 break
             parent.rmdir()
+            if parent == outputs:
+                break
     except OSError:  # a folder that cannot be read or removed stays; the refusal is the news
         return False
     return True

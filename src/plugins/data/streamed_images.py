@@ -1,6 +1,6 @@
 """Image files streamed from disk: decoded per sample in ``DataLoader`` worker processes.
 
-The other path of :class:`plugins.data.image_folder.ImageFolderDataModule` (issue 23): for a
+The other path of :class:`plugins.data.image_folder.ImageFolderDataModule`: for a
 folder whose decoded pixels would not fit ``data.memory_budget``. Each sample is decoded as
 the in-memory path decodes it (the same function: size, colour mode, resampling) and scaled
 to float32 in [0, 1] the same way, so a batch holds the very numbers the in-memory path
@@ -149,11 +149,11 @@ class StreamedBatches:
     With ``persistent_workers`` the workers outlive each pass and end with :meth:`close`
     (the data module's ``teardown``) or when this object is collected. Their loader is held
     in the module's :data:`_OPEN`, not here, and dropped by a ``weakref.finalize`` of this
-    object: a loader collected as part of a reference cycle (this object is one, through
-    Lightning's trainer) had its worker queues finalized before the loader's own shutdown
-    ran, so the shutdown's stop message was never sent and torch waited out its join
-    timeout, 5 s a worker, ~25 s a run. Held outside the cycle, the loader and its queues
-    are alive when the finalizer drops it, and the workers end at once.
+    object. A loader collected as part of a reference cycle (this object is one, through
+    Lightning's trainer) has its worker queues finalized before its own shutdown runs, whose
+    stop message then never reaches the workers: torch waits out its join timeout, 5 s a
+    worker. Held outside the cycle, the loader and its queues are alive when the finalizer
+    drops it, and the workers end at once.
     """
 
     batch_sampler = None
@@ -201,7 +201,7 @@ class StreamedBatches:
                 pin_memory=self.pin_memory,
                 collate_fn=collate,
                 # the workers' base seed from a generator of its own, not torch's global
-                # one: a draw there moved the dropout and augmentation of the whole run
+                # one: a draw there would move the run's dropout and augmentation
                 generator=torch.Generator().manual_seed(self.seed),
             )
         return loader

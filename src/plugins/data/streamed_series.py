@@ -1,5 +1,5 @@
 """Time series streamed from disk: the other path of
-:class:`plugins.data.timeseries.TimeseriesDataModule` (issue 23), for a series whose used
+:class:`plugins.data.timeseries.TimeseriesDataModule`, for a series whose used
 columns as float32 would not fit ``data.memory_budget``.
 
 The CSV is parsed once, in chunks of :data:`CHUNK_ROWS` rows, into a float64 file on disk;

@@ -1,6 +1,6 @@
 """Texts streamed from disk: the vocabulary fitted chunk by chunk, token ids memory-mapped.
 
-The other path of :class:`plugins.data.text.TextDataModule` (issue 23), for data whose
+The other path of :class:`plugins.data.text.TextDataModule`, for data whose
 vectorized tensors would not fit ``data.memory_budget``. The texts are read a chunk at a
 time, in file order, and never held whole:
 

@@ -724,8 +724,8 @@ def log_interpolated(missing: int, columns: list[str]) -> None:
 
 
 def no_rows_error(path: str | Path, columns: list[str]) -> DataNotFoundError:
-    """A CSV with its header and no rows: every column reads as text, so it was called
-    "non-numeric" (issue 24), which sent people looking for letters in their numbers."""
+    """A CSV with its header and no rows, said so: its columns read as text, and "non-numeric"
+    would send a user looking for letters in their numbers."""
     header = f" (its header: {', '.join(map(str, columns))})" if columns else ""
     return DataNotFoundError(
         f"{path} has no data rows{header}: a series to cut windows from needs its rows, one "

@@ -21,12 +21,14 @@ class Prepare:
         ctx.datamodule = datamodule
         # Models that load an earlier run's network (runs:/...) read it from this store.
         ctx.model = ctx.build_model(**data_kwargs, tracking_uri=ctx.tracking_uri)
-        self.data_kwargs = data_kwargs
+        # kept for run(): a later stage's before_run may replace ctx's (a second prepare)
+        self.built = (datamodule, ctx.model, data_kwargs)
 
     def run(self, ctx: RunContext) -> None:
-        if not hasattr(self, "data_kwargs"):  # called without the engine's before_run
+        if not hasattr(self, "built"):  # called without the engine's before_run
             self.before_run(ctx)
-        datamodule, data_kwargs = ctx.datamodule, self.data_kwargs
+        datamodule, ctx.model, data_kwargs = self.built
+        ctx.datamodule = datamodule
         data_path = getattr(datamodule, "data_path", None)  # in_memory or streamed
         if data_path:
             ctx.tracker.set_tags({"pipelines.data_path": str(data_path)})
