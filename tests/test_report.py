@@ -305,7 +305,7 @@ def test_no_sample_figure_when_no_samples_are_asked_for(tmp_path: Path) -> None:
         def get_run(self, run_id: str) -> Any:
             return SimpleNamespace(data=SimpleNamespace(metrics={}))
 
-    ctx = SimpleNamespace(tracker=SimpleNamespace(client=NoCurves(), run_id="r"), config={})
+    ctx = SimpleNamespace(tracker=SimpleNamespace(client=NoCurves(), run_id="r"))
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     test = (torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2]))
     for samples, expected in (

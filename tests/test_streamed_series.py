@@ -434,3 +434,28 @@ def test_under_ddp_each_rank_trains_on_its_shard_on_either_path(
     together = torch.cat(memory_shards)
     assert set(together.tolist()) == set(whole.tolist()), "every window on some rank"
     assert len(together) - len(whole) <= 1, "once each, but for the padding"
+
+
+def test_a_time_format_guessed_from_the_first_rows_holds_for_every_chunk(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    """pandas guesses a format from the first time it reads; a chunk guessing again from
+    its own first time would read ``13/01/2020`` day-first where the file is month-first."""
+    import pandas as pd
+
+    days = [f"01/{day:02d}/2020" for day in range(1, 22)]
+    days[7] = "13/01/2020"  # the second chunk's first time, day-first
+    frame = pd.DataFrame({"day": days, "value": np.arange(21.0), "other": np.ones(21)})
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    for in_memory in (True, False):
+        module = TimeseriesDataModule(
+            path=str(tmp_path / "s.csv"),
+            time_column="day",
+            target="value",
+            sequence_length=2,
+            batch_size=4,
+            cache_dir=str(tmp_path / "c"),
+            in_memory=in_memory,
+        )
+        with pytest.raises(ConfigValueError, match="13/01/2020"):
+            module.setup("fit")

@@ -292,12 +292,13 @@ def _build(module: TimeseriesDataModule, root: Path, name: str) -> SeriesFiles:
         final = root / name
         try:
             os.rename(work, final)
-        except OSError:  # another run built it meanwhile: theirs is as good
-            found = SeriesFiles.read(final)
-            if found is None:
-                raise
-            shutil.rmtree(work, ignore_errors=True)
-            return found
+        except OSError:  # another run built it meanwhile (theirs is as good), or a damaged
+            found = SeriesFiles.read(final)  # entry is in the way (this one replaces it)
+            if found is not None:
+                shutil.rmtree(work, ignore_errors=True)
+                return found
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(work, final)
         files.folder = final
         _drop_older(root, name)
         return files
@@ -309,6 +310,14 @@ def _build(module: TimeseriesDataModule, root: Path, name: str) -> SeriesFiles:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def _guessed_format(stamps: Any) -> str | None:
+    """The format pandas guesses from the first time in ``stamps`` (None: none found)."""
+    from pandas.tseries.api import guess_datetime_format
+
+    present = stamps.dropna()
+    return guess_datetime_format(str(present.iloc[0])) if len(present) else None
 
 
 def _cache_error(module: TimeseriesDataModule, root: Path, exc: OSError) -> ConfigValueError:
@@ -374,6 +383,7 @@ def _scan(module: TimeseriesDataModule, raw_file: Path) -> _Scan:
     written: list[str] = []
     non_numeric: set[str] = set()
     times = _Times(raw_file.parent) if time_column is not None else None
+    time_format = module.time_format
     infinite: dict[str, tuple[list[str], int]] = {}
     rows = 0
     with open(raw_file, "wb") as out:
@@ -386,7 +396,12 @@ def _scan(module: TimeseriesDataModule, raw_file: Path) -> _Scan:
                 written = [c for c in columns if c != time_column]
             if times is not None:
                 stamps = chunk[time_column]
-                times.add(parse_times(stamps, time_column, module.time_format, module.source, rows))
+                # pandas guesses a format from the first time it reads: the first chunk's
+                # guess is pinned for the rest, as one parse of the whole column would be
+                fmt = module.time_format if rows == 0 else time_format
+                times.add(parse_times(stamps, time_column, fmt, module.source, rows))
+                if rows == 0:
+                    time_format = module.time_format or _guessed_format(stamps)
             block = np.full((len(chunk), len(written)), np.nan)
             for index, column in enumerate(written):
                 values = chunk[column]

@@ -287,12 +287,12 @@ def vectorize_to_disk(
     scratch.mkdir()
     try:
         test_texts = _write(parts, vectorizer, fit, scratch, classes, keep_test_texts)
-        if not (folder / "meta.json").is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry
+        if read_streams(folder, list(parts)) is None:  # absent, incomplete or damaged
+            shutil.rmtree(folder, ignore_errors=True)
             try:
                 os.replace(scratch, folder)
             except OSError:
-                if not (folder / "meta.json").is_file():
+                if read_streams(folder, list(parts)) is None:
                     raise
         shutil.rmtree(scratch, ignore_errors=True)  # another process wrote the entry first
     except BaseException:

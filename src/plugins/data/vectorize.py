@@ -132,7 +132,8 @@ class TokenCounts:
     """How often each token of a full tokenizer (:meth:`TextVectorizer.full_tokenizer`)
     occurs, and each pair of adjacent tokens (``ngrams=2``), over texts added in chunks."""
 
-    #: unique pairs held before the chunks' counts are merged into one table
+    #: unique pairs held unmerged before the chunks' counts are merged into one table (or,
+    #: once that table is larger, as many as it holds: merges stay a constant share)
     _MERGE_AT = 1 << 22
 
     def __init__(self, full: Any, ngrams: int) -> None:
@@ -141,7 +142,8 @@ class TokenCounts:
         self.ngrams = ngrams
         self.counts = np.zeros(len(self.words), dtype=np.int64)
         self._pairs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._held = 0
+        self._merged = 0  # pairs in the merged table (the list's first entry, once merged)
+        self._pending = 0  # pairs of the chunks since
 
     def add(self, flat: np.ndarray, lengths: np.ndarray) -> None:
         """Count the ids of some texts (``flat``, ``lengths`` as :func:`ragged_ids` gives)."""
@@ -152,10 +154,10 @@ class TokenCounts:
         same = rows[:-1] == rows[1:]
         codes = flat[:-1][same] * len(self.words) + flat[1:][same]
         self._pairs.append(np.unique(codes, return_counts=True))
-        self._held += len(self._pairs[-1][0])
-        if len(self._pairs) > 1 and self._held > self._MERGE_AT:
+        self._pending += len(self._pairs[-1][0])
+        if len(self._pairs) > 1 and self._pending > max(self._MERGE_AT, self._merged):
             self._pairs = [self.pairs()]
-            self._held = len(self._pairs[0][0])
+            self._merged, self._pending = len(self._pairs[0][0]), 0
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Each pair seen (``first * len(words) + second``, sorted) and its count."""
@@ -166,9 +168,8 @@ class TokenCounts:
         codes = np.concatenate([codes for codes, _ in self._pairs])
         counts = np.concatenate([counts for _, counts in self._pairs])
         pairs, inverse = np.unique(codes, return_inverse=True)
-        summed = np.zeros(len(pairs), dtype=np.int64)
-        np.add.at(summed, inverse, counts)
-        return pairs, summed
+        summed = np.bincount(inverse, weights=counts, minlength=len(pairs))
+        return pairs, summed.astype(np.int64)
 
 
 class TextVectorizer:

@@ -147,10 +147,7 @@ class Report:
             return paths
         inputs, targets = test
         if probabilities is None:
-            # batches of the data's size: what training held; 512 images of 180x180 took
-            # the run's peak memory
-            batch_size = int((ctx.config.get("data") or {}).get("batch_size") or 512)
-            probabilities = predict_probabilities(model, inputs, batch_size)
+            probabilities = predict_probabilities(model, inputs, _prediction_batch(inputs))
         predicted = probabilities.argmax(dim=1)
         classes = class_names(datamodule, targets, probabilities.shape[1])
         matrix = confusion(targets.numpy(), predicted.numpy(), len(classes))
@@ -291,6 +288,17 @@ def plot_learning_curves(curves: dict[str, dict[str, list[float]]]) -> Figure:
 
 def predict_classes(model: Any, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     return predict_probabilities(model, inputs, batch_size).argmax(dim=1)
+
+
+#: the inputs of one prediction batch: up to 512 samples, fewer of large ones (512 images of
+#: 180x180 took a run's peak memory in the convolutions' activations)
+_PREDICTION_BYTES = 64 << 20
+
+
+def _prediction_batch(inputs: torch.Tensor) -> int:
+    """How many of ``inputs`` to predict at once: 512, or what ``_PREDICTION_BYTES`` holds."""
+    sample = max(1, inputs[0].numel() * inputs.element_size()) if len(inputs) else 1
+    return int(max(1, min(512, _PREDICTION_BYTES // sample)))
 
 
 @torch.no_grad()
