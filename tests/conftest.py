@@ -153,6 +153,35 @@ class _ForkServer:
 _FORK_SERVER = _ForkServer()
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child: a test runner's worker may ignore SIGINT."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_until_first_checkpoint(cwd: Path, *args: str) -> subprocess.Popen:
+    """Start ``python -m pipelines.run *args`` in ``cwd``; return it, still training, once its
+    first ``last.ckpt`` is on disk (for tests that kill or interrupt a run mid-training)."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
+    )
+    deadline = time.monotonic() + 120
+    while not any((cwd / "outputs").rglob("last.ckpt")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    return proc
+
+
 def store_uri(directory: Path) -> str:
     return f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"
 

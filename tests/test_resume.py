@@ -12,39 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mlflow_runs, run_cli, store_uri
+from conftest import default_sigint, mlflow_runs, run_cli, start_until_first_checkpoint, store_uri
 
 #: long enough to be killed mid-training (digits, mlp: ~0.2 s an epoch here)
 EPOCHS = 15
 
 
-def _default_sigint() -> None:
-    """Ctrl-C's default action in the child: a test runner's worker may ignore SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start_until_first_checkpoint(cwd: Path, *args: str) -> subprocess.Popen:
-    """Start a run; return it, still training, once its first ``last.ckpt`` is on disk."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_default_sigint,
-    )
-    deadline = time.monotonic() + 120
-    while not any((cwd / "outputs").rglob("last.ckpt")):
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    return proc
-
-
 def _kill_after_first_checkpoint(cwd: Path, *args: str) -> None:
     """Start a run, and SIGKILL it as soon as its first epoch's checkpoint is on disk."""
-    proc = _start_until_first_checkpoint(cwd, *args)
+    proc = start_until_first_checkpoint(cwd, *args)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -100,7 +76,7 @@ def test_a_run_resumed_after_ctrl_c_keeps_only_its_final_best_checkpoint(
 
     from pipelines.training.run_loader import BEST_CHECKPOINT_TAG
 
-    proc = _start_until_first_checkpoint(workdir, f"trainer.max_epochs={EPOCHS}")
+    proc = start_until_first_checkpoint(workdir, f"trainer.max_epochs={EPOCHS}")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     uri = store_uri(workdir)
@@ -192,7 +168,7 @@ def test_rerun_takes_overrides(workdir: Path) -> None:
 
 
 def test_a_run_still_training_is_not_resumed_a_second_time(workdir: Path) -> None:
-    proc = _start_until_first_checkpoint(workdir, "trainer.max_epochs=1000")
+    proc = start_until_first_checkpoint(workdir, "trainer.max_epochs=1000")
     try:
         (running,) = mlflow_runs(store_uri(workdir))  # still training: 1000 epochs
         second = run_cli(module="pipelines.resume", args=[running.info.run_id], cwd=workdir)
@@ -266,7 +242,7 @@ def test_ctrl_c_ends_the_run_killed_with_the_shells_exit_code(workdir: Path) -> 
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.run", "trainer.max_epochs=1000"],
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(workdir.glob("outputs/runs/*/*/checkpoints/last.ckpt")):

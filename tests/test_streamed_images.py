@@ -18,8 +18,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import torch
 from PIL import Image
 
 import pipelines
-from conftest import mlflow_runs, run_cli, store_uri
+from conftest import mlflow_runs, run_cli, start_until_first_checkpoint, store_uri
 from pipelines.errors import ConfigValueError, DataNotFoundError
 from pipelines.training.tensor_loader import TensorBatches
 from plugins.data.image_folder import ImageFolderDataModule
@@ -201,24 +199,6 @@ def test_the_memory_budget(monkeypatch) -> None:
 # -- resume, the Python API and the report on a streamed run ----------------------------------
 
 
-def start_until_first_checkpoint(cwd: Path, args: list[str]) -> subprocess.Popen:
-    """Start a run; return it, still training, once its first ``last.ckpt`` is on disk."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not any((cwd / "outputs").rglob("last.ckpt")):
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    return proc
-
-
 def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     from mlflow import MlflowClient
 
@@ -234,7 +214,7 @@ def test_a_streamed_run_killed_after_its_first_epoch_resumes_as_if_never_stopped
     args = run_args(trained["root"], [*trained["limit"], "data.memory_budget=10KB"])
     killed = tmp_path / "killed"
     killed.mkdir()
-    proc = start_until_first_checkpoint(killed, args)
+    proc = start_until_first_checkpoint(killed, *args)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     uri = store_uri(killed)

@@ -13,16 +13,13 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import FAST, mlflow_runs, run_cli, store_uri
+from conftest import FAST, mlflow_runs, run_cli, start_until_first_checkpoint, store_uri
 from pipelines.errors import ConfigValueError, PipelineError
 from plugins.data import streamed_series
 from plugins.data.timeseries import TimeseriesDataModule
@@ -388,18 +385,7 @@ def test_a_killed_streamed_run_resumes_as_if_never_stopped(tmp_path: Path) -> No
     whole.mkdir(), killed.mkdir()
     assert run_cli(args, whole).returncode == 0
     (reference,) = mlflow_runs(store_uri(whole))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", *args],
-        cwd=killed,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not any((killed / "outputs").rglob("last.ckpt")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    proc = start_until_first_checkpoint(killed, *args)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (stopped,) = mlflow_runs(store_uri(killed))
