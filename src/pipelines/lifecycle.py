@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines import registry
 from pipelines.checks.before_run import before_run
-from pipelines.checks.later_stages import check_later_stages
+from pipelines.checks.later_stages import then_check_later_stages
 from pipelines.config import flatten
 from pipelines.context import RunContext
 from pipelines.errors import TrainingDiverged, disk_full_before_run_error, disk_full_error
@@ -180,10 +180,7 @@ def _before_run(context: RunContext, plugins: list[Any]) -> None:
         if hook is None:
             continue
         context.stage_key = f"pipeline.stages.{index}"
-        before = (context.model, context.datamodule)
-        hook(context)
-        if context.model is not before[0] or context.datamodule is not before[1]:
-            check_later_stages(context, plugins, index)
+        then_check_later_stages(context, plugins, index, hook)
     context.stage_key = "pipeline.stages"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines.checks.later_stages import check_later_stages
+from pipelines.checks.later_stages import then_check_later_stages
 from pipelines.context import RunContext
 from pipelines.errors import PipelineError, TrainingDiverged, report_error
 from pipelines.lifecycle import chosen, tracked_run
@@ -122,10 +122,7 @@ def run_stage(ctx: RunContext, stages: list[Any], index: int, name: str) -> None
     log.info("stage %s: %s", index, name)
     ctx.stage_key = f"pipeline.stages.{index}"
     started, cpu_started = time.perf_counter(), time.process_time()
-    before = (ctx.model, ctx.datamodule)
-    stages[index].run(ctx)
-    if ctx.model is not before[0] or ctx.datamodule is not before[1]:
-        check_later_stages(ctx, stages, index)
+    then_check_later_stages(ctx, stages, index, stages[index].run)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     ctx.tracker.log_metrics(
         {f"time/{name}_seconds": seconds, f"time/{name}_cpu_seconds": cpu_seconds}, step=index

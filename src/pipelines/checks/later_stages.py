@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.context import RunContext
@@ -25,3 +26,14 @@ def check_later_stages(ctx: RunContext, stages: list[Any], done: int) -> None:
                 check(ctx)
     finally:
         ctx.stage_key = running
+
+
+def then_check_later_stages(
+    ctx: RunContext, stages: list[Any], index: int, step: Callable[[RunContext], None]
+) -> None:
+    """``step(ctx)``, a hook of ``stages[index]`` (``before_run`` or ``run``); where it built
+    or replaced the model or data, every later stage checks them before the next one runs."""
+    before = (ctx.model, ctx.datamodule)
+    step(ctx)
+    if ctx.model is not before[0] or ctx.datamodule is not before[1]:
+        check_later_stages(ctx, stages, index)
