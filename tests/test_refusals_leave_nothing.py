@@ -173,3 +173,12 @@ def test_a_forked_child_lets_go_of_the_run_lock(tmp_path: Path) -> None:
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_blank_lines_before_a_table_do_not_make_it_empty(tmp_path: Path) -> None:
+    """pandas skips blank lines: the header is the first line holding text."""
+    from plugins.data.tabular import read_table
+
+    table = _table(tmp_path / "t.csv", "\n\na,b,price\n1,2,3\n4,5,6\n")
+    frame = read_table(table, None)
+    assert list(frame.columns) == ["a", "b", "price"] and len(frame) == 2

@@ -92,8 +92,8 @@ def disk_full_error(
     exc: BaseException, run_id: str | None, output_dir: Path
 ) -> PipelineError | None:
     """A full disk (or quota) while the run wrote a checkpoint, a figure or the store, as
-    one paragraph that says the work done is kept and how to continue it; None for any
-    other error. It was a 70-220-line traceback from deep inside torch or fsspec."""
+    one paragraph that says the work done is kept and how to continue it, instead of a
+    traceback from deep inside torch or fsspec; None for any other error."""
     full = _full_disk(exc)
     if full is None:
         return None

@@ -564,7 +564,7 @@ def read_table(path: Path, header: bool | None, setting: str | None = "data.path
         first = _first_line(path)
     if not first.strip():
         raise DataNotFoundError(
-            f"{path} is empty: its first line holds no columns. Set 'data.path' to a CSV of "
+            f"{path} is empty: it holds no text. Set 'data.path' to a CSV of "
             "numeric features and a target, one row per sample, or write the rows into it."
         )
     separator = "," if "," in first else r"\s+"
@@ -590,7 +590,8 @@ _DECOMPRESSING_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 def _first_line(path: Path) -> str:
-    """The first line of the table's text, decompressed as ``pandas.read_csv`` will."""
+    """The first line of the table's text that holds any (``pandas.read_csv`` skips blank
+    lines), decompressed as it will be; empty where the file holds no text."""
     suffix = path.suffix.lower()
     if suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
@@ -601,10 +602,11 @@ def _first_line(path: Path) -> str:
                     "one. Unzip it and set 'data.path' to the table inside."
                 )
             with archive.open(members[0]) as raw:
-                return raw.readline().decode("utf-8", errors="replace")
+                lines = (line.decode("utf-8", errors="replace") for line in raw)
+                return next((line for line in lines if line.strip()), "")
     opener = _DECOMPRESSING_OPENERS.get(suffix, open)
     with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        return handle.readline()
+        return next((line for line in handle if line.strip()), "")
 
 
 def _is_number(text: str) -> bool:
