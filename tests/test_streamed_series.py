@@ -409,7 +409,7 @@ def test_under_ddp_each_rank_trains_on_its_shard_on_either_path(
     for module, name in ((in_memory, timeseries), (streamed, streamed_series)):
         per_rank = []
         for rank in (0, 1):
-            monkeypatch.setattr(name, "distributed_shard", lambda rank=rank: (rank, 2))
+            monkeypatch.setattr(name, "distributed_shard", lambda split, rank=rank: (rank, 2))
             loader = module.train_dataloader()
             per_rank.append(torch.cat([targets for _, targets in loader]))
         shards[name.__name__] = per_rank

@@ -202,7 +202,7 @@ class TensorSplitLoaders(SplitLoaders):
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         inputs, targets = self.splits[split]
-        rank, world_size = distributed_shard() if split == "train" else (0, 1)
+        rank, world_size = distributed_shard(split)
         per_call = self._batches_per_call(split)
         return TensorBatches(
             inputs,
@@ -232,10 +232,12 @@ def shard_order(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor
     return padded[: size * world_size][rank::world_size]
 
 
-def distributed_shard() -> tuple[int, int]:
-    """(rank, world size) of the running process group; (0, 1) outside distributed training."""
+def distributed_shard(split: str) -> tuple[int, int]:
+    """(rank, world size) to shard ``split`` by: the running process group's for training;
+    (0, 1) outside distributed training and for validation and test, which every rank reads
+    whole (their metrics exact and the same on every rank, with no reduction)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if split == "train" and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -559,9 +559,7 @@ class ImageFolderDataModule(InMemoryImageData):
             if trainer is not None
             else torch.cuda.is_available()
         )
-        # under DDP each rank trains on its shard, as the in-memory path's ranks do;
-        # validation and test are read whole by every rank (exact metrics, no reduction)
-        rank, world_size = distributed_shard() if split == "train" else (0, 1)
+        rank, world_size = distributed_shard(split)
         files = ImageFiles(paths, labels, self.image_size, self.color_mode, decode_image)
         batches = StreamedBatches(
             files,

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pipelines.api import ConfigValueError
 
@@ -140,3 +140,13 @@ def choose_data_path(
         )
     log.info("%s: %s: %s", plugin, why, kept if fits else streamed)
     return "in_memory" if fits else "streamed"
+
+
+def count_stream_lines(stream: IO[bytes]) -> int:
+    """Lines of a binary ``stream`` (its ``\\n`` bytes, and a last line without one), read
+    in blocks at disk speed: how many texts or rows a file holds, before it is parsed."""
+    lines, last = 0, b"\n"
+    while block := stream.read(1 << 20):
+        lines += block.count(b"\n")
+        last = block[-1:]
+    return lines + (last != b"\n")

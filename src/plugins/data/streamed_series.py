@@ -50,7 +50,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipelines.api import ConfigValueError, DataNotFoundError, distributed_shard, shard_order
-from plugins.data.memory_budget import format_bytes
+from plugins.data.memory_budget import count_stream_lines, format_bytes
 
 if TYPE_CHECKING:
     from plugins.data.timeseries import TimeseriesDataModule
@@ -77,14 +77,8 @@ _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 def count_rows(path: Path) -> int:
     """The data rows of the CSV at ``path``: its lines (decompressed as pandas reads a
     ``.gz``, ``.bz2``, ``.xz`` or ``.zip``) minus the header, counted at disk speed."""
-    lines, last = 0, b"\n"
     with _open_bytes(path) as handle:
-        while block := handle.read(1 << 20):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    if last != b"\n":  # the last line has no newline
-        lines += 1
-    return max(0, lines - 1)
+        return max(0, count_stream_lines(handle) - 1)
 
 
 @contextlib.contextmanager
@@ -805,7 +799,6 @@ def window_loader(module: TimeseriesDataModule, split: str, shuffle: bool) -> Wi
     windows = SeriesWindows(
         module.stream, first, count, offsets, module.delay, module.window_relative
     )
-    # under DDP each rank trains on its shard; validation and test are read whole
-    rank, world_size = distributed_shard() if split == "train" else (0, 1)
+    rank, world_size = distributed_shard(split)
     order = WindowOrder(count, module.batch_size, shuffle, module.seed, rank, world_size)
     return WindowLoader(windows, order)

@@ -53,7 +53,7 @@ from pipelines.api import (
     no_validation_data,
     unreadable_file_error,
 )
-from plugins.data.memory_budget import choose_data_path
+from plugins.data.memory_budget import choose_data_path, count_stream_lines
 from plugins.data.vectorize import Encoded, TextVectorizer, TokenCounts, ragged_ids
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,9 @@ def bag_width(settings: Any, text_bytes: int) -> int:
 
 
 def count_lines(path: Path) -> int:
-    """Lines of ``path`` (its ``\\n`` bytes, and a last line without one), read in blocks."""
-    lines, last = 0, b"\n"
+    """Lines of ``path``, counted without parsing it."""
     with path.open("rb") as stream:
-        while block := stream.read(1 << 24):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+        return count_stream_lines(stream)
 
 
 # -- one split's ids on disk ---------------------------------------------------------------
@@ -538,7 +534,7 @@ class StreamedTextSplits:
         if self.data_path != "streamed":
             return super()._batches(split, shuffle)
         assert self.vectorizer is not None
-        rank, world_size = distributed_shard() if split == "train" else (0, 1)
+        rank, world_size = distributed_shard(split)
         per_call = self._batches_per_call(split)
         return StreamedTextBatches(
             self.streams[split],

@@ -647,14 +647,19 @@ def _read_labelled_text(path: Path, setting: str = "data.path") -> str:
     PermissionError traceback names no fix (``is_file()`` itself raises it when a folder
     above may not be searched)."""
     with reading_data_file(path, "put an intact copy in its place", setting):
-        if path.is_dir():
-            raise folder_given_error(path, setting, _LABELLED_FILE)
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"The labelled text file {path} does not exist. Point `{setting}=` at "
-                f"{_LABELLED_FILE}."
-            )
+        _require_labelled_file(path, setting)
         return read_text(path)
+
+
+def _require_labelled_file(path: Path, setting: str) -> None:
+    """One paragraph for a folder or a missing file where ``setting`` names a labelled
+    text file (called where a refused permission is already one paragraph)."""
+    if path.is_dir():
+        raise folder_given_error(path, setting, _LABELLED_FILE)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"The labelled text file {path} does not exist. Point `{setting}=` at {_LABELLED_FILE}."
+        )
 
 
 #: what ``data.path`` (and ``data.test_path``) must name
@@ -757,13 +762,7 @@ class LabelledFile:
         self.path, self.setting = path, setting
         self.text_column, self.label_column = text_column, label_column
         with self._reading():
-            if path.is_dir():
-                raise folder_given_error(path, setting, _LABELLED_FILE)
-            if not path.is_file():
-                raise DataNotFoundError(
-                    f"The labelled text file {path} does not exist. Point `{setting}=` at "
-                    f"{_LABELLED_FILE}."
-                )
+            _require_labelled_file(path, setting)
             self.encoding = _text_encoding(path)
             with self._open("\n") as stream:
                 first_line = stream.readline().rstrip("\n").rstrip("\r")

@@ -678,8 +678,7 @@ class TimeseriesDataModule(SplitLoaders, L.LightningDataModule):
             return streamed_series.window_loader(self, split, shuffle)
         assert self.series is not None and self.target is not None
         offsets = torch.arange(self.sequence_length, dtype=torch.int64) * self.sampling_rate
-        # under DDP each rank trains on its shard; validation and test are read whole
-        rank, world_size = distributed_shard() if split == "train" else (0, 1)
+        rank, world_size = distributed_shard(split)
         return WindowBatches(
             self.series,
             self.target,
